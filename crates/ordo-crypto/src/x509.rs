@@ -130,3 +130,47 @@ pub fn sanitize_certificate(cert_der: &[u8], issuer_curve: Curve) -> Result<Vec<
     write_tlv(&mut out, TAG_SEQUENCE, &inner);
     Ok(out)
 }
+
+/// Verifies the signature of an X.509 structure (certificate or CRL) made by `issuer`: `tbs` is
+/// the raw to-be-signed DER, `sig_alg` the signature algorithm OID in dotted form. Unlike
+/// [`PublicKey::verify`], high-S is accepted here, as Go's `CheckSignature` accepts it: certificate
+/// malleability is handled by sanitizing, not by refusing.
+pub fn verify_signed_data(
+    issuer: &PublicKey,
+    sig_alg: &str,
+    tbs: &[u8],
+    signature: &[u8],
+) -> Result<(), CryptoError> {
+    use ring::signature as rs;
+    let alg: &'static dyn rs::VerificationAlgorithm = match (sig_alg, issuer.curve()) {
+        (OID_ECDSA_SHA256, Curve::P256) => &rs::ECDSA_P256_SHA256_ASN1,
+        (OID_ECDSA_SHA384, Curve::P256) => &rs::ECDSA_P256_SHA384_ASN1,
+        (OID_ECDSA_SHA256, Curve::P384) => &rs::ECDSA_P384_SHA256_ASN1,
+        (OID_ECDSA_SHA384, Curve::P384) => &rs::ECDSA_P384_SHA384_ASN1,
+        (other, curve) => {
+            return Err(CryptoError::UnsupportedKey(format!(
+                "signature algorithm {other} with a {curve:?} issuer key"
+            )));
+        }
+    };
+    rs::UnparsedPublicKey::new(alg, issuer.point())
+        .verify(tbs, signature)
+        .map_err(|_| CryptoError::BadSignature)
+}
+
+/// Splits a signed X.509 structure (`SEQUENCE { tbs, algorithm, BIT STRING signature }`, the
+/// shape of certificates and CRLs) into the raw TBS DER and the signature bytes.
+pub fn split_signed(der: &[u8]) -> Result<(&[u8], &[u8]), CryptoError> {
+    let bad = |m: &str| CryptoError::Certificate(m.to_string());
+    let outer = read_tlv(der).map_err(|_| bad("malformed signed structure"))?;
+    if outer.tag != TAG_SEQUENCE {
+        return Err(bad("signed structure is not a SEQUENCE"));
+    }
+    let tbs = read_tlv(outer.contents).map_err(|_| bad("malformed to-be-signed part"))?;
+    let alg = read_tlv(tbs.rest).map_err(|_| bad("malformed signature algorithm"))?;
+    let sig = read_tlv(alg.rest).map_err(|_| bad("malformed signature value"))?;
+    match sig.contents.split_first() {
+        Some((0, bits)) if sig.tag == TAG_BIT_STRING => Ok((tbs.whole, bits)),
+        _ => Err(bad("signature value is not a whole-byte BIT STRING")),
+    }
+}
