@@ -7,6 +7,7 @@ use crate::MspError;
 
 const OID_EKU_SERVER_AUTH: &str = "1.3.6.1.5.5.7.3.1";
 const OID_EKU_ANY: &str = "2.5.29.37.0";
+const OID_EKU_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
 // Go treats the legacy server-gated-crypto usages as implying server authentication.
 const OID_EKU_NETSCAPE_SGC: &str = "2.16.840.1.113730.4.1";
 const OID_EKU_MICROSOFT_SGC: &str = "1.3.6.1.4.1.311.10.3.3";
@@ -116,7 +117,7 @@ impl Cert {
                         oids.push(OID_EKU_SERVER_AUTH.to_string());
                     }
                     if eku.client_auth {
-                        oids.push("1.3.6.1.5.5.7.3.2".to_string());
+                        oids.push(OID_EKU_CLIENT_AUTH.to_string());
                     }
                     oids.extend(eku.other.iter().map(|o| o.to_id_string()));
                     c.ext_key_usage = Some(oids);
@@ -223,6 +224,23 @@ impl Cert {
                 )
             }),
         }
+    }
+
+    /// Whether the EKU extension allows client authentication (absent: any usage).
+    pub(crate) fn allows_client_auth(&self) -> bool {
+        match &self.ext_key_usage {
+            None => true,
+            Some(oids) => oids
+                .iter()
+                .any(|o| matches!(o.as_str(), OID_EKU_ANY | OID_EKU_CLIENT_AUTH)),
+        }
+    }
+
+    /// Whether the EKU extension lists anyExtendedKeyUsage.
+    pub(crate) fn allows_any_usage(&self) -> bool {
+        self.ext_key_usage
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|o| o == OID_EKU_ANY))
     }
 
     pub(crate) fn valid_at(&self, t: i64) -> bool {

@@ -20,6 +20,7 @@
 //! This crate touches the disk only to read MSP folders, and never the network.
 
 mod cert;
+pub mod chain;
 mod error;
 mod identity;
 pub mod local;

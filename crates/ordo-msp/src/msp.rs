@@ -9,6 +9,7 @@ use ordo_proto::msp::{FabricMspConfig, FabricOuIdentifier, MspConfig, Serialized
 use prost::Message;
 
 use crate::cert::strip_zeros;
+use crate::chain::{KeyUsage, Pool, verify_chains};
 use crate::{Cert, Identity, MspError};
 
 /// Fabric's MSP type for X.509 MSPs (`MSPConfig.type`); 1 is Idemix, which Ordo does not support.
@@ -75,12 +76,6 @@ struct Crl {
     der: Vec<u8>,
 }
 
-/// Which certificates a chain may be built from.
-struct Pool<'a> {
-    roots: &'a [Arc<Cert>],
-    intermediates: &'a [Arc<Cert>],
-}
-
 /// An X.509 membership service provider. See the crate documentation for what it decides.
 pub struct Msp {
     name: Arc<str>,
@@ -127,117 +122,9 @@ fn validation_time(cert: &Cert) -> i64 {
     cert.not_before.saturating_add(1)
 }
 
-/// Go's `alreadyInChain`, without the SAN comparison: a candidate with the subject and key of a
-/// certificate already in the chain would make a loop.
-fn already_in_chain(candidate: &Cert, leaf: &Cert, chain: &[Arc<Cert>]) -> bool {
-    std::iter::once(leaf)
-        .chain(chain.iter().map(|c| &**c))
-        .any(|c| c.subject_raw == candidate.subject_raw && c.public_key == candidate.public_key)
-}
-
-/// Every chain from `leaf` to a root of `pool`, as Go's `x509.Certificate.Verify` finds them with
-/// `CurrentTime = t` and no key usage asked for (which means server authentication). Each chain
-/// lists the certificates above the leaf, issuer first; an empty chain means the leaf is itself a
-/// root of the pool.
-fn verify_chains(leaf: &Cert, pool: &Pool<'_>, t: i64) -> Result<Vec<Vec<Arc<Cert>>>, String> {
-    if !leaf.valid_at(t) {
-        return Err("x509: certificate has expired or is not yet valid".to_string());
-    }
-    let mut chains = if pool.roots.iter().any(|r| r.der() == leaf.der()) {
-        vec![Vec::new()]
-    } else {
-        let mut out = Vec::new();
-        let mut last_err = None;
-        build_chains(
-            leaf,
-            leaf,
-            &mut Vec::new(),
-            pool,
-            t,
-            &mut out,
-            &mut last_err,
-            &mut 0,
-        );
-        if out.is_empty() {
-            return Err(last_err
-                .unwrap_or_else(|| "x509: certificate signed by unknown authority".to_string()));
-        }
-        out
-    };
-    chains
-        .retain(|chain| leaf.allows_server_auth() && chain.iter().all(|c| c.allows_server_auth()));
-    if chains.is_empty() {
-        return Err("x509: certificate specifies an incompatible key usage".to_string());
-    }
-    Ok(chains)
-}
-
-/// Go's bound on signature checks while building chains.
-const MAX_SIGNATURE_CHECKS: usize = 100;
-
-#[allow(clippy::too_many_arguments)]
-fn build_chains(
-    leaf: &Cert,
-    cert: &Cert,
-    current: &mut Vec<Arc<Cert>>,
-    pool: &Pool<'_>,
-    t: i64,
-    out: &mut Vec<Vec<Arc<Cert>>>,
-    last_err: &mut Option<String>,
-    sig_checks: &mut usize,
-) {
-    let candidates = pool
-        .roots
-        .iter()
-        .map(|c| (true, c))
-        .chain(pool.intermediates.iter().map(|c| (false, c)))
-        .filter(|(_, c)| c.subject_raw == cert.issuer_raw);
-    for (is_root, candidate) in candidates {
-        if already_in_chain(candidate, leaf, current) {
-            continue;
-        }
-        *sig_checks += 1;
-        if *sig_checks > MAX_SIGNATURE_CHECKS {
-            *last_err = Some(
-                "x509: signature check attempts limit reached while verifying certificate chain"
-                    .to_string(),
-            );
-            return;
-        }
-        if !candidate.may_issue() || !cert.is_signed_by(candidate) {
-            last_err
-                .get_or_insert_with(|| "x509: certificate signed by unknown authority".to_string());
-            continue;
-        }
-        if !candidate.valid_at(t) {
-            *last_err = Some("x509: certificate has expired or is not yet valid".to_string());
-            continue;
-        }
-        if !is_root && !candidate.is_ca() {
-            *last_err =
-                Some("x509: certificate is not authorized to sign other certificates".to_string());
-            continue;
-        }
-        if let Some(max) = candidate.max_path_len {
-            // `current` holds the intermediates already between the leaf and this candidate.
-            if current.len() > max as usize {
-                *last_err = Some("x509: too many intermediates for path length constraint".into());
-                continue;
-            }
-        }
-        current.push(candidate.clone());
-        if is_root {
-            out.push(current.clone());
-        } else if current.len() < 16 {
-            build_chains(leaf, candidate, current, pool, t, out, last_err, sig_checks);
-        }
-        current.pop();
-    }
-}
-
 /// Fabric's `getUniqueValidationChain`: exactly one chain, or an error.
 fn unique_chain(cert: &Cert, pool: &Pool<'_>) -> Result<Vec<Arc<Cert>>, String> {
-    let mut chains = verify_chains(cert, pool, validation_time(cert))
+    let mut chains = verify_chains(cert, pool, validation_time(cert), KeyUsage::ServerAuth)
         .map_err(|e| format!("the supplied identity is not valid: {e}"))?;
     if chains.len() != 1 {
         return Err(format!(
