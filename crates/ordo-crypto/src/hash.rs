@@ -20,6 +20,22 @@ pub fn sha256_concat(parts: &[&[u8]]) -> Sha256Digest {
     out
 }
 
+/// A fresh 24-byte random nonce, the size Fabric's `crypto.GetRandomNonce` makes.
+pub fn random_nonce() -> [u8; 24] {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut n = [0u8; 24];
+    // The system RNG failing is not recoverable for a signer; an all-zero nonce would silently
+    // weaken tx ids, so fall back to hashing the time rather than leave it zero.
+    if SystemRandom::new().fill(&mut n).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        n.copy_from_slice(&sha256(&t.to_be_bytes())[..24]);
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,4 +22,4 @@ pub mod x509;
 
 pub use ecdsa::{Curve, PublicKey, SigningKey, is_low_s, to_low_s};
 pub use error::CryptoError;
-pub use hash::{Sha256Digest, sha256, sha256_concat};
+pub use hash::{Sha256Digest, random_nonce, sha256, sha256_concat};

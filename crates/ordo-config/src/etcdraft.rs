@@ -1,0 +1,276 @@
+//! The etcdraft parts of a channel configuration: Raft options, consenters and the checks Fabric
+//! applies to them (`orderer/consensus/etcdraft/util.go` `VerifyConfigMetadata`,
+//! `validateConsenterTLSCerts`, `MetadataHasDuplication`, `membership.go`
+//! `ComputeMembershipChanges`).
+
+use std::sync::Arc;
+
+use ordo_msp::Cert;
+use ordo_msp::chain::{ChainError, KeyUsage, Pool, verify_chains, verify_chains_any_leaf_time};
+use ordo_proto::etcdraft::{ConfigMetadata, Consenter};
+
+use crate::ConfigError;
+use crate::duration::parse_go_duration;
+
+/// The TLS CAs of a channel's orderer organizations: what consenter certificates must chain to.
+#[derive(Debug, Default, Clone)]
+pub struct TlsPools {
+    pub roots: Vec<Arc<Cert>>,
+    pub intermediates: Vec<Arc<Cert>>,
+}
+
+impl TlsPools {
+    /// Builds the pools from PEM entries as configured in the orderer orgs' MSPs (the first PEM
+    /// block of each entry).
+    pub fn from_pem<'a>(
+        roots: impl IntoIterator<Item = &'a [u8]>,
+        intermediates: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Self, ConfigError> {
+        let parse = |which: &str, pem: &[u8]| {
+            Cert::from_pem(pem)
+                .map(Arc::new)
+                .map_err(|e| ConfigError::Invalid(format!("parsing tls {which} certs: {e}")))
+        };
+        Ok(TlsPools {
+            roots: roots
+                .into_iter()
+                .map(|p| parse("root", p))
+                .collect::<Result<_, _>>()?,
+            intermediates: intermediates
+                .into_iter()
+                .map(|p| parse("intermediate", p))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// Go's big-endian integer as decimal (Fabric prints serial numbers with `%d`).
+fn decimal(be: &[u8]) -> String {
+    let mut digits = vec![0u8]; // little-endian base-10
+    for &byte in be {
+        let mut carry = u32::from(byte);
+        for d in digits.iter_mut() {
+            let v = u32::from(*d) * 256 + carry;
+            *d = (v % 10) as u8;
+            carry = v / 10;
+        }
+        while carry > 0 {
+            digits.push((carry % 10) as u8);
+            carry /= 10;
+        }
+    }
+    digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
+}
+
+/// Fabric's `validateConsenterTLSCerts`: both the client and the server certificate (PEM) must
+/// chain, at `now`, to the orderer orgs' TLS CAs for client or server authentication. With
+/// `ignore_expiration`, only the leaf's own validity period is forgiven.
+pub fn validate_consenter_certs(
+    c: &Consenter,
+    pools: &TlsPools,
+    now: i64,
+    ignore_expiration: bool,
+) -> Result<(), String> {
+    let pool = Pool {
+        roots: &pools.roots,
+        intermediates: &pools.intermediates,
+    };
+    for (which, pem) in [
+        ("client", &c.client_tls_cert),
+        ("server", &c.server_tls_cert),
+    ] {
+        let cert = Cert::from_pem(pem)
+            .map_err(|e| format!("parsing tls {which} cert of {}:{}: {e}", c.host, c.port))?;
+        match verify_chains(&cert, &pool, now, KeyUsage::ClientOrServerAuth) {
+            Ok(_) => {}
+            Err(ChainError::LeafExpired) if ignore_expiration => {
+                // Everything but the leaf's own validity period still has to hold.
+                verify_chains_any_leaf_time(&cert, &pool, now, KeyUsage::ClientOrServerAuth)
+                    .map_err(|e| {
+                        format!(
+                            "verifying tls {which} cert with serial number {}: {e}",
+                            decimal(cert.serial())
+                        )
+                    })?;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "verifying tls {which} cert with serial number {}: {e}",
+                    decimal(cert.serial())
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fabric's `MetadataHasDuplication`: no certificate may appear in two consenters (one consenter
+/// may use the same certificate as client and server).
+pub fn check_duplicates(md: &ConfigMetadata) -> Result<(), String> {
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for c in &md.consenters {
+        let (server, client) = (&c.server_tls_cert[..], &c.client_tls_cert[..]);
+        if seen.contains(&server) || seen.contains(&client) {
+            return Err(format!(
+                "duplicate consenter: server cert: {}, client cert: {}",
+                String::from_utf8_lossy(server),
+                String::from_utf8_lossy(client)
+            ));
+        }
+        seen.push(server);
+        seen.push(client);
+    }
+    Ok(())
+}
+
+/// Fabric's `VerifyConfigMetadata` (consenter expiry ignored).
+pub fn verify_config_metadata(
+    md: &ConfigMetadata,
+    pools: &TlsPools,
+    now: i64,
+) -> Result<(), String> {
+    let Some(o) = &md.options else {
+        return Err("nil Raft config metadata options".to_string());
+    };
+    if o.heartbeat_tick == 0 || o.election_tick == 0 || o.max_inflight_blocks == 0 {
+        return Err(format!(
+            "none of HeartbeatTick ({}), ElectionTick ({}) and MaxInflightBlocks ({}) can be zero",
+            o.heartbeat_tick, o.election_tick, o.max_inflight_blocks
+        ));
+    }
+    if o.election_tick <= o.heartbeat_tick {
+        return Err(format!(
+            "ElectionTick ({}) must be greater than HeartbeatTick ({})",
+            o.election_tick, o.heartbeat_tick
+        ));
+    }
+    match parse_go_duration(&o.tick_interval) {
+        Err(e) => {
+            return Err(format!(
+                "failed to parse TickInterval ({}) to time duration: {e}",
+                o.tick_interval
+            ));
+        }
+        Ok(0) => return Err("TickInterval cannot be zero".to_string()),
+        Ok(_) => {}
+    }
+    if md.consenters.is_empty() {
+        return Err("empty consenter set".to_string());
+    }
+    for c in &md.consenters {
+        validate_consenter_certs(c, pools, now, true).map_err(|e| {
+            format!(
+                "consenter {}:{} has invalid certificate: {e}",
+                c.host, c.port
+            )
+        })?;
+    }
+    check_duplicates(md)
+}
+
+/// What an update does to the consenter set. Consenters are told apart by the exact bytes of
+/// their client TLS certificate, as Fabric does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsenterChange {
+    None,
+    Add(Consenter),
+    Remove(Consenter),
+    /// One consenter replaced by another (a certificate rotation): the new one keeps the Raft id.
+    Rotate {
+        old: Consenter,
+        new: Consenter,
+    },
+}
+
+/// Fabric's `ComputeMembershipChanges` on two consenter lists: at most one addition and one
+/// removal per update.
+pub fn consenter_change(old: &[Consenter], new: &[Consenter]) -> Result<ConsenterChange, String> {
+    let added: Vec<&Consenter> = new
+        .iter()
+        .filter(|n| !old.iter().any(|o| o.client_tls_cert == n.client_tls_cert))
+        .collect();
+    let removed: Vec<&Consenter> = old
+        .iter()
+        .filter(|o| !new.iter().any(|n| n.client_tls_cert == o.client_tls_cert))
+        .collect();
+    match (added.as_slice(), removed.as_slice()) {
+        ([], []) => Ok(ConsenterChange::None),
+        ([a], []) => Ok(ConsenterChange::Add((*a).clone())),
+        ([], [r]) => Ok(ConsenterChange::Remove((*r).clone())),
+        ([a], [r]) => Ok(ConsenterChange::Rotate {
+            old: (*r).clone(),
+            new: (*a).clone(),
+        }),
+        (a, r) => Err(format!(
+            "update of more than one consenter at a time is not supported, requested changes: add {} node(s), remove {} node(s)",
+            a.len(),
+            r.len()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_serials() {
+        assert_eq!(decimal(&[]), "0");
+        assert_eq!(decimal(&[0x01, 0x00]), "256");
+        assert_eq!(
+            decimal(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            "18446744073709551615"
+        );
+    }
+
+    fn consenter(n: u8) -> Consenter {
+        Consenter {
+            host: "h".into(),
+            port: u32::from(n),
+            client_tls_cert: vec![n].into(),
+            server_tls_cert: vec![n].into(),
+        }
+    }
+
+    #[test]
+    fn one_change_at_a_time() {
+        let old = [consenter(1), consenter(2), consenter(3)];
+        assert_eq!(consenter_change(&old, &old), Ok(ConsenterChange::None));
+        let add = [consenter(1), consenter(2), consenter(3), consenter(4)];
+        assert_eq!(
+            consenter_change(&old, &add),
+            Ok(ConsenterChange::Add(consenter(4)))
+        );
+        assert_eq!(
+            consenter_change(&old, &old[..2]),
+            Ok(ConsenterChange::Remove(consenter(3)))
+        );
+        let rot = [consenter(1), consenter(2), consenter(9)];
+        assert_eq!(
+            consenter_change(&old, &rot),
+            Ok(ConsenterChange::Rotate {
+                old: consenter(3),
+                new: consenter(9)
+            })
+        );
+        assert_eq!(
+            consenter_change(&old, &old[..1]).unwrap_err(),
+            "update of more than one consenter at a time is not supported, requested changes: add 0 node(s), remove 2 node(s)"
+        );
+    }
+
+    #[test]
+    fn duplicate_certificates_across_consenters_are_refused() {
+        let mut md = ConfigMetadata {
+            consenters: vec![consenter(1), consenter(2)],
+            options: None,
+        };
+        check_duplicates(&md).unwrap();
+        md.consenters[1].server_tls_cert = vec![1].into();
+        assert!(
+            check_duplicates(&md)
+                .unwrap_err()
+                .starts_with("duplicate consenter")
+        );
+    }
+}
