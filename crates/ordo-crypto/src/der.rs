@@ -1,12 +1,14 @@
 //! Just enough DER to read and write what Fabric's Go code reads and writes with `encoding/asn1`:
-//! ECDSA signatures and the outer layer of a certificate. Parsing follows Go's rules (minimal
+//! ECDSA signatures, the outer layer of a certificate, and block headers (the writers are public
+//! for the latter). Parsing follows Go's rules (minimal
 //! lengths and integers, no indefinite lengths) so that we accept and reject the same bytes.
 
 use crate::CryptoError;
 
 const TAG_INTEGER: u8 = 0x02;
-pub(crate) const TAG_BIT_STRING: u8 = 0x03;
-pub(crate) const TAG_SEQUENCE: u8 = 0x30;
+pub const TAG_BIT_STRING: u8 = 0x03;
+pub const TAG_SEQUENCE: u8 = 0x30;
+pub const TAG_OCTET_STRING: u8 = 0x04;
 
 /// One TLV read from the front of `input`: its tag, its contents, the whole encoding and what
 /// follows it.
@@ -108,7 +110,7 @@ pub(crate) fn parse_ecdsa_signature(sig: &[u8]) -> Result<(&[u8], &[u8]), Crypto
     Ok((r, s))
 }
 
-pub(crate) fn write_length(out: &mut Vec<u8>, len: usize) {
+pub fn write_length(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8);
     } else {
@@ -122,14 +124,14 @@ pub(crate) fn write_length(out: &mut Vec<u8>, len: usize) {
     }
 }
 
-pub(crate) fn write_tlv(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
+pub fn write_tlv(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
     out.push(tag);
     write_length(out, contents.len());
     out.extend_from_slice(contents);
 }
 
 /// Writes a non-negative big-endian integer as a minimal DER INTEGER.
-pub(crate) fn write_unsigned_integer(out: &mut Vec<u8>, magnitude: &[u8]) {
+pub fn write_unsigned_integer(out: &mut Vec<u8>, magnitude: &[u8]) {
     let start = magnitude
         .iter()
         .position(|&b| b != 0)

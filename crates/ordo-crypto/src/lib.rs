@@ -14,7 +14,7 @@
 //! This crate owns no policy: it knows nothing of MSPs, channels or the network, and it never
 //! touches the disk. Every function that takes bytes from outside returns a typed [`CryptoError`].
 
-mod der;
+pub mod der;
 mod ecdsa;
 mod error;
 mod hash;

@@ -7,7 +7,7 @@
 //! Modules are named after the proto packages (`common`, `msp`, `orderer`, `etcdraft`, `protos`
 //! for the peer messages, `rwset`, `kvrwset`) because generated code refers to its neighbours as
 //! `super::<package>`. [`descriptor_pool`] gives the same schema at run time, for the
-//! configtxlator-compatible JSON in `ordo-config`.
+//! configtxlator-compatible JSON in `ordo-protolator`.
 //!
 //! This crate holds no logic beyond the generated code and a few constants.
 
