@@ -24,7 +24,9 @@ pub mod duration;
 pub mod envelope;
 mod error;
 pub mod etcdraft;
+pub mod genesis;
 pub mod policy;
+pub mod policydsl;
 
 pub use channel::ChannelConfig;
 pub use error::ConfigError;
