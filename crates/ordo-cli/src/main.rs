@@ -1,0 +1,40 @@
+//! `ordo`: the command-line front of Ordo. It parses arguments and calls the library crates; the
+//! behaviour lives there (ripgrep's shape: a thin binary over libraries).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod config_cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "ordo",
+    version,
+    about = "Ordo: an ordering service for Hyperledger Fabric networks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Channel configuration tools: what configtxlator and configtxgen do, without Fabric.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Config(c) => config_cmd::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
