@@ -168,6 +168,29 @@ fn add_orderer4_produces_the_config_fabric_wrote_in_block_13() {
     assert_eq!(next.last_update.as_ref(), Some(&env));
     // What Fabric checks again before writing the block.
     validate_config_envelope(&cc, "channel-3", &fabric).unwrap();
+    let mut wrong_seq = fabric.clone();
+    wrong_seq.config.as_mut().unwrap().sequence = 5;
+    assert_eq!(
+        validate_config_envelope(&cc, "channel-3", &wrong_seq)
+            .unwrap_err()
+            .to_string(),
+        "config currently at sequence 0, cannot validate config at sequence 5"
+    );
+    let mut tampered = fabric.clone();
+    tampered
+        .config
+        .as_mut()
+        .unwrap()
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .mod_policy = "Other".into();
+    assert_eq!(
+        validate_config_envelope(&cc, "channel-3", &tampered)
+            .unwrap_err()
+            .to_string(),
+        "ConfigEnvelope LastUpdate did not produce the supplied config result"
+    );
     let new_cc = ChannelConfig::new(next.config.as_ref().unwrap()).unwrap();
     cc.validate_new(&new_cc).unwrap();
     let old_md = cc.orderer.as_ref().unwrap().etcdraft().unwrap().unwrap();
@@ -375,6 +398,20 @@ fn each_configtx_rejection_reason() {
         &cc2,
         &signed_update(&base, &[&admin]),
         "unexpected missing policy Ghost for item [Value]  /Channel/Orderer/ConsensusType",
+    );
+
+    // Names must be config IDs.
+    let mut u = base.clone();
+    let g = u.write_set.as_ref().unwrap().groups["Orderer"].clone();
+    u.write_set
+        .as_mut()
+        .unwrap()
+        .groups
+        .insert("bad key".into(), g);
+    assert_update_error(
+        &cc,
+        &signed_update(&u, &[&admin]),
+        "error mapping WriteSet: illegal characters in key: [Group]  : config ID 'bad key' contains illegal characters",
     );
 
     // Not a CONFIG_UPDATE at all.

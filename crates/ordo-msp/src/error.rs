@@ -28,6 +28,8 @@ pub enum MspError {
         "An X509 certificate with Basic Constraint: Certificate Authority equals true cannot be used as an identity"
     )]
     CaAsIdentity,
+    #[error("identity expired (not after {not_after})")]
+    Expired { not_after: i64 },
     #[error("principal not satisfied: {0}")]
     PrincipalNotSatisfied(String),
     #[error("invalid principal: {0}")]

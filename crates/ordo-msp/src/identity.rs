@@ -38,6 +38,17 @@ impl Identity {
         self.cert.not_after
     }
 
+    /// Fabric's expiration check (Broadcast filter, Deliver): refuses an identity whose
+    /// certificate's NotAfter is before `now` (seconds since the Unix epoch).
+    pub fn check_not_expired(&self, now: i64) -> Result<(), MspError> {
+        if self.cert.not_after < now {
+            return Err(MspError::Expired {
+                not_after: self.cert.not_after,
+            });
+        }
+        Ok(())
+    }
+
     /// Verifies a signature made by this identity over `msg` (SHA-256, DER, low-S required).
     pub fn verify(&self, msg: &[u8], signature: &[u8]) -> Result<(), MspError> {
         if signature.is_empty() {

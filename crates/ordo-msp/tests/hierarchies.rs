@@ -559,3 +559,52 @@ fn setup_refuses_bad_configurations() {
         MspError::UnsupportedMspType(1)
     );
 }
+
+#[test]
+fn expiry_is_not_the_msps_business_but_is_checked_on_request() {
+    let r = root("root");
+    let msp = Msp::new(&config("M", &[&r], &[])).unwrap();
+    let old = leaf_with("old", &["client"], 1, &r, |p| {
+        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    });
+    let id = msp.identity_from_pem(&old).unwrap();
+    // Fabric validates chains at NotBefore + 1s: an expired identity is still a valid member...
+    msp.validate(&id).unwrap();
+    // ...and Broadcast/Deliver refuse it by checking expiry themselves.
+    let now = 1_900_000_000;
+    assert!(matches!(
+        id.check_not_expired(now),
+        Err(MspError::Expired { .. })
+    ));
+    let fresh = msp
+        .identity_from_pem(&leaf("new", &["client"], 2, &r))
+        .unwrap();
+    fresh.check_not_expired(now).unwrap();
+}
+
+#[test]
+fn a_non_ecdsa_key_is_refused_with_a_typed_error() {
+    let r = root("root");
+    let msp = Msp::new(&config("M", &[&r], &[])).unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::CommonName, "ed");
+    p.distinguished_name
+        .push(DnType::OrganizationalUnitName, "client");
+    let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let pem = Bytes::from(p.signed_by(&ed, &r.issuer).unwrap().pem());
+    let err = msp.identity_from_pem(&pem).unwrap_err();
+    assert!(
+        matches!(err, MspError::BadCertificate(ref m) if m.contains("public key")),
+        "{err}"
+    );
+    // Garbage DER inside a valid PEM frame.
+    let junk = Bytes::from(ordo_crypto::x509::to_pem(
+        "CERTIFICATE",
+        b"\x30\x03\x02\x01\x01",
+    ));
+    assert!(matches!(
+        msp.identity_from_pem(&junk),
+        Err(MspError::BadCertificate(_))
+    ));
+}
