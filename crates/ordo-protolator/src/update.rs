@@ -68,85 +68,81 @@ impl<T> MapDiff<T> {
     }
 }
 
-fn policies(
-    original: &BTreeMap<String, ConfigPolicy>,
-    updated: &BTreeMap<String, ConfigPolicy>,
-) -> MapDiff<ConfigPolicy> {
-    let mut diff = MapDiff::new();
-    for (name, orig) in original {
-        let Some(upd) = updated.get(name) else {
-            diff.membership_changed = true;
-            continue;
-        };
-        if orig.mod_policy == upd.mod_policy && orig.policy == upd.policy {
-            diff.same
-                .insert(name.clone(), version_only_policy(orig.version));
-        } else {
-            diff.write.insert(
-                name.clone(),
-                ConfigPolicy {
-                    version: orig.version.wrapping_add(1),
-                    policy: upd.policy.clone(),
-                    mod_policy: upd.mod_policy.clone(),
-                },
-            );
-        }
-    }
-    for (name, upd) in updated {
-        if !original.contains_key(name) {
-            diff.membership_changed = true;
-            diff.write.insert(
-                name.clone(),
-                ConfigPolicy {
-                    version: 0,
-                    policy: upd.policy.clone(),
-                    mod_policy: upd.mod_policy.clone(),
-                },
-            );
-        }
-    }
-    // A policy is never put into the read set directly: a changed policy is guarded by the
-    // version of its group instead.
-    diff
+/// What `compute_update` needs of a value or a policy: its version, whether two of them hold the
+/// same thing (compared as stored, bytes for values, never decoded), and copies with a new version
+/// or with nothing but a version (for read sets).
+trait Leaf: Default + Clone {
+    fn version(&self) -> u64;
+    fn same_as(&self, other: &Self) -> bool;
+    fn at_version(&self, version: u64) -> Self;
+    fn version_only(version: u64) -> Self;
 }
 
-fn values(
-    original: &BTreeMap<String, ConfigValue>,
-    updated: &BTreeMap<String, ConfigValue>,
-) -> MapDiff<ConfigValue> {
+impl Leaf for ConfigValue {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn same_as(&self, other: &Self) -> bool {
+        // The same content with map entries in another order counts as a change (see the note
+        // on encoding both configs alike).
+        self.mod_policy == other.mod_policy && self.value == other.value
+    }
+    fn at_version(&self, version: u64) -> Self {
+        ConfigValue {
+            version,
+            ..self.clone()
+        }
+    }
+    fn version_only(version: u64) -> Self {
+        ConfigValue {
+            version,
+            ..ConfigValue::default()
+        }
+    }
+}
+
+impl Leaf for ConfigPolicy {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn same_as(&self, other: &Self) -> bool {
+        self.mod_policy == other.mod_policy && self.policy == other.policy
+    }
+    fn at_version(&self, version: u64) -> Self {
+        ConfigPolicy {
+            version,
+            ..self.clone()
+        }
+    }
+    fn version_only(version: u64) -> Self {
+        ConfigPolicy {
+            version,
+            ..ConfigPolicy::default()
+        }
+    }
+}
+
+/// Diffs the values (or the policies) of a group. A leaf is never put into the read set directly:
+/// a changed leaf is guarded by the version of its group instead.
+fn leaves<T: Leaf>(original: &BTreeMap<String, T>, updated: &BTreeMap<String, T>) -> MapDiff<T> {
     let mut diff = MapDiff::new();
     for (name, orig) in original {
         let Some(upd) = updated.get(name) else {
             diff.membership_changed = true;
             continue;
         };
-        // Values are compared as raw bytes, never decoded: the same content with map entries in
-        // another order counts as a change (see the note on encoding both configs alike).
-        if orig.mod_policy == upd.mod_policy && orig.value == upd.value {
+        if orig.same_as(upd) {
             diff.same
-                .insert(name.clone(), version_only_value(orig.version));
+                .insert(name.clone(), T::version_only(orig.version()));
         } else {
-            diff.write.insert(
-                name.clone(),
-                ConfigValue {
-                    version: orig.version.wrapping_add(1),
-                    value: upd.value.clone(),
-                    mod_policy: upd.mod_policy.clone(),
-                },
-            );
+            diff.write
+                .insert(name.clone(), upd.at_version(orig.version().wrapping_add(1)));
         }
     }
     for (name, upd) in updated {
         if !original.contains_key(name) {
             diff.membership_changed = true;
-            diff.write.insert(
-                name.clone(),
-                ConfigValue {
-                    version: 0,
-                    value: upd.value.clone(),
-                    mod_policy: upd.mod_policy.clone(),
-                },
-            );
+            diff.write.insert(name.clone(), upd.at_version(0));
         }
     }
     diff
@@ -191,8 +187,8 @@ fn groups(
 }
 
 fn group(original: &ConfigGroup, updated: &ConfigGroup) -> GroupDiff {
-    let mut p = policies(&original.policies, &updated.policies);
-    let mut v = values(&original.values, &updated.values);
+    let mut p = leaves(&original.policies, &updated.policies);
+    let mut v = leaves(&original.values, &updated.values);
     let mut g = groups(&original.groups, &updated.groups);
 
     let membership_or_mod_policy_changed = p.membership_changed
@@ -272,20 +268,6 @@ fn version_only_group(version: u64) -> ConfigGroup {
     ConfigGroup {
         version,
         ..ConfigGroup::default()
-    }
-}
-
-fn version_only_value(version: u64) -> ConfigValue {
-    ConfigValue {
-        version,
-        ..ConfigValue::default()
-    }
-}
-
-fn version_only_policy(version: u64) -> ConfigPolicy {
-    ConfigPolicy {
-        version,
-        ..ConfigPolicy::default()
     }
 }
 
