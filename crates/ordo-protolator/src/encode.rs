@@ -51,16 +51,7 @@ fn message(
     if depth > MAX_DEPTH {
         return Err(Error::too_deep(path));
     }
-    let Value::Object(obj) = json else {
-        return Err(Error::json(
-            path,
-            format!(
-                "expected a JSON object for {}, got {}",
-                desc.full_name(),
-                kind_of(json)
-            ),
-        ));
-    };
+    let obj = expect_object(json, desc, path)?;
     if desc.full_name() == "google.protobuf.Timestamp" {
         // jsonpb only reads a Timestamp from its RFC 3339 string, never from an object.
         return Err(Error::json(
@@ -448,16 +439,7 @@ fn jsonpb_value(
             if depth + 1 > MAX_DEPTH {
                 return Err(Error::too_deep(path));
             }
-            let Value::Object(obj) = json else {
-                return Err(Error::json(
-                    path,
-                    format!(
-                        "expected a JSON object for {}, got {}",
-                        desc.full_name(),
-                        kind_of(json)
-                    ),
-                ));
-            };
+            let obj = expect_object(json, desc, path)?;
             let fields = obj.iter().map(|(k, v)| (k.as_str(), v)).collect();
             Val::Msg(jsonpb_object(desc, &fields, path, depth + 1)?)
         }
@@ -685,5 +667,24 @@ fn kind_of(json: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// The JSON object a message is encoded from, or the error naming the message expected.
+fn expect_object<'a>(
+    json: &'a Value,
+    desc: &MessageDescriptor,
+    path: &Path<'_>,
+) -> Result<&'a serde_json::Map<String, Value>, Error> {
+    match json {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(Error::json(
+            path,
+            format!(
+                "expected a JSON object for {}, got {}",
+                desc.full_name(),
+                kind_of(json)
+            ),
+        )),
     }
 }
