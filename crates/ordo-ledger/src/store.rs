@@ -1,0 +1,288 @@
+//! The per-channel block store: an append-only file of checksummed block records and a
+//! fixed-width index of their offsets (Fabric indexes nothing but block numbers either).
+//!
+//! ```text
+//! blocks.dat   [len u32 LE][crc32 u32 LE][block protobuf] [len][crc][block] ...
+//! index.dat    [offset of block 0 u64 LE][offset of block 1] ...
+//! ```
+//!
+//! The data file is the truth and is fsynced on every append before the append returns; the index
+//! is only a cache of offsets and is rebuilt from the data file when it is short, long or torn.
+//! Opening checks just the tail (the last indexed record, then whatever complete records follow
+//! it), so a channel with many blocks opens in the time it takes to read its index. A record that
+//! is incomplete or fails its checksum at the end of the file is the trace of a crash in the middle
+//! of an append: it is cut off. Appends check that blocks come in order and chain by hash, so the
+//! store can never hold a fork.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use ordo_proto::common::{Block, BlockHeader};
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::block::{BlockError, header_hash};
+
+const DATA_FILE: &str = "blocks.dat";
+const INDEX_FILE: &str = "index.dat";
+const RECORD_HEADER: u64 = 8;
+/// Refuses records larger than this when reading, so a corrupt length cannot make us allocate
+/// gigabytes (Fabric's largest allowed block is far below).
+const MAX_RECORD: u32 = 1 << 30;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("ledger I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ledger is corrupt: {0}")]
+    Corrupt(String),
+    #[error("block refused: {0}")]
+    Refused(#[from] BlockError),
+    #[error("block [{0}] is not in the ledger (height {1})")]
+    NotFound(u64, u64),
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One channel's blocks on disk.
+pub struct BlockStore {
+    data_path: PathBuf,
+    index_path: PathBuf,
+    data: File,
+    index: File,
+    /// Offset of every block's record, by block number.
+    offsets: Vec<u64>,
+    data_len: u64,
+    last_header: Option<BlockHeader>,
+    height: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for BlockStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockStore")
+            .field("path", &self.data_path)
+            .field("height", &self.offsets.len())
+            .finish()
+    }
+}
+
+/// Reads the record at `offset`: `Ok(Some((payload, end)))` for a complete record with a good
+/// checksum, `Ok(None)` for a torn or corrupt one.
+fn read_record(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    data_len: u64,
+) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+    // Offsets come from disk: a garbage one must not overflow.
+    if offset
+        .checked_add(RECORD_HEADER)
+        .is_none_or(|e| e > data_len)
+    {
+        return Ok(None);
+    }
+    let mut head = [0u8; RECORD_HEADER as usize];
+    file.read_exact_at(&mut head, offset)
+        .map_err(io_err(path))?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let end = offset + RECORD_HEADER + u64::from(len);
+    if len > MAX_RECORD || end > data_len {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact_at(&mut payload, offset + RECORD_HEADER)
+        .map_err(io_err(path))?;
+    if crc32fast::hash(&payload) != crc {
+        return Ok(None);
+    }
+    Ok(Some((payload, end)))
+}
+
+fn decode_header(payload: &[u8], offset: u64) -> Result<BlockHeader, StoreError> {
+    Block::decode(payload)
+        .map_err(|e| StoreError::Corrupt(format!("record at offset {offset} is not a block: {e}")))?
+        .header
+        .ok_or_else(|| StoreError::Corrupt(format!("record at offset {offset} has no header")))
+}
+
+impl BlockStore {
+    /// Opens (or creates) the store in `dir`, repairing the effects of a crash mid-append.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let data_path = dir.join(DATA_FILE);
+        let index_path = dir.join(INDEX_FILE);
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(io_err(p))
+        };
+        let data = open(&data_path)?;
+        let index = open(&index_path)?;
+        let data_len = data.metadata().map_err(io_err(&data_path))?.len();
+        let raw_index = std::fs::read(&index_path).map_err(io_err(&index_path))?;
+
+        // Keep the index entries that point, in increasing order, inside the data file.
+        let mut offsets: Vec<u64> = Vec::with_capacity(raw_index.len() / 8);
+        for chunk in raw_index.chunks_exact(8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            let off = u64::from_le_bytes(b);
+            let in_order =
+                offsets.last().is_none_or(|&last| off > last) && (!offsets.is_empty() || off == 0);
+            if !in_order || off.checked_add(RECORD_HEADER).is_none_or(|e| e > data_len) {
+                break;
+            }
+            offsets.push(off);
+        }
+        // The last indexed record must be whole; earlier ones were synced before it was written.
+        let mut end = 0;
+        let mut last_header = None;
+        while let Some(&off) = offsets.last() {
+            match read_record(&data, &data_path, off, data_len)? {
+                Some((payload, e)) => {
+                    end = e;
+                    last_header = Some(decode_header(&payload, off)?);
+                    break;
+                }
+                None => {
+                    offsets.pop();
+                }
+            }
+        }
+        // Complete records after the last indexed one were appended but not indexed.
+        while let Some((payload, e)) = read_record(&data, &data_path, end, data_len)? {
+            let header = decode_header(&payload, end)?;
+            if header.number != offsets.len() as u64 {
+                return Err(StoreError::Corrupt(format!(
+                    "record at offset {end} holds block {} where block {} was expected",
+                    header.number,
+                    offsets.len()
+                )));
+            }
+            offsets.push(end);
+            last_header = Some(header);
+            end = e;
+        }
+        // Whatever follows is a torn append: cut it off, and rewrite the index if it disagrees.
+        if end < data_len {
+            data.set_len(end).map_err(io_err(&data_path))?;
+            data.sync_all().map_err(io_err(&data_path))?;
+        }
+        let index_bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+        if index_bytes != raw_index {
+            index.set_len(0).map_err(io_err(&index_path))?;
+            (&index)
+                .write_all(&index_bytes)
+                .map_err(io_err(&index_path))?;
+            index.sync_all().map_err(io_err(&index_path))?;
+        }
+        let (height, _) = watch::channel(offsets.len() as u64);
+        Ok(BlockStore {
+            data_path,
+            index_path,
+            data,
+            index,
+            offsets,
+            data_len: end,
+            last_header,
+            height,
+        })
+    }
+
+    /// How many blocks the store holds (the next block's number).
+    pub fn height(&self) -> u64 {
+        self.offsets.len() as u64
+    }
+
+    /// The header of the last block, if any.
+    pub fn last_header(&self) -> Option<&BlockHeader> {
+        self.last_header.as_ref()
+    }
+
+    /// A receiver of the height, updated after every append (what Deliver waits on).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.height.subscribe()
+    }
+
+    /// Appends the next block: its number must be the height and its previous hash the hash of
+    /// the last block's header. Returns once the block is on stable storage.
+    pub fn append(&mut self, block: &Block) -> Result<(), StoreError> {
+        let header = block.header.as_ref().ok_or(BlockError::NoHeader)?;
+        match &self.last_header {
+            None if header.number != 0 => {
+                return Err(BlockError::Sequence {
+                    expected: 0,
+                    got: header.number,
+                }
+                .into());
+            }
+            None => {}
+            Some(prev) => crate::block::verify_link(prev, block)?,
+        }
+        let payload = block.encode_to_vec();
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| *l <= MAX_RECORD)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("block of {} bytes is too large", payload.len()))
+            })?;
+        let mut record = Vec::with_capacity(payload.len() + RECORD_HEADER as usize);
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        (&self.data)
+            .write_all(&record)
+            .map_err(io_err(&self.data_path))?;
+        self.data.sync_data().map_err(io_err(&self.data_path))?;
+        // The index is a cache: it is not synced, open() repairs it from the data file.
+        (&self.index)
+            .write_all(&self.data_len.to_le_bytes())
+            .map_err(io_err(&self.index_path))?;
+        self.offsets.push(self.data_len);
+        self.data_len += record.len() as u64;
+        self.last_header = Some(header.clone());
+        self.height.send_replace(self.offsets.len() as u64);
+        Ok(())
+    }
+
+    /// The stored bytes of block `n` (the marshalled `common.Block`).
+    pub fn block_bytes(&self, n: u64) -> Result<Bytes, StoreError> {
+        let off = *self
+            .offsets
+            .get(n as usize)
+            .ok_or(StoreError::NotFound(n, self.height()))?;
+        match read_record(&self.data, &self.data_path, off, self.data_len)? {
+            Some((payload, _)) => Ok(payload.into()),
+            None => Err(StoreError::Corrupt(format!(
+                "record of block {n} at offset {off} is unreadable"
+            ))),
+        }
+    }
+
+    /// Block `n`, decoded.
+    pub fn block(&self, n: u64) -> Result<Block, StoreError> {
+        Block::decode(self.block_bytes(n)?)
+            .map_err(|e| StoreError::Corrupt(format!("block {n} does not decode: {e}")))
+    }
+
+    /// The hash of the last block's header (what the next block must name).
+    pub fn last_hash(&self) -> Option<[u8; 32]> {
+        self.last_header.as_ref().map(header_hash)
+    }
+}
