@@ -27,6 +27,7 @@ pub mod etcdraft;
 pub mod genesis;
 pub mod policy;
 pub mod policydsl;
+pub mod yaml;
 
 pub use channel::ChannelConfig;
 pub use error::ConfigError;
