@@ -7,4 +7,5 @@
 //! So far it holds [`msgprocessor`]: how an incoming envelope is routed, classified and filtered
 //! before ordering, with the status and text Fabric answers for each refusal.
 
+pub mod localconfig;
 pub mod msgprocessor;
