@@ -221,82 +221,24 @@ impl ChannelConfig {
             }
         }
         let mut msps = MspCollector::default();
-        let mut cc = Self::parse_channel(config, root, &mut msps)
+        let sections = parse_channel(root, &mut msps)
             .map_err(|e| e.wrap("initializing channelconfig failed"))?;
         let policies = PolicyManager::new("Channel", root)
             .map_err(|e| e.wrap("initializing policymanager failed"))?;
         crate::configtx::ConfigMap::new(root).map_err(|e| {
             e.wrap("initializing configtx manager failed: error converting config to map")
         })?;
-        cc.policies = Arc::new(policies);
-        cc.msps = Arc::new(MspManager::new(msps.msps));
-        Ok(cc)
-    }
-
-    fn parse_channel(
-        config: &Config,
-        root: &ConfigGroup,
-        msps: &mut MspCollector,
-    ) -> Result<Self, ConfigError> {
-        check_value_keys(
-            root,
-            &[
-                "HashingAlgorithm",
-                "BlockDataHashingStructure",
-                "OrdererAddresses",
-                "Consortium",
-                "Capabilities",
-            ],
-        )?;
-        let capabilities = Capabilities::from_proto(&value(root, "Capabilities")?);
-        let hashing: HashingAlgorithm = value(root, "HashingAlgorithm")?;
-        if !matches!(hashing.name.as_str(), "SHA256" | "SHA3_256") {
-            return Err(invalid(format!(
-                "Unknown hashing algorithm type: {}",
-                hashing.name
-            )));
-        }
-        let width: BlockDataHashingStructure = value(root, "BlockDataHashingStructure")?;
-        if width.width != u32::MAX {
-            return Err(invalid(
-                "BlockDataHashStructure width only supported at MaxUint32 in this version",
-            ));
-        }
-        let addresses: OrdererAddresses = value(root, "OrdererAddresses")?;
-        let org_specific_endpoints = capabilities.any(&["V1_4_2", "V1_4_3", "V2_0"]);
-        if !org_specific_endpoints && addresses.addresses.is_empty() {
-            return Err(invalid("Must set some OrdererAddresses"));
-        }
-        let mut cc = ChannelConfig {
+        Ok(ChannelConfig {
             config: config.clone(),
-            hashing_algorithm: hashing.name,
-            orderer_addresses: addresses.addresses,
-            capabilities,
-            orderer: None,
-            application: None,
-            consortiums: BTreeMap::new(),
-            msps: Arc::default(),
-            policies: Arc::new(PolicyManager::new("Channel", &ConfigGroup::default())?),
-        };
-        for (name, group) in &root.groups {
-            let wrap = |e: ConfigError| {
-                e.wrap(&format!("could not create channel {name} sub-group config"))
-            };
-            match name.as_str() {
-                GROUP_ORDERER => {
-                    cc.orderer =
-                        Some(parse_orderer(group, org_specific_endpoints, msps).map_err(wrap)?);
-                }
-                GROUP_APPLICATION => {
-                    cc.application = Some(parse_application(group, msps).map_err(wrap)?)
-                }
-                GROUP_CONSORTIUMS => {
-                    cc.consortiums = parse_consortiums(group, msps).map_err(wrap)?
-                }
-                other => return Err(invalid(format!("Disallowed channel group: {other}"))),
-            }
-        }
-        Ok(cc)
+            hashing_algorithm: sections.hashing_algorithm,
+            orderer_addresses: sections.orderer_addresses,
+            capabilities: sections.capabilities,
+            orderer: sections.orderer,
+            application: sections.application,
+            consortiums: sections.consortiums,
+            msps: Arc::new(MspManager::new(msps.msps)),
+            policies: Arc::new(policies),
+        })
     }
 
     /// The configuration this was parsed from.
@@ -405,6 +347,72 @@ impl ChannelConfig {
         }
         Ok(())
     }
+}
+
+/// The sections of `/Channel`, parsed and checked (Fabric's `NewChannelConfig`).
+struct Sections {
+    hashing_algorithm: String,
+    orderer_addresses: Vec<String>,
+    capabilities: Capabilities,
+    orderer: Option<OrdererConfig>,
+    application: Option<ApplicationConfig>,
+    consortiums: BTreeMap<String, Vec<String>>,
+}
+
+fn parse_channel(root: &ConfigGroup, msps: &mut MspCollector) -> Result<Sections, ConfigError> {
+    check_value_keys(
+        root,
+        &[
+            "HashingAlgorithm",
+            "BlockDataHashingStructure",
+            "OrdererAddresses",
+            "Consortium",
+            "Capabilities",
+        ],
+    )?;
+    let capabilities = Capabilities::from_proto(&value(root, "Capabilities")?);
+    let hashing: HashingAlgorithm = value(root, "HashingAlgorithm")?;
+    if !matches!(hashing.name.as_str(), "SHA256" | "SHA3_256") {
+        return Err(invalid(format!(
+            "Unknown hashing algorithm type: {}",
+            hashing.name
+        )));
+    }
+    let width: BlockDataHashingStructure = value(root, "BlockDataHashingStructure")?;
+    if width.width != u32::MAX {
+        return Err(invalid(
+            "BlockDataHashStructure width only supported at MaxUint32 in this version",
+        ));
+    }
+    let addresses: OrdererAddresses = value(root, "OrdererAddresses")?;
+    let org_specific_endpoints = capabilities.any(&["V1_4_2", "V1_4_3", "V2_0"]);
+    if !org_specific_endpoints && addresses.addresses.is_empty() {
+        return Err(invalid("Must set some OrdererAddresses"));
+    }
+    let mut cc = Sections {
+        hashing_algorithm: hashing.name,
+        orderer_addresses: addresses.addresses,
+        capabilities,
+        orderer: None,
+        application: None,
+        consortiums: BTreeMap::new(),
+    };
+    for (name, group) in &root.groups {
+        let wrap =
+            |e: ConfigError| e.wrap(&format!("could not create channel {name} sub-group config"));
+        match name.as_str() {
+            GROUP_ORDERER => {
+                cc.orderer =
+                    Some(parse_orderer(group, org_specific_endpoints, msps).map_err(wrap)?);
+            }
+            GROUP_APPLICATION => {
+                cc.application = Some(parse_application(group, msps).map_err(wrap)?)
+            }
+            GROUP_CONSORTIUMS => cc.consortiums = parse_consortiums(group, msps).map_err(wrap)?,
+            other => return Err(invalid(format!("Disallowed channel group: {other}"))),
+        }
+    }
+    Ok(cc)
 }
 
 fn parse_orderer(

@@ -254,8 +254,8 @@ pub fn verify_data_hash(block: &Block) -> Result<(), BlockError> {
     if computed[..] != h.data_hash[..] {
         return Err(BlockError::DataHash {
             number: h.number,
-            computed: hex(&computed),
-            claimed: hex(&h.data_hash),
+            computed: hex::encode(computed),
+            claimed: hex::encode(&h.data_hash),
         });
     }
     Ok(())
@@ -275,8 +275,8 @@ pub fn verify_link(prev: &BlockHeader, next: &Block) -> Result<(), BlockError> {
         return Err(BlockError::PrevHash {
             number: h.number,
             prev: prev.number,
-            claimed: hex(&h.previous_hash),
-            computed: hex(&computed),
+            claimed: hex::encode(&h.previous_hash),
+            computed: hex::encode(computed),
         });
     }
     Ok(())
@@ -295,8 +295,4 @@ pub fn is_config_block(block: &Block) -> bool {
         .ok()
         .and_then(|e| ordo_config::envelope::parse(&e).ok())
         .is_some_and(|p| p.channel_header.r#type == ordo_proto::common::HeaderType::Config as i32)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

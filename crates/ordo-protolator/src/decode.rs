@@ -26,9 +26,7 @@ pub(crate) fn decode_bytes(
     path: &Path<'_>,
     depth: usize,
 ) -> Result<Value, Error> {
-    let desc = ordo_proto::descriptor_pool()
-        .get_message_by_name(type_name)
-        .ok_or_else(|| Error::unknown_type(path, type_name))?;
+    let desc = crate::descriptor(type_name, path)?;
     let msg = wire::parse(&desc, data, path, depth)?;
     message(&msg, wrap, path, depth)
 }

@@ -35,9 +35,7 @@ pub(crate) fn encode_message(
     path: &Path<'_>,
     depth: usize,
 ) -> Result<Msg, Error> {
-    let desc = ordo_proto::descriptor_pool()
-        .get_message_by_name(type_name)
-        .ok_or_else(|| Error::unknown_type(path, type_name))?;
+    let desc = crate::descriptor(type_name, path)?;
     message(&desc, json, wrap, path, depth)
 }
 

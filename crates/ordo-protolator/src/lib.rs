@@ -89,6 +89,16 @@ pub fn encode(type_name: &str, json: &Value) -> Result<Vec<u8>, Error> {
     Ok(wire::marshal(&msg))
 }
 
+/// The descriptor of a Fabric message type, or the error naming the unknown type.
+pub(crate) fn descriptor(
+    type_name: &str,
+    path: &Path<'_>,
+) -> Result<prost_reflect::MessageDescriptor, Error> {
+    ordo_proto::descriptor_pool()
+        .get_message_by_name(type_name)
+        .ok_or_else(|| Error::unknown_type(path, type_name))
+}
+
 /// Encodes a prost message of type `type_name` the way Fabric's Go code encodes the same
 /// message (golang/protobuf, deterministic): fields in number order, map entries sorted by key.
 ///
@@ -100,9 +110,7 @@ pub fn encode(type_name: &str, json: &Value) -> Result<Vec<u8>, Error> {
 /// `type_name` must name the message `message` is an instance of.
 pub fn marshal<M: prost::Message>(type_name: &str, message: &M) -> Result<Vec<u8>, Error> {
     let root = Path::Root;
-    let desc = ordo_proto::descriptor_pool()
-        .get_message_by_name(type_name)
-        .ok_or_else(|| Error::unknown_type(&root, type_name))?;
+    let desc = descriptor(type_name, &root)?;
     let prost_bytes = message.encode_to_vec();
     // Reading prost's bytes back as a dynamic message restores the default map values prost
     // left out, as present values.
