@@ -4,10 +4,19 @@
 //! in, actions (messages to send, entries to persist, blocks to commit) out, with no sockets,
 //! clocks or threads inside, so that a test can run many nodes in one thread from a seed.
 //!
-//! So far it holds the first piece of the leader's block creation: [`blockcutter`], Fabric's rules
-//! for cutting pending envelopes into batches. The Raft driver (raft-rs `RawNode`, in-flight
-//! control, apply, snapshots, membership changes) comes with the ordering node.
+//! - [`chain`]: the core of one channel — raft-rs `RawNode`, the leader's block cutting
+//!   ([`blockcutter`]) and block creation, in-flight control, applying committed blocks once,
+//!   snapshots;
+//! - [`storage`]: the in-memory Raft log the core reads;
+//! - [`wal`]: the one piece with I/O, kept apart from the core — the durable Raft state of a
+//!   channel (raft-engine log under WALDir, snapshot files under SnapDir), which the driver
+//!   writes when the core asks it to persist.
 //!
-//! It never reads a clock: times are given to it by the caller.
+//! The core never reads a clock or touches a socket: times and messages are given to it by the
+//! caller (the node's driver in `ordo-orderer`, or a simulation).
 
 pub mod blockcutter;
+pub mod chain;
+mod logger;
+pub mod storage;
+pub mod wal;

@@ -1,0 +1,651 @@
+//! The consensus core of one channel (Fabric's `orderer/consensus/etcdraft/chain.go` + `node.go`,
+//! minus every goroutine): raft-rs's `RawNode` over the in-memory [`MemLog`], the leader's block
+//! cutting and block creation, in-flight control, and the application of committed entries.
+//!
+//! It is **pure**: the caller feeds it inputs — [`ChainCore::tick`], [`ChainCore::step`]
+//! (a Raft message from a peer), [`ChainCore::submit`] (a validated envelope),
+//! [`ChainCore::on_time`] (the batch timer) — and then drains [`ChainCore::take_actions`], which
+//! must be carried out **in order**: a [`Action::Persist`] must be durable before any later
+//! [`Action::Send`] leaves the node (Raft's rule: never acknowledge what a crash could lose), and
+//! [`Action::WriteBlock`]s must reach the ledger in order. No clock, socket or thread is used here,
+//! so the simulator of the next issue can run many cores in one thread from a seed.
+//!
+//! Rules kept from Fabric:
+//! - only the leader cuts and creates blocks, and only after it has applied every entry from
+//!   earlier terms (so it builds on the true last block);
+//! - a config envelope goes alone in its own block, after the pending batch is cut, and nothing
+//!   else is accepted until that block is applied;
+//! - at most `max_inflight_blocks` blocks are proposed and not yet applied;
+//! - an entry is applied at most once: the Raft index of the last block in the ledger
+//!   (`etcdraft.BlockMetadata.raft_index`) is the applied index after a restart, and entries up to
+//!   it are skipped (raft's own `applied` is deliberately not trusted, as in Fabric);
+//! - a snapshot (data = the last block) is taken every `snapshot_interval_size` bytes of blocks.
+
+use bytes::Bytes;
+use ordo_ledger::block::{header_hash, is_config_block, new_block};
+use ordo_proto::common::Block;
+use ordo_proto::etcdraft::BlockMetadata;
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, Snapshot,
+};
+use raft::{RawNode, StateRole};
+
+use crate::blockcutter::{BatchLimits, BlockCutter, Pending};
+use crate::storage::{MemLog, Recovered};
+
+/// Entries kept in the log before a snapshot's index, so that a follower slightly behind gets
+/// entries rather than a whole snapshot (Fabric's `SnapshotCatchUpEntries`).
+pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 4;
+
+/// Fabric's `DefaultSnapshotIntervalSize` (16 MB), used when the channel says 0.
+pub const DEFAULT_SNAPSHOT_INTERVAL_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The Raft options of a channel (`etcdraft.Options`) as the core uses them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    pub max_inflight_blocks: u64,
+    pub snapshot_interval_size: u64,
+    /// Raft's MaxSizePerMsg: Fabric sets it to BatchSize.PreferredMaxBytes.
+    pub max_size_per_msg: u64,
+    /// A fixed election timeout range `[min, max)` in ticks. `None` is raft's randomized
+    /// `[election_tick, 2 × election_tick)`; a simulation fixes it per node to be replayable.
+    pub election_timeout: Option<(usize, usize)>,
+}
+
+/// The block the ledger ends with, from which the core continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastBlock {
+    pub number: u64,
+    pub header_hash: [u8; 32],
+    /// Its consenter metadata (for the genesis block: IDs 1..N, next N+1, raft_index 0).
+    pub metadata: BlockMetadata,
+}
+
+/// How the chain starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// First start of a channel from its genesis block: the Raft group is the consenter IDs of
+    /// `LastBlock::metadata`, and one node designated by the channel name campaigns at once.
+    Fresh,
+    /// A restart from what the WAL recovered.
+    Restart(Box<Recovered>),
+}
+
+/// Everything needed to build a core.
+#[derive(Debug, Clone)]
+pub struct ChainParams {
+    pub channel: String,
+    /// This node's Raft ID in the channel.
+    pub id: u64,
+    pub options: Options,
+    pub limits: BatchLimits,
+    pub last_block: LastBlock,
+    pub start: Start,
+}
+
+/// Raft state to make durable (one fsynced write), in the order: snapshot, entries, states.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Persist {
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    pub conf_state: Option<ConfState>,
+}
+
+impl Persist {
+    fn is_empty(&self) -> bool {
+        self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+            && self.conf_state.is_none()
+    }
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Raft messages for other consenters.
+    Send(Vec<Message>),
+    /// Raft state to make durable before going on.
+    Persist(Persist),
+    /// A block Raft committed: add LAST_CONFIG, the consenter metadata and the node's signature,
+    /// then append it to the ledger. For a config block the driver then applies the new config
+    /// and tells the core ([`ChainCore::config_applied`]).
+    WriteBlock {
+        block: Block,
+        metadata: BlockMetadata,
+        config: bool,
+    },
+    /// The core took a snapshot: store it, then drop the log up to `compact_to`.
+    Snapshot { snapshot: Snapshot, compact_to: u64 },
+    /// The leader sent a snapshot whose block is ahead of the ledger: the blocks up to it must
+    /// be pulled from other orderers (the multi-node issue's block puller).
+    CatchUp { block: Block },
+}
+
+/// An envelope for ordering, already validated against the current config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proposal {
+    Normal(Pending),
+    /// A CONFIG envelope made by the node: it goes alone in its own block.
+    Config(Bytes),
+}
+
+/// Why a submission was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// This node is not the leader; `leader` is 0 when there is none (Fabric's "no Raft leader").
+    #[error("{}", if *leader == 0 { "no Raft leader".to_string() } else { format!("not the leader (leader is {leader})") })]
+    NotLeader { leader: u64 },
+    /// The leader cannot take more now (in-flight blocks, config in flight, catching up); the
+    /// driver should have checked [`ChainCore::accepting`].
+    #[error("the chain is not accepting envelopes right now")]
+    Busy,
+    /// The chain failed while ordering it and stops.
+    #[error(transparent)]
+    Halted(#[from] CoreError),
+}
+
+/// A failure that stops the chain (Fabric panics in these cases).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("raft log: {0}")]
+    Log(String),
+    #[error("committed entry {index} is not a block: {reason}")]
+    BadEntry { index: u64, reason: String },
+    #[error(
+        "committed block {number} at raft index {index} does not follow block {last} (expected number {}, and its previous hash)", last + 1
+    )]
+    Fork { number: u64, index: u64, last: u64 },
+}
+
+/// Observable state, for metrics, health and the participation API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainStatus {
+    pub id: u64,
+    pub leader: u64,
+    pub is_leader: bool,
+    pub term: u64,
+    pub cluster_size: usize,
+    pub last_block: u64,
+    pub applied_index: u64,
+    pub leader_changes: u64,
+    pub proposal_failures: u64,
+}
+
+/// The consensus core of one channel; see the module doc.
+pub struct ChainCore {
+    channel: String,
+    raw: RawNode<MemLog>,
+    options: Options,
+    cutter: BlockCutter,
+    /// The last block applied (written or to be written by the driver).
+    last: LastBlock,
+    /// The last block the leader created (≥ `last`); blocks between are in flight.
+    created: (u64, [u8; 32]),
+    /// Raft index of the last applied block: entries up to it are never applied again.
+    applied_index: u64,
+    /// Raft index of the last committed entry processed (blocks or not).
+    processed_index: u64,
+    /// As leader: blocks may be created once `processed_index` reaches this index.
+    sync_index: Option<u64>,
+    config_inflight: bool,
+    role: StateRole,
+    leader: u64,
+    /// Bytes of block entries applied since the last snapshot.
+    since_snapshot: u64,
+    /// Ticks left before the designated node campaigns (fresh channels only).
+    campaign_in: Option<usize>,
+    ticks: u64,
+    leader_changes: u64,
+    proposal_failures: u64,
+    actions: Vec<Action>,
+}
+
+impl std::fmt::Debug for ChainCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainCore")
+            .field("channel", &self.channel)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// The consenter that campaigns first on a new channel: `DecodeVarint(sha256(channel)[24:]) % N + 1`
+/// (Fabric's `node.go` `start`), so that every node agrees without talking.
+pub fn initial_campaigner(channel: &str, cluster_size: usize) -> u64 {
+    let digest = ordo_crypto::sha256(channel.as_bytes());
+    // proto.DecodeVarint: an unterminated varint decodes as 0.
+    let mut x: u64 = 0;
+    let mut decoded = 0;
+    for (i, b) in digest[24..].iter().enumerate() {
+        x |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            decoded = x;
+            break;
+        }
+    }
+    decoded % (cluster_size.max(1) as u64) + 1
+}
+
+impl ChainCore {
+    pub fn new(p: ChainParams) -> Result<ChainCore, CoreError> {
+        let fresh = matches!(p.start, Start::Fresh);
+        let log = match p.start {
+            Start::Fresh => MemLog::bootstrap(p.last_block.metadata.consenter_ids.clone()),
+            Start::Restart(r) => MemLog::restore(*r).map_err(CoreError::Log)?,
+        };
+        let mut cfg = raft::Config {
+            id: p.id,
+            election_tick: p.options.election_tick,
+            heartbeat_tick: p.options.heartbeat_tick,
+            max_size_per_msg: p.options.max_size_per_msg,
+            max_inflight_msgs: p.options.max_inflight_blocks.max(1) as usize,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        if let Some((min, max)) = p.options.election_timeout {
+            cfg.min_election_tick = min;
+            cfg.max_election_tick = max;
+        }
+        cfg.validate()?;
+        let logger = crate::logger::raft_logger(&p.channel, p.id);
+        let raw = RawNode::new(&cfg, log, &logger)?;
+        let voters = raw.raft.prs().conf().voters().ids().len();
+        let mut actions = Vec::new();
+        let campaign_in = if fresh {
+            // The bootstrap membership must be durable before anything else happens.
+            actions.push(Action::Persist(Persist {
+                conf_state: Some(raw.store().conf_state().clone()),
+                ..Default::default()
+            }));
+            (initial_campaigner(&p.channel, voters) == p.id)
+                .then_some(2 * p.options.heartbeat_tick.max(1))
+        } else {
+            None
+        };
+        // The raft index of the ledger's last block: entries up to it are already applied.
+        let applied_index = p.last_block.metadata.raft_index;
+        let created = (p.last_block.number, p.last_block.header_hash);
+        Ok(ChainCore {
+            channel: p.channel,
+            cutter: BlockCutter::new(p.limits),
+            options: p.options,
+            last: p.last_block,
+            created,
+            applied_index,
+            processed_index: applied_index,
+            sync_index: None,
+            config_inflight: false,
+            role: StateRole::Follower,
+            leader: 0,
+            since_snapshot: 0,
+            campaign_in,
+            ticks: 0,
+            leader_changes: 0,
+            proposal_failures: 0,
+            actions,
+            raw,
+        })
+    }
+
+    pub fn status(&self) -> ChainStatus {
+        ChainStatus {
+            id: self.raw.raft.id,
+            leader: self.leader,
+            is_leader: self.role == StateRole::Leader,
+            term: self.raw.raft.term,
+            cluster_size: self.raw.raft.prs().conf().voters().ids().len(),
+            last_block: self.last.number,
+            applied_index: self.applied_index,
+            leader_changes: self.leader_changes,
+            proposal_failures: self.proposal_failures,
+        }
+    }
+
+    /// The consenter metadata stamped on blocks.
+    pub fn block_metadata(&self) -> &BlockMetadata {
+        &self.last.metadata
+    }
+
+    /// Whether the leader can take an envelope now. The driver stops reading submissions while
+    /// this is false, which is how Fabric's MaxInflightBlocks pushes back on clients.
+    pub fn accepting(&self) -> bool {
+        self.role == StateRole::Leader
+            && self.sync_index.is_none()
+            && !self.config_inflight
+            && self.created.0 - self.last.number < self.options.max_inflight_blocks.max(1)
+    }
+
+    /// When the batch timer fires (the caller's time base), if an envelope is pending.
+    pub fn deadline(&self) -> Option<u64> {
+        self.cutter.deadline()
+    }
+
+    /// One Raft tick (the channel's TickInterval).
+    pub fn tick(&mut self) -> Result<(), CoreError> {
+        self.ticks += 1;
+        self.raw.tick();
+        if let Some(left) = self.campaign_in.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                if self.raw.raft.leader_id == 0 {
+                    self.raw.campaign()?;
+                    self.campaign_in = Some(2 * self.options.heartbeat_tick.max(1));
+                } else {
+                    self.campaign_in = None;
+                }
+            }
+        }
+        self.advance()
+    }
+
+    /// A Raft message from another consenter.
+    pub fn step(&mut self, msg: Message) -> Result<(), CoreError> {
+        match self.raw.step(msg) {
+            // Messages from unknown or removed peers, or stale responses, are not fatal.
+            Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
+        self.advance()
+    }
+
+    /// An envelope to order (already validated). Only the leader takes it.
+    pub fn submit(&mut self, p: Proposal, now_ns: u64) -> Result<(), SubmitError> {
+        if self.role != StateRole::Leader {
+            return Err(SubmitError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if !self.accepting() {
+            return Err(SubmitError::Busy);
+        }
+        match p {
+            Proposal::Normal(pending) => {
+                for batch in self.cutter.ordered(pending, now_ns) {
+                    self.propose_block(batch);
+                }
+            }
+            Proposal::Config(env) => {
+                let pending = self.cutter.cut();
+                if !pending.is_empty() {
+                    self.propose_block(pending);
+                }
+                self.propose_block(vec![env]);
+                self.config_inflight = true;
+            }
+        }
+        self.advance()?;
+        Ok(())
+    }
+
+    /// The batch timer: cuts the pending batch if its deadline has passed.
+    pub fn on_time(&mut self, now_ns: u64) -> Result<(), CoreError> {
+        if self.role == StateRole::Leader
+            && let Some(batch) = self.cutter.tick(now_ns)
+        {
+            self.propose_block(batch);
+        }
+        self.advance()
+    }
+
+    /// The driver applied a config block: new batch limits and snapshot interval, and the
+    /// consenter metadata it wrote in that block.
+    pub fn config_applied(
+        &mut self,
+        limits: BatchLimits,
+        snapshot_interval_size: u64,
+        metadata: BlockMetadata,
+    ) {
+        self.cutter.set_limits(limits);
+        self.options.snapshot_interval_size = snapshot_interval_size;
+        self.options.max_size_per_msg = u64::from(limits.preferred_max_bytes);
+        self.last.metadata = metadata;
+    }
+
+    /// The actions produced so far, to be carried out in order.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    fn propose_block(&mut self, batch: Vec<Bytes>) {
+        let block = new_block(self.created.0 + 1, &self.created.1, batch);
+        let Some(header) = block.header.as_ref() else {
+            return;
+        };
+        let hash = header_hash(header);
+        let number = header.number;
+        match self.raw.propose(Vec::new(), block.encode_to_vec()) {
+            Ok(()) => self.created = (number, hash),
+            Err(e) => {
+                // The block is lost (the clients already got SUCCESS, as in Fabric); creating the
+                // next one from `created` would leave a hole, so resynchronise from the ledger.
+                tracing::warn!(channel = %self.channel, block = number, error = %e, "failed to propose block to raft");
+                self.proposal_failures += 1;
+                self.sync_index = Some(self.raw.raft.raft_log.last_index());
+            }
+        }
+    }
+
+    /// Notices role changes, then drains raft's Ready into actions.
+    fn advance(&mut self) -> Result<(), CoreError> {
+        self.observe_role();
+        while self.raw.has_ready() {
+            let mut rd = self.raw.ready();
+            if !rd.messages().is_empty() {
+                self.actions.push(Action::Send(rd.take_messages()));
+            }
+            let mut persist = Persist::default();
+            if !rd.snapshot().is_empty() {
+                let snap = rd.snapshot().clone();
+                self.raw
+                    .mut_store()
+                    .apply_snapshot(snap.clone())
+                    .map_err(CoreError::Log)?;
+                self.on_snapshot_received(&snap)?;
+                persist.conf_state = Some(snap.get_metadata().get_conf_state().clone());
+                persist.snapshot = Some(snap);
+            }
+            let committed = rd.take_committed_entries();
+            if !rd.entries().is_empty() {
+                self.raw
+                    .mut_store()
+                    .append(rd.entries())
+                    .map_err(CoreError::Log)?;
+                persist.entries = rd.take_entries();
+            }
+            if let Some(hs) = rd.hs() {
+                self.raw.mut_store().set_hard_state(hs.clone());
+                persist.hard_state = Some(hs.clone());
+            }
+            if !persist.is_empty() {
+                self.actions.push(Action::Persist(persist));
+            }
+            // Entries committed in this Ready were persisted by earlier ones (raft-rs hands out
+            // only persisted entries as committed), so they can be applied now.
+            self.apply(committed)?;
+            if !rd.persisted_messages().is_empty() {
+                self.actions
+                    .push(Action::Send(rd.take_persisted_messages()));
+            }
+            let mut light = self.raw.advance(rd);
+            if let Some(commit) = light.commit_index() {
+                self.raw.mut_store().set_commit(commit);
+                let hs = self.raw.store().hard_state().clone();
+                self.actions.push(Action::Persist(Persist {
+                    hard_state: Some(hs),
+                    ..Default::default()
+                }));
+            }
+            if !light.messages().is_empty() {
+                self.actions.push(Action::Send(light.take_messages()));
+            }
+            self.apply(light.take_committed_entries())?;
+            self.raw.advance_apply();
+            self.observe_role();
+        }
+        Ok(())
+    }
+
+    fn observe_role(&mut self) {
+        let role = self.raw.raft.state;
+        let leader = self.raw.raft.leader_id;
+        if leader != self.leader {
+            if leader != 0 {
+                self.leader_changes += 1;
+                tracing::info!(channel = %self.channel, leader, term = self.raw.raft.term, "raft leader changed");
+            } else {
+                tracing::info!(channel = %self.channel, "raft leader lost");
+            }
+            self.leader = leader;
+        }
+        if role == self.role {
+            return;
+        }
+        let was_leader = self.role == StateRole::Leader;
+        self.role = role;
+        if role == StateRole::Leader {
+            // Build on the last block only after every entry of earlier terms is applied: the
+            // leader's own empty entry marks that point.
+            self.sync_index = Some(self.raw.raft.raft_log.last_index());
+            self.created = (self.last.number, self.last.header_hash);
+            self.check_synced();
+        } else if was_leader {
+            // Fabric's becomeFollower: drop the pending batch, forget in-flight bookkeeping.
+            let _ = self.cutter.cut();
+            self.config_inflight = false;
+            self.sync_index = None;
+            self.created = (self.last.number, self.last.header_hash);
+        }
+    }
+
+    fn check_synced(&mut self) {
+        if let Some(idx) = self.sync_index
+            && self.processed_index >= idx
+        {
+            self.sync_index = None;
+            self.created = (self.last.number, self.last.header_hash);
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), CoreError> {
+        for e in entries {
+            if e.index <= self.processed_index {
+                continue;
+            }
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => {}
+                EntryType::EntryNormal => self.apply_block(&e)?,
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&e.data).map_err(|err| {
+                        CoreError::BadEntry {
+                            index: e.index,
+                            reason: err.to_string(),
+                        }
+                    })?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.record_conf_state(cs)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(|err| {
+                        CoreError::BadEntry {
+                            index: e.index,
+                            reason: err.to_string(),
+                        }
+                    })?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.record_conf_state(cs)?;
+                }
+            }
+            self.processed_index = e.index;
+        }
+        self.check_synced();
+        Ok(())
+    }
+
+    fn record_conf_state(&mut self, cs: ConfState) -> Result<(), CoreError> {
+        self.raw.mut_store().set_conf_state(cs.clone());
+        self.actions.push(Action::Persist(Persist {
+            conf_state: Some(cs),
+            ..Default::default()
+        }));
+        Ok(())
+    }
+
+    fn apply_block(&mut self, e: &Entry) -> Result<(), CoreError> {
+        let block = Block::decode(e.data.as_ref()).map_err(|err| CoreError::BadEntry {
+            index: e.index,
+            reason: err.to_string(),
+        })?;
+        let Some(header) = block.header.as_ref() else {
+            return Err(CoreError::BadEntry {
+                index: e.index,
+                reason: "block without header".into(),
+            });
+        };
+        if header.number != self.last.number + 1
+            || header.previous_hash.as_ref() != self.last.header_hash.as_slice()
+        {
+            return Err(CoreError::Fork {
+                number: header.number,
+                index: e.index,
+                last: self.last.number,
+            });
+        }
+        let config = is_config_block(&block);
+        self.last.number = header.number;
+        self.last.header_hash = header_hash(header);
+        self.last.metadata.raft_index = e.index;
+        self.applied_index = e.index;
+        if config {
+            self.config_inflight = false;
+        }
+        self.actions.push(Action::WriteBlock {
+            block,
+            metadata: self.last.metadata.clone(),
+            config,
+        });
+        self.since_snapshot += e.data.len() as u64;
+        let interval = match self.options.snapshot_interval_size {
+            0 => DEFAULT_SNAPSHOT_INTERVAL_SIZE,
+            n => n,
+        };
+        if self.since_snapshot >= interval {
+            self.since_snapshot = 0;
+            let cs = self.raw.store().conf_state().clone();
+            let compact_to = e.index.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES);
+            let snapshot = self
+                .raw
+                .mut_store()
+                .take_snapshot(e.index, cs, e.data.to_vec(), compact_to)
+                .map_err(CoreError::Log)?;
+            self.actions.push(Action::Snapshot {
+                snapshot,
+                compact_to,
+            });
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_received(&mut self, snap: &Snapshot) -> Result<(), CoreError> {
+        let index = snap.get_metadata().index;
+        let block = Block::decode(snap.get_data()).map_err(|err| CoreError::BadEntry {
+            index,
+            reason: format!("snapshot data is not a block: {err}"),
+        })?;
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        self.processed_index = self.processed_index.max(index);
+        if number > self.last.number {
+            self.actions.push(Action::CatchUp { block });
+        }
+        Ok(())
+    }
+}

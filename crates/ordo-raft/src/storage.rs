@@ -1,0 +1,322 @@
+//! The Raft log as the pure core sees it: entries since the last snapshot, the hard state, the
+//! membership and the last snapshot, all in memory — etcd/raft's `MemoryStorage`, which Fabric's
+//! chain also puts in front of its WAL. Durability is not here: every change made here is also
+//! handed to the driver as a [`crate::chain::Action::Persist`], and on restart the driver rebuilds
+//! this storage from what it persisted ([`MemLog::restore`]).
+//!
+//! Unlike raft-rs's own `MemStorage`, the snapshot kept here carries its data (Fabric's snapshot
+//! data is the last block), so a lagging follower gets a useful snapshot.
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+/// What a restart reads back from disk.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    pub conf_state: ConfState,
+    /// The last snapshot, if one was taken or received (its data is a block).
+    pub snapshot: Option<Snapshot>,
+    /// Entries after the snapshot, in index order, without gaps.
+    pub entries: Vec<Entry>,
+}
+
+/// In-memory Raft log; see the module doc.
+#[derive(Debug, Clone, Default)]
+pub struct MemLog {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term of the entry just before `entries[0]` (the compaction point).
+    offset: (u64, u64),
+    /// The newest snapshot (index ≥ `offset.0`), what a follower that fell behind is sent.
+    snapshot: Snapshot,
+    entries: Vec<Entry>,
+}
+
+impl MemLog {
+    /// A brand-new log whose membership is `voters` (a channel started from its genesis block).
+    pub fn bootstrap(voters: Vec<u64>) -> MemLog {
+        let mut log = MemLog::default();
+        log.conf_state.voters = voters;
+        log.snapshot
+            .mut_metadata()
+            .set_conf_state(log.conf_state.clone());
+        log
+    }
+
+    /// The log as it was persisted. Entries at or below the snapshot (a compaction that did not
+    /// reach the disk before a crash) are dropped; a gap after the snapshot is refused.
+    pub fn restore(r: Recovered) -> Result<MemLog, String> {
+        let snapshot = r.snapshot.unwrap_or_default();
+        let meta = snapshot.get_metadata();
+        let offset = (meta.index, meta.term);
+        let entries: Vec<Entry> = r
+            .entries
+            .into_iter()
+            .filter(|e| e.index > offset.0)
+            .collect();
+        if let Some(first) = entries.first()
+            && first.index != offset.0 + 1
+        {
+            return Err(format!(
+                "the Raft log starts at index {} but the snapshot ends at {}",
+                first.index, offset.0
+            ));
+        }
+        for w in entries.windows(2) {
+            if w[1].index != w[0].index + 1 {
+                return Err(format!(
+                    "the Raft log has a gap between {} and {}",
+                    w[0].index, w[1].index
+                ));
+            }
+        }
+        let conf_state = if r.conf_state == ConfState::default() {
+            meta.get_conf_state().clone()
+        } else {
+            r.conf_state
+        };
+        Ok(MemLog {
+            hard_state: r.hard_state,
+            conf_state,
+            offset,
+            snapshot,
+            entries,
+        })
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    pub fn set_hard_state(&mut self, hs: HardState) {
+        self.hard_state = hs;
+    }
+
+    pub fn set_commit(&mut self, commit: u64) {
+        self.hard_state.commit = commit;
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
+    fn first(&self) -> u64 {
+        self.offset.0 + 1
+    }
+
+    fn last(&self) -> u64 {
+        self.entries.last().map_or(self.offset.0, |e| e.index)
+    }
+
+    /// The entry at `index`, if it is still in memory.
+    pub fn entry(&self, index: u64) -> Option<&Entry> {
+        let i = index.checked_sub(self.first())?;
+        self.entries.get(usize::try_from(i).ok()?)
+    }
+
+    fn term_of(&self, index: u64) -> Option<u64> {
+        if index == self.offset.0 {
+            return Some(self.offset.1);
+        }
+        self.entry(index).map(|e| e.term)
+    }
+
+    /// Appends entries, dropping any existing entries they overwrite (Raft truncation).
+    pub fn append(&mut self, ents: &[Entry]) -> Result<(), String> {
+        let Some(head) = ents.first() else {
+            return Ok(());
+        };
+        if head.index < self.first() {
+            return Err(format!(
+                "append at {} overwrites the compacted log (first index {})",
+                head.index,
+                self.first()
+            ));
+        }
+        if head.index > self.last() + 1 {
+            return Err(format!(
+                "append at {} leaves a gap after {}",
+                head.index,
+                self.last()
+            ));
+        }
+        let keep = (head.index - self.first()) as usize;
+        self.entries.truncate(keep);
+        self.entries.extend_from_slice(ents);
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader: the log restarts after it.
+    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), String> {
+        let meta = snap.get_metadata();
+        if meta.index < self.offset.0 {
+            return Err(format!(
+                "snapshot at {} is older than the log start {}",
+                meta.index, self.offset.0
+            ));
+        }
+        self.hard_state.term = self.hard_state.term.max(meta.term);
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+        self.conf_state = meta.get_conf_state().clone();
+        self.offset = (meta.index, meta.term);
+        self.entries.clear();
+        self.snapshot = snap;
+        Ok(())
+    }
+
+    /// Records a snapshot taken locally at `index` (which must be in the log) with `data`, and
+    /// drops the entries up to `compact_to` (at most `index`; kept lower so that slightly lagging
+    /// followers still get entries rather than a snapshot, as Fabric's SnapshotCatchUpEntries).
+    pub fn take_snapshot(
+        &mut self,
+        index: u64,
+        conf_state: ConfState,
+        data: Vec<u8>,
+        compact_to: u64,
+    ) -> Result<Snapshot, String> {
+        let term = self
+            .term_of(index)
+            .ok_or_else(|| format!("no entry at {index} to snapshot"))?;
+        let mut snap = Snapshot::default();
+        snap.set_data(data.into());
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(conf_state);
+        let compact_to = compact_to.min(index);
+        if compact_to > self.offset.0
+            && let Some(t) = self.term_of(compact_to)
+        {
+            let drop = (compact_to - self.offset.0) as usize;
+            self.entries.drain(..drop.min(self.entries.len()));
+            self.offset = (compact_to, t);
+        }
+        self.snapshot = snap.clone();
+        Ok(snap)
+    }
+}
+
+impl Storage for MemLog {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let start = (low - self.first()) as usize;
+        let end = (high - self.first()) as usize;
+        let mut out = self.entries[start..end].to_vec();
+        raft::util::limit_size(&mut out, max_size.into());
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx < self.offset.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.term_of(idx)
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.snapshot.get_metadata().index < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn append_truncates_conflicting_tail_and_refuses_gaps() {
+        let mut log = MemLog::bootstrap(vec![1]);
+        log.append(&[ent(1, 1), ent(2, 1), ent(3, 1)]).unwrap();
+        log.append(&[ent(2, 2)]).unwrap();
+        assert_eq!(log.last_index().unwrap(), 2);
+        assert_eq!(log.term(2).unwrap(), 2);
+        assert!(log.append(&[ent(5, 2)]).is_err());
+    }
+
+    #[test]
+    fn snapshot_compacts_and_keeps_catch_up_entries() {
+        let mut log = MemLog::bootstrap(vec![1]);
+        log.append(&(1..=10).map(|i| ent(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        let snap = log
+            .take_snapshot(8, log.conf_state().clone(), b"block".to_vec(), 4)
+            .unwrap();
+        assert_eq!(snap.get_metadata().index, 8);
+        assert_eq!(log.first_index().unwrap(), 5);
+        assert_eq!(log.term(4).unwrap(), 1);
+        assert!(log.term(3).is_err());
+        assert_eq!(log.snapshot(6, 2).unwrap().get_data(), b"block");
+        assert!(log.snapshot(9, 2).is_err());
+        let got = log
+            .entries(5, 11, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(got.len(), 6);
+    }
+
+    #[test]
+    fn restore_drops_entries_covered_by_the_snapshot_and_refuses_gaps() {
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = 5;
+        snap.mut_metadata().term = 2;
+        snap.mut_metadata().mut_conf_state().voters = vec![1];
+        let r = Recovered {
+            snapshot: Some(snap.clone()),
+            entries: (3..=8).map(|i| ent(i, 2)).collect(),
+            ..Default::default()
+        };
+        let log = MemLog::restore(r).unwrap();
+        assert_eq!(log.first_index().unwrap(), 6);
+        assert_eq!(log.last_index().unwrap(), 8);
+        assert_eq!(log.conf_state().voters, vec![1]);
+        let gap = Recovered {
+            snapshot: Some(snap),
+            entries: vec![ent(7, 2)],
+            ..Default::default()
+        };
+        assert!(MemLog::restore(gap).is_err());
+    }
+}

@@ -1,0 +1,471 @@
+//! The pure chain core driven in one thread: a single node, a three-node group over an in-memory
+//! network, restarts from persisted state, snapshots, and the raft-engine WAL round trip.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use ordo_ledger::block::header_hash;
+use ordo_proto::common::Block;
+use ordo_proto::etcdraft::BlockMetadata;
+use ordo_raft::blockcutter::{BatchLimits, Pending};
+use ordo_raft::chain::{
+    Action, ChainCore, ChainParams, LastBlock, Options, Persist, Proposal, Start, SubmitError,
+    initial_campaigner,
+};
+use ordo_raft::storage::Recovered;
+use ordo_raft::wal::RaftWal;
+use raft::eraftpb::Message;
+
+const LIMITS: BatchLimits = BatchLimits {
+    max_message_count: 3,
+    preferred_max_bytes: 1 << 20,
+    timeout_ns: 1_000_000_000,
+};
+
+fn options(id: u64) -> Options {
+    Options {
+        election_tick: 10,
+        heartbeat_tick: 1,
+        max_inflight_blocks: 2,
+        snapshot_interval_size: 1 << 20,
+        max_size_per_msg: 1 << 20,
+        // Distinct fixed timeouts keep the runs deterministic.
+        election_timeout: Some((10 + 3 * id as usize, 11 + 3 * id as usize)),
+    }
+}
+
+fn genesis(n: u64) -> LastBlock {
+    LastBlock {
+        number: 0,
+        header_hash: [7; 32],
+        metadata: BlockMetadata {
+            consenter_ids: (1..=n).collect(),
+            next_consenter_id: n + 1,
+            raft_index: 0,
+        },
+    }
+}
+
+fn env(i: u32) -> Proposal {
+    let bytes = Bytes::from(format!("envelope-{i}").into_bytes());
+    Proposal::Normal(Pending {
+        size: bytes.len() as u32,
+        envelope: bytes,
+    })
+}
+
+/// One simulated node: its core, what it persisted, the blocks it wrote.
+struct Node {
+    core: ChainCore,
+    disk: Recovered,
+    blocks: Vec<(Block, BlockMetadata)>,
+    outbox: Vec<Message>,
+}
+
+impl Node {
+    fn new(id: u64, n: u64, channel: &str) -> Node {
+        let core = ChainCore::new(ChainParams {
+            channel: channel.into(),
+            id,
+            options: options(id),
+            limits: LIMITS,
+            last_block: genesis(n),
+            start: Start::Fresh,
+        })
+        .unwrap();
+        let mut node = Node {
+            core,
+            disk: Recovered::default(),
+            blocks: Vec::new(),
+            outbox: Vec::new(),
+        };
+        node.drain();
+        node
+    }
+
+    /// Carries out the core's actions as a driver would (persisting to `disk`).
+    fn drain(&mut self) {
+        for a in self.core.take_actions() {
+            match a {
+                Action::Send(msgs) => self.outbox.extend(msgs),
+                Action::Persist(p) => persist(&mut self.disk, p),
+                Action::WriteBlock {
+                    block, metadata, ..
+                } => self.blocks.push((block, metadata)),
+                Action::Snapshot {
+                    snapshot,
+                    compact_to,
+                } => {
+                    self.disk.snapshot = Some(snapshot);
+                    self.disk.entries.retain(|e| e.index > compact_to);
+                }
+                Action::CatchUp { .. } => panic!("no catch-up expected"),
+            }
+        }
+    }
+
+    fn last_block(&self) -> LastBlock {
+        last_block_of(&self.blocks)
+    }
+}
+
+fn last_block_of(blocks: &[(Block, BlockMetadata)]) -> LastBlock {
+    match blocks.last() {
+        None => genesis(1),
+        Some((b, md)) => LastBlock {
+            number: b.header.as_ref().unwrap().number,
+            header_hash: header_hash(b.header.as_ref().unwrap()),
+            metadata: md.clone(),
+        },
+    }
+}
+
+fn persist(disk: &mut Recovered, p: Persist) {
+    if let Some(s) = p.snapshot {
+        disk.entries.retain(|e| e.index > s.get_metadata().index);
+        disk.snapshot = Some(s);
+    }
+    if let Some(first) = p.entries.first() {
+        disk.entries.retain(|e| e.index < first.index);
+        disk.entries.extend(p.entries);
+    }
+    if let Some(hs) = p.hard_state {
+        disk.hard_state = hs;
+    }
+    if let Some(cs) = p.conf_state {
+        disk.conf_state = cs;
+    }
+}
+
+/// Ticks a lone node until it leads.
+fn elect_single(node: &mut Node) {
+    for _ in 0..100 {
+        if node.core.status().is_leader {
+            return;
+        }
+        node.core.tick().unwrap();
+        node.drain();
+    }
+    panic!("no leader after 100 ticks");
+}
+
+fn check_chain(blocks: &[(Block, BlockMetadata)], first_prev: [u8; 32]) {
+    let mut prev = first_prev;
+    let mut last_index = 0;
+    for (i, (b, md)) in blocks.iter().enumerate() {
+        let h = b.header.as_ref().unwrap();
+        assert_eq!(h.number, i as u64 + 1);
+        assert_eq!(h.previous_hash.as_ref(), prev.as_slice());
+        assert!(md.raft_index > last_index, "raft_index must grow");
+        last_index = md.raft_index;
+        prev = header_hash(h);
+    }
+}
+
+#[test]
+fn single_node_elects_itself_and_cuts_blocks_by_count_and_timer() {
+    let mut node = Node::new(1, 1, "mychannel");
+    // A fresh single-node channel's designated campaigner is node 1.
+    assert_eq!(initial_campaigner("mychannel", 1), 1);
+    elect_single(&mut node);
+    assert!(node.core.accepting());
+    for i in 0..7 {
+        node.core.submit(env(i), 0).unwrap();
+        node.drain();
+    }
+    // 3 + 3 by count, one envelope pending until the timer.
+    assert_eq!(node.blocks.len(), 2);
+    assert_eq!(node.core.deadline(), Some(LIMITS.timeout_ns));
+    node.core.on_time(LIMITS.timeout_ns - 1).unwrap();
+    node.drain();
+    assert_eq!(node.blocks.len(), 2);
+    node.core.on_time(LIMITS.timeout_ns).unwrap();
+    node.drain();
+    assert_eq!(node.blocks.len(), 3);
+    check_chain(&node.blocks, [7; 32]);
+    let sizes: Vec<usize> = node
+        .blocks
+        .iter()
+        .map(|(b, _)| b.data.as_ref().unwrap().data.len())
+        .collect();
+    assert_eq!(sizes, vec![3, 3, 1]);
+    assert_eq!(node.blocks[2].1.consenter_ids, vec![1]);
+    assert_eq!(node.blocks[2].1.next_consenter_id, 2);
+}
+
+#[test]
+fn a_config_envelope_goes_alone_after_the_pending_batch() {
+    let mut node = Node::new(1, 1, "mychannel");
+    elect_single(&mut node);
+    node.core.submit(env(0), 0).unwrap();
+    node.core
+        .submit(Proposal::Config(Bytes::from_static(b"config")), 0)
+        .unwrap();
+    node.drain();
+    assert_eq!(node.blocks.len(), 2);
+    assert_eq!(node.blocks[0].0.data.as_ref().unwrap().data.len(), 1);
+    assert_eq!(
+        node.blocks[1].0.data.as_ref().unwrap().data[0].as_ref(),
+        b"config"
+    );
+    check_chain(&node.blocks, [7; 32]);
+}
+
+#[test]
+fn a_follower_refuses_submissions_naming_the_leader() {
+    let mut nodes = cluster(3, "c3");
+    let leader = run_until_leader(&mut nodes);
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    match nodes[follower as usize - 1].core.submit(env(0), 0) {
+        Err(SubmitError::NotLeader { leader: l }) => assert_eq!(l, leader),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Before any election there is no leader at all.
+    let mut lone = Node::new(2, 3, "c3");
+    let err = lone.core.submit(env(0), 0).unwrap_err();
+    assert_eq!(err.to_string(), "no Raft leader");
+    lone.drain();
+}
+
+fn cluster(n: u64, channel: &str) -> Vec<Node> {
+    (1..=n).map(|id| Node::new(id, n, channel)).collect()
+}
+
+/// Delivers every queued message until the network is quiet (messages are FIFO, no loss).
+fn settle(nodes: &mut [Node]) {
+    let mut queue: VecDeque<Message> = VecDeque::new();
+    loop {
+        for n in nodes.iter_mut() {
+            n.drain();
+            queue.extend(n.outbox.drain(..));
+        }
+        let Some(m) = queue.pop_front() else {
+            return;
+        };
+        let to = m.to as usize - 1;
+        nodes[to].core.step(m).unwrap();
+        nodes[to].drain();
+        queue.extend(nodes[to].outbox.drain(..));
+    }
+}
+
+fn run_until_leader(nodes: &mut [Node]) -> u64 {
+    for _ in 0..200 {
+        if let Some(l) = nodes.iter().find(|n| n.core.status().is_leader) {
+            return l.core.status().id;
+        }
+        for n in nodes.iter_mut() {
+            n.core.tick().unwrap();
+        }
+        settle(nodes);
+    }
+    panic!("no leader");
+}
+
+#[test]
+fn three_nodes_replicate_identical_blocks_and_bound_inflight_blocks() {
+    let mut nodes = cluster(3, "channel-3");
+    let leader = run_until_leader(&mut nodes);
+    // The first leader of a fresh channel is the designated campaigner.
+    assert_eq!(leader, initial_campaigner("channel-3", 3));
+    let li = leader as usize - 1;
+    // Without delivering messages, blocks stay in flight: two (MaxInflightBlocks) at most.
+    for i in 0..6 {
+        nodes[li].core.submit(env(i), 0).unwrap();
+    }
+    assert!(!nodes[li].core.accepting());
+    assert!(matches!(
+        nodes[li].core.submit(env(99), 0),
+        Err(SubmitError::Busy)
+    ));
+    settle(&mut nodes);
+    assert!(nodes[li].core.accepting());
+    for i in 6..9 {
+        nodes[li].core.submit(env(i), 0).unwrap();
+    }
+    settle(&mut nodes);
+    // Followers learn the commit index on the next heartbeat.
+    for n in nodes.iter_mut() {
+        n.core.tick().unwrap();
+    }
+    settle(&mut nodes);
+    for n in &nodes {
+        assert_eq!(n.blocks.len(), 3, "node {}", n.core.status().id);
+        check_chain(&n.blocks, [7; 32]);
+    }
+    let headers: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            n.blocks
+                .iter()
+                .map(|(b, _)| b.header.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(headers[0], headers[1]);
+    assert_eq!(headers[1], headers[2]);
+}
+
+#[test]
+fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() {
+    let mut node = Node::new(1, 1, "mychannel");
+    elect_single(&mut node);
+    for i in 0..9 {
+        node.core.submit(env(i), 0).unwrap();
+    }
+    node.drain();
+    assert_eq!(node.blocks.len(), 3);
+    // The "ledger" lost its last block (written, not yet durable when the node died).
+    let kept: Vec<_> = node.blocks[..2].to_vec();
+    let mut restarted = Node {
+        core: ChainCore::new(ChainParams {
+            channel: "mychannel".into(),
+            id: 1,
+            options: options(1),
+            limits: LIMITS,
+            last_block: last_block_of(&kept),
+            start: Start::Restart(Box::new(node.disk.clone())),
+        })
+        .unwrap(),
+        disk: node.disk.clone(),
+        blocks: kept,
+        outbox: vec![],
+    };
+    elect_single(&mut restarted);
+    // Block 3 came back from the Raft log exactly once; blocks 1 and 2 were not re-applied.
+    assert_eq!(restarted.blocks.len(), 3);
+    assert_eq!(restarted.blocks[2].0.header, node.blocks[2].0.header);
+    restarted.core.submit(env(100), 0).unwrap();
+    restarted.core.on_time(u64::MAX).unwrap();
+    restarted.drain();
+    assert_eq!(restarted.blocks.len(), 4);
+    check_chain(&restarted.blocks, [7; 32]);
+}
+
+#[test]
+fn snapshots_are_taken_by_size_and_a_restart_starts_from_them() {
+    let mut node = Node::new(1, 1, "mychannel");
+    let mut opts = options(1);
+    opts.snapshot_interval_size = 200;
+    node.core = ChainCore::new(ChainParams {
+        channel: "mychannel".into(),
+        id: 1,
+        options: opts.clone(),
+        limits: LIMITS,
+        last_block: genesis(1),
+        start: Start::Fresh,
+    })
+    .unwrap();
+    node.drain();
+    elect_single(&mut node);
+    for i in 0..30 {
+        node.core.submit(env(i), 0).unwrap();
+    }
+    node.drain();
+    assert_eq!(node.blocks.len(), 10);
+    let snap = node.disk.snapshot.clone().expect("a snapshot was taken");
+    let block = <Block as prost::Message>::decode(snap.get_data()).unwrap();
+    assert!(block.header.unwrap().number >= 2);
+    assert!(
+        node.disk.entries.first().unwrap().index > 1,
+        "log compacted"
+    );
+    let mut restarted = Node {
+        core: ChainCore::new(ChainParams {
+            channel: "mychannel".into(),
+            id: 1,
+            options: opts,
+            limits: LIMITS,
+            last_block: node.last_block(),
+            start: Start::Restart(Box::new(node.disk.clone())),
+        })
+        .unwrap(),
+        disk: node.disk.clone(),
+        blocks: node.blocks.clone(),
+        outbox: vec![],
+    };
+    elect_single(&mut restarted);
+    restarted.core.submit(env(1000), 0).unwrap();
+    restarted.core.on_time(u64::MAX).unwrap();
+    restarted.drain();
+    assert_eq!(restarted.blocks.len(), 11);
+    check_chain(&restarted.blocks, [7; 32]);
+}
+
+#[test]
+fn the_raft_engine_wal_gives_back_what_was_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal_dir, snap_dir) = (dir.path().join("wal/ch"), dir.path().join("snap/ch"));
+    let mut node = Node::new(1, 1, "mychannel");
+    let mut opts = options(1);
+    opts.snapshot_interval_size = 300;
+    node.core = ChainCore::new(ChainParams {
+        channel: "mychannel".into(),
+        id: 1,
+        options: opts,
+        limits: LIMITS,
+        last_block: genesis(1),
+        start: Start::Fresh,
+    })
+    .unwrap();
+    let mut wal = RaftWal::open(&wal_dir, &snap_dir).unwrap();
+    assert!(wal.is_fresh().unwrap());
+    let mut expected = Recovered::default();
+    let run = |node: &mut Node, wal: &mut RaftWal, expected: &mut Recovered| {
+        for a in node.core.take_actions() {
+            match a {
+                Action::Persist(p) => {
+                    wal.persist(&p).unwrap();
+                    persist(expected, p);
+                }
+                Action::Snapshot {
+                    snapshot,
+                    compact_to,
+                } => {
+                    wal.save_snapshot(&snapshot, compact_to).unwrap();
+                    expected.snapshot = Some(snapshot);
+                    expected.entries.retain(|e| e.index > compact_to);
+                }
+                Action::WriteBlock {
+                    block, metadata, ..
+                } => node.blocks.push((block, metadata)),
+                Action::Send(_) | Action::CatchUp { .. } => {}
+            }
+        }
+    };
+    run(&mut node, &mut wal, &mut expected);
+    while !node.core.status().is_leader {
+        node.core.tick().unwrap();
+        run(&mut node, &mut wal, &mut expected);
+    }
+    for i in 0..20 {
+        node.core.submit(env(i), 0).unwrap();
+        run(&mut node, &mut wal, &mut expected);
+    }
+    drop(wal);
+    let wal = RaftWal::open(&wal_dir, &snap_dir).unwrap();
+    assert!(!wal.is_fresh().unwrap());
+    let got = wal.recover().unwrap();
+    assert_eq!(got.hard_state, expected.hard_state);
+    assert_eq!(got.conf_state, expected.conf_state);
+    assert_eq!(got.snapshot, expected.snapshot);
+    let snap_index = got.snapshot.as_ref().unwrap().get_metadata().index;
+    let want: Vec<_> = expected
+        .entries
+        .iter()
+        .filter(|e| e.index > snap_index)
+        .cloned()
+        .collect();
+    let have: Vec<_> = got
+        .entries
+        .iter()
+        .filter(|e| e.index > snap_index)
+        .cloned()
+        .collect();
+    assert_eq!(have, want);
+    drop(wal);
+    ordo_raft::wal::remove(&wal_dir, &snap_dir).unwrap();
+    assert!(!wal_dir.exists() && !snap_dir.exists());
+    let wal = RaftWal::open(&wal_dir, &snap_dir).unwrap();
+    assert!(wal.is_fresh().unwrap(), "a removed channel starts fresh");
+}
