@@ -44,7 +44,7 @@ impl Capabilities {
         self.0.contains(name)
     }
 
-    fn any(&self, names: &[&str]) -> bool {
+    pub fn any(&self, names: &[&str]) -> bool {
         names.iter().any(|n| self.has(n))
     }
 

@@ -7,6 +7,8 @@
 //! So far it holds [`msgprocessor`]: how an incoming envelope is routed, classified and filtered
 //! before ordering, with the status and text Fabric answers for each refusal.
 
+pub mod client;
+pub mod configupdate;
 pub mod deliver;
 pub mod localconfig;
 pub mod msgprocessor;

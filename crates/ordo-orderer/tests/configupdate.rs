@@ -1,0 +1,152 @@
+//! The config-update path of Broadcast against Fabric's own update and answers: adding orderer4
+//! (accepted by Fabric; its CONFIG envelope is block 13 of the fixture ledger) and removing two
+//! consenters at once (refused with Fabric's text).
+
+use bytes::Bytes;
+use ordo_config::ChannelConfig;
+use ordo_config::envelope::{add_config_signature, config_envelope, create_signed_envelope};
+use ordo_orderer::configupdate::{Membership, process_config_update, revalidate_config};
+use ordo_orderer::msgprocessor::FilterSettings;
+use ordo_proto::common::{Block, ConfigUpdateEnvelope, Envelope, HeaderType, Payload, Status};
+use ordo_testkit::{fixture, read};
+use prost::Message;
+
+const ORDERER1_MSP: &str =
+    "crypto-config/ordererOrganizations/example.com/orderers/orderer1.example.com/msp";
+const ADMIN_MSP: &str =
+    "crypto-config/ordererOrganizations/example.com/users/Admin@example.com/msp";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn genesis_config(channel: &str) -> ChannelConfig {
+    let block =
+        Block::decode(read(&format!("channel-genesis/{channel}.block")).as_slice()).unwrap();
+    let env = Envelope::decode(block.data.unwrap().data[0].clone()).unwrap();
+    ChannelConfig::new(config_envelope(&env).unwrap().config.as_ref().unwrap()).unwrap()
+}
+
+fn signer(dir: &str) -> ordo_msp::SigningIdentity {
+    ordo_msp::local::load_signing_identity(&fixture(dir), "OrdererMSP")
+        .unwrap()
+        .signer
+}
+
+#[test]
+fn fabrics_accepted_update_gives_the_config_of_block_13() {
+    let block13 = Block::decode(read("ledger/from-orderer1/block_13.pb").as_slice()).unwrap();
+    let fabric_env = Envelope::decode(block13.data.unwrap().data[0].clone()).unwrap();
+    let fabric_ce = config_envelope(&fabric_env).unwrap();
+    let update = fabric_ce.last_update.clone().unwrap();
+    let current = genesis_config("channel-3");
+    let me = signer(ORDERER1_MSP);
+    let membership = Membership {
+        active: 3,
+        changed_is_active: false,
+    };
+    let (env, seq) = process_config_update(
+        &update,
+        "channel-3",
+        &current,
+        &me,
+        FilterSettings::default(),
+        now(),
+        &membership,
+    )
+    .unwrap();
+    assert_eq!(seq, 0);
+    let ours = config_envelope(&env).unwrap();
+    assert_eq!(ours.config, fabric_ce.config);
+    assert_eq!(ours.last_update, fabric_ce.last_update);
+    // Signed by this node, as a CONFIG envelope without tx id.
+    let parsed = ordo_config::envelope::parse(&env).unwrap();
+    assert_eq!(parsed.channel_header.r#type, HeaderType::Config as i32);
+    assert!(parsed.channel_header.tx_id.is_empty());
+    assert_eq!(parsed.signature_header.creator, *me.serialized());
+    // The leader's re-validation accepts it against the same config.
+    revalidate_config(&env, "channel-3", &current).unwrap();
+    // And Fabric's own CONFIG envelope passes the same check.
+    revalidate_config(&fabric_env, "channel-3", &current).unwrap();
+}
+
+#[test]
+fn removing_two_consenters_gets_fabrics_refusal() {
+    let unsigned = Envelope::decode(read("config-update/remove_two.env.pb").as_slice()).unwrap();
+    let payload = Payload::decode(unsigned.payload.clone()).unwrap();
+    let mut cue = ConfigUpdateEnvelope::decode(payload.data.clone()).unwrap();
+    let admin = signer(ADMIN_MSP);
+    add_config_signature(&mut cue, &admin).unwrap();
+    let env = create_signed_envelope(
+        HeaderType::ConfigUpdate,
+        "channel-3",
+        &admin,
+        Bytes::from(cue.encode_to_vec()),
+    )
+    .unwrap();
+    // Fabric answered after block 13 (orderer4 added): that config is the current one.
+    let block13 = Block::decode(read("ledger/from-orderer1/block_13.pb").as_slice()).unwrap();
+    let env13 = Envelope::decode(block13.data.unwrap().data[0].clone()).unwrap();
+    let current =
+        ChannelConfig::new(config_envelope(&env13).unwrap().config.as_ref().unwrap()).unwrap();
+    let err = process_config_update(
+        &env,
+        "channel-3",
+        &current,
+        &signer(ORDERER1_MSP),
+        FilterSettings::default(),
+        now(),
+        &Membership {
+            active: 4,
+            changed_is_active: true,
+        },
+    )
+    .unwrap_err();
+    let answer = String::from_utf8(read("config-update/remove_two.answer.txt")).unwrap();
+    let fabric = answer
+        .trim()
+        .strip_prefix("Error: got unexpected status: BAD_REQUEST -- ")
+        .unwrap();
+    assert_eq!(err.status, Status::BadRequest);
+    assert_eq!(err.info, fabric);
+}
+
+#[test]
+fn an_update_signed_by_a_non_admin_is_refused_by_the_mod_policy() {
+    let unsigned = Envelope::decode(read("config-update/add_orderer4.env.pb").as_slice()).unwrap();
+    let payload = Payload::decode(unsigned.payload.clone()).unwrap();
+    let mut cue = ConfigUpdateEnvelope::decode(payload.data.clone()).unwrap();
+    // The orderer node itself is a member, not an admin, of OrdererMSP.
+    let node = signer(ORDERER1_MSP);
+    add_config_signature(&mut cue, &node).unwrap();
+    let env = create_signed_envelope(
+        HeaderType::ConfigUpdate,
+        "channel-3",
+        &node,
+        Bytes::from(cue.encode_to_vec()),
+    )
+    .unwrap();
+    let err = process_config_update(
+        &env,
+        "channel-3",
+        &genesis_config("channel-3"),
+        &node,
+        FilterSettings::default(),
+        now(),
+        &Membership {
+            active: 3,
+            changed_is_active: false,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.status, Status::BadRequest);
+    assert!(
+        err.info
+            .starts_with("error applying config update to existing channel 'channel-3': error authorizing update: "),
+        "{}",
+        err.info
+    );
+}
