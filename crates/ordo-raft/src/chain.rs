@@ -268,6 +268,10 @@ impl ChainCore {
             }));
             (initial_campaigner(&p.channel, voters) == p.id)
                 .then_some(2 * p.options.heartbeat_tick.max(1))
+        } else if raw.raft.prs().conf().voters().ids().iter().eq([p.id]) {
+            // A group of one cannot split its vote: campaign at the first tick instead of
+            // waiting out an election timeout after every restart.
+            Some(1)
         } else {
             None
         };
