@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config_cmd;
+mod node_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -23,12 +24,16 @@ enum Command {
     /// Channel configuration tools: what configtxlator and configtxgen do, without Fabric.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Runs an orderer node.
+    #[command(subcommand)]
+    Node(node_cmd::NodeCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Config(c) => config_cmd::run(c),
+        Command::Node(c) => node_cmd::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,11 +4,27 @@
 //! filters, the block writer, and the channel participation and operations APIs. It owns what a
 //! client sees of an orderer; consensus itself is `ordo-raft`'s.
 //!
-//! So far it holds [`msgprocessor`]: how an incoming envelope is routed, classified and filtered
-//! before ordering, with the status and text Fabric answers for each refusal.
+//! - [`node`] assembles a node from [`localconfig`] (orderer.yaml): [`registrar`] (which channels
+//!   run, crash-safe join and removal), [`channel`] (a channel's config, ledger and the driver of
+//!   its Raft core, with the block writer), [`grpc`] (Broadcast and Deliver over
+//!   [`msgprocessor`], [`configupdate`] and [`deliver`]), [`participation`] and [`operations`]
+//!   (the admin and operations HTTP APIs over [`http`] and [`tls`]), [`metrics`], [`logging`];
+//! - [`client`]: clients of those APIs, for the CLI, the benchmark and tests.
 
+pub mod channel;
 pub mod client;
 pub mod configupdate;
 pub mod deliver;
+pub mod grpc;
+pub mod health;
+pub mod http;
 pub mod localconfig;
+pub mod logging;
+pub mod metrics;
 pub mod msgprocessor;
+pub mod node;
+pub mod operations;
+pub mod participation;
+mod participation_backend;
+pub mod registrar;
+pub mod tls;

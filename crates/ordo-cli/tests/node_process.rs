@@ -1,0 +1,504 @@
+//! The real `ordo` binary on 127.0.0.1 with TLS on, driven as Fabric clients drive an orderer:
+//! channel participation over mutual TLS, Broadcast of valid and invalid envelopes (Fabric's
+//! answers from the fixtures), Deliver of every block with hash-chain and signature checks, a
+//! kill -9 in the middle of a load, and removing and re-joining a channel.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ordo_config::envelope::create_signed_envelope;
+use ordo_msp::SigningIdentity;
+use ordo_orderer::client::{ClientTls, HttpClient, grpc_channel};
+use ordo_proto::common::{Block, Envelope, HeaderType, Status};
+use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+use ordo_proto::orderer::seek_info::{SeekBehavior, SeekErrorResponse};
+use ordo_proto::orderer::{SeekInfo, deliver_response};
+use ordo_testkit::fixture;
+use prost::Message;
+
+const ORDERER1: &str =
+    "crypto-config/ordererOrganizations/example.com/orderers/orderer1.example.com";
+const ADMIN_TLS: &str =
+    "crypto-config/ordererOrganizations/example.com/users/Admin@example.com/tls";
+const TLSCA: &str =
+    "crypto-config/ordererOrganizations/example.com/tlsca/tlsca.example.com-cert.pem";
+const USER1: &str =
+    "crypto-config/peerOrganizations/org1.example.com/users/User1@org1.example.com/msp";
+const ORG2_USER1: &str =
+    "crypto-config/peerOrganizations/org2.example.com/users/User1@org2.example.com/msp";
+/// How long any single wait in these tests may take before the test fails.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn p(rel: &str) -> String {
+    fixture(rel).display().to_string()
+}
+
+/// An orderer.yaml for orderer1 with every listener on a free port and data under `dir`.
+fn write_config(dir: &Path) -> PathBuf {
+    let yaml = format!(
+        r#"General:
+    ListenAddress: 127.0.0.1
+    ListenPort: 0
+    TLS:
+        Enabled: true
+        PrivateKey: {o}/tls/server.key
+        Certificate: {o}/tls/server.crt
+        RootCAs: [{o}/tls/ca.crt]
+        ClientAuthRequired: false
+    BootstrapMethod: none
+    LocalMSPDir: {o}/msp
+    LocalMSPID: OrdererMSP
+    Authentication: {{TimeWindow: 15m}}
+FileLedger: {{Location: {d}/ledger}}
+Operations: {{ListenAddress: 127.0.0.1:0, TLS: {{Enabled: false}}}}
+Metrics: {{Provider: prometheus}}
+Admin:
+    ListenAddress: 127.0.0.1:0
+    TLS:
+        Enabled: true
+        Certificate: {o}/tls/server.crt
+        PrivateKey: {o}/tls/server.key
+        ClientAuthRequired: true
+        ClientRootCAs: [{ca}]
+ChannelParticipation: {{Enabled: true, MaxRequestBodySize: 1 MB}}
+Consensus: {{WALDir: {d}/etcdraft/wal, SnapDir: {d}/etcdraft/snapshot}}
+"#,
+        o = p(ORDERER1),
+        ca = p(TLSCA),
+        d = dir.display()
+    );
+    let path = dir.join("orderer.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+struct Addrs {
+    general: SocketAddr,
+    admin: SocketAddr,
+    operations: SocketAddr,
+}
+
+/// A running `ordo node start`, killed (-9) when dropped.
+struct OrdoProcess {
+    child: Child,
+    addrs: Addrs,
+}
+
+impl OrdoProcess {
+    fn start(config: &Path) -> OrdoProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["node", "start", "--config"])
+            .arg(config)
+            .env("FABRIC_LOGGING_SPEC", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ordo");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(rest) = line.strip_prefix("ordo node started: ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the node did not report its listeners");
+        let addr = |key: &str| -> SocketAddr {
+            line.split(' ')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        OrdoProcess {
+            addrs: Addrs {
+                general: addr("general"),
+                admin: addr("admin"),
+                operations: addr("operations"),
+            },
+            child,
+        }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn admin(&self) -> HttpClient {
+        let cert = std::fs::read(fixture(&format!("{ADMIN_TLS}/client.crt"))).unwrap();
+        let key = std::fs::read(fixture(&format!("{ADMIN_TLS}/client.key"))).unwrap();
+        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
+        HttpClient {
+            addr: self.addrs.admin,
+            tls: Some(
+                ClientTls::new(&[root], Some((&cert, &key)), "127.0.0.1", &[b"http/1.1"]).unwrap(),
+            ),
+        }
+    }
+
+    async fn grpc(&self) -> AtomicBroadcastClient<tonic::transport::Channel> {
+        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
+        let tls = ClientTls::new(&[root], None, "127.0.0.1", &[b"h2"]).unwrap();
+        AtomicBroadcastClient::new(grpc_channel(self.addrs.general, Some(tls)).await.unwrap())
+    }
+}
+
+impl Drop for OrdoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signer(msp_dir: &str, msp_id: &str) -> SigningIdentity {
+    ordo_msp::local::load_signing_identity(&fixture(msp_dir), msp_id)
+        .unwrap()
+        .signer
+}
+
+fn tx(signer: &SigningIdentity, channel: &str, i: u64) -> Envelope {
+    create_signed_envelope(
+        HeaderType::EndorserTransaction,
+        channel,
+        signer,
+        Bytes::from(format!("transaction {i}").into_bytes()),
+    )
+    .unwrap()
+}
+
+/// Broadcasts envelopes on one stream; returns the (status, info) answers.
+async fn broadcast(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    envs: Vec<Envelope>,
+) -> Vec<(i32, String)> {
+    let resp = tokio::time::timeout(WAIT, client.broadcast(futures::stream::iter(envs)))
+        .await
+        .expect("broadcast timed out")
+        .unwrap();
+    let mut stream = resp.into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("broadcast response timed out")
+        .unwrap()
+    {
+        out.push((r.status, r.info));
+    }
+    out
+}
+
+/// Broadcasts one envelope until the channel has a leader (a fresh channel elects within a few
+/// ticks); any other answer is returned.
+async fn broadcast_when_led(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    env: Envelope,
+) -> (i32, String) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = broadcast(client, vec![env.clone()]).await.remove(0);
+        if r.0 != Status::ServiceUnavailable as i32 || tokio::time::Instant::now() > deadline {
+            return r;
+        }
+        // Waiting for an election; the answer itself is the event we poll for.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn seek(
+    signer: &SigningIdentity,
+    channel: &str,
+    start: u64,
+    stop: u64,
+    fail_if_not_ready: bool,
+) -> Envelope {
+    let info = SeekInfo {
+        start: Some(ordo_orderer::deliver::specified(start)),
+        stop: Some(ordo_orderer::deliver::specified(stop)),
+        behavior: if fail_if_not_ready {
+            SeekBehavior::FailIfNotReady as i32
+        } else {
+            SeekBehavior::BlockUntilReady as i32
+        },
+        error_response: SeekErrorResponse::Strict as i32,
+    };
+    create_signed_envelope(
+        HeaderType::DeliverSeekInfo,
+        channel,
+        signer,
+        info.encode_to_vec().into(),
+    )
+    .unwrap()
+}
+
+/// Delivers blocks start..=stop; returns them and the final status.
+async fn deliver(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    env: Envelope,
+) -> (Vec<Block>, i32) {
+    let resp = tokio::time::timeout(WAIT, client.deliver(futures::stream::iter(vec![env])))
+        .await
+        .expect("deliver timed out")
+        .unwrap();
+    let mut stream = resp.into_inner();
+    let mut blocks = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("deliver response timed out")
+            .unwrap()
+            .expect("stream ended without a status");
+        match msg.r#type {
+            Some(deliver_response::Type::Block(b)) => blocks.push(b),
+            Some(deliver_response::Type::Status(s)) => return (blocks, s),
+            None => panic!("empty deliver response"),
+        }
+    }
+}
+
+/// Delivers from block 0 until the blocks after the genesis block hold `n` envelopes.
+async fn deliver_envelopes(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    signer: &SigningIdentity,
+    channel: &str,
+    n: usize,
+) -> Vec<Block> {
+    let env = seek(signer, channel, 0, u64::MAX, false);
+    let resp = tokio::time::timeout(WAIT, client.deliver(futures::stream::iter(vec![env])))
+        .await
+        .expect("deliver timed out")
+        .unwrap();
+    let mut stream = resp.into_inner();
+    let mut blocks = Vec::new();
+    while blocks.len() < 2 || envelope_count(&blocks) < n {
+        let msg = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("deliver response timed out")
+            .unwrap()
+            .expect("stream ended early");
+        match msg.r#type {
+            Some(deliver_response::Type::Block(b)) => blocks.push(b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    blocks
+}
+
+/// Hash chain, data hashes and every block's signatures against BlockValidation.
+fn verify_chain(blocks: &[Block]) {
+    let genesis_cfg = ordo_orderer::channel::config_of_block(&blocks[0]).unwrap();
+    let policy = genesis_cfg
+        .policies()
+        .get_policy("/Channel/Orderer/BlockValidation")
+        .unwrap();
+    for (i, b) in blocks.iter().enumerate() {
+        assert_eq!(b.header.as_ref().unwrap().number, i as u64);
+        ordo_ledger::block::verify_data_hash(b).unwrap();
+        if i > 0 {
+            ordo_ledger::block::verify_link(blocks[i - 1].header.as_ref().unwrap(), b).unwrap();
+            ordo_ledger::block::verify_signatures(b, &policy, genesis_cfg.msp_manager()).unwrap();
+        }
+    }
+}
+
+fn envelope_count(blocks: &[Block]) -> usize {
+    blocks[1..]
+        .iter()
+        .map(|b| b.data.as_ref().unwrap().data.len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let node = OrdoProcess::start(&config);
+    let admin = node.admin();
+
+    // Join channel-1 (orderer1 is its only consenter) and channel-3 (one of three: no quorum).
+    let genesis1 = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    let r = admin.join(&genesis1).await.unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.headers.get("location").unwrap(),
+        "/participation/v1/channels/channel-1"
+    );
+    let info = r.json().unwrap();
+    assert_eq!(info["consensusRelation"], "consenter");
+    assert_eq!(info["status"], "active");
+    assert_eq!(info["height"], 1);
+    let genesis3 = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
+    assert_eq!(admin.join(&genesis3).await.unwrap().status, 201);
+    assert_eq!(admin.join(&genesis1).await.unwrap().status, 405);
+    let list = admin
+        .get("/participation/v1/channels")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<&str> = list["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["channel-1", "channel-3"]);
+
+    let mut client = node.grpc().await;
+    let user1 = signer(USER1, "Org1MSP");
+
+    // The fixture envelopes, verbatim, on channel-3: Fabric's answers. The valid one cannot be
+    // ordered without a quorum, which Fabric also answers with SERVICE_UNAVAILABLE.
+    for name in [
+        "tx_bad_signature",
+        "tx_high_s_signature",
+        "tx_org2_cert_claiming_org1msp",
+        "tx_org2_not_in_channel",
+        "tx_unknown_channel",
+    ] {
+        let env = Envelope::decode(
+            std::fs::read(fixture(&format!("envelopes/{name}.pb")))
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(fixture(&format!("envelopes/{name}.answer.txt"))).unwrap(),
+        )
+        .unwrap();
+        let got = broadcast(&mut client, vec![env]).await;
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(
+            i64::from(got[0].0),
+            answer["status_code"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(got[0].1, answer["info"].as_str().unwrap(), "{name}");
+    }
+
+    // channel-1: valid envelopes are ordered; a refused one ends the stream (Fabric closes it
+    // after the first failure, so the envelope after it gets no answer).
+    let first = broadcast_when_led(&mut client, tx(&user1, "channel-1", 0)).await;
+    assert_eq!(first.0, Status::Success as i32, "{}", first.1);
+    let mut bad = tx(&user1, "channel-1", 1);
+    let mut sig = bad.signature.to_vec();
+    sig[10] ^= 1;
+    bad.signature = sig.into();
+    let org2 = signer(ORG2_USER1, "Org2MSP");
+    let answers = broadcast(
+        &mut client,
+        vec![tx(&user1, "channel-1", 2), bad, tx(&org2, "channel-1", 3)],
+    )
+    .await;
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0].0, Status::Success as i32);
+    assert_eq!(answers[1].0, Status::Forbidden as i32);
+    let answers = broadcast(&mut client, vec![tx(&org2, "channel-1", 4)]).await;
+    assert_eq!(answers[0].0, Status::Forbidden as i32);
+
+    // Deliver: both envelopes, in signed, hash-chained blocks (BatchTimeout cuts them).
+    let blocks = deliver_envelopes(&mut client, &user1, "channel-1", 2).await;
+    assert_eq!(envelope_count(&blocks), 2);
+    verify_chain(&blocks);
+    let (_, status) = deliver(&mut client, seek(&user1, "channel-1", 50, 60, true)).await;
+    assert_eq!(status, Status::NotFound as i32);
+    // Org2 is not a reader of channel-1.
+    let (_, status) = deliver(&mut client, seek(&org2, "channel-1", 0, 0, false)).await;
+    assert_eq!(status, Status::Forbidden as i32);
+
+    // A load, with kill -9 in the middle: every block delivered (committed) before the kill is
+    // there after the restart, unchanged, and the chain goes on.
+    let load_signer = signer(USER1, "Org1MSP");
+    let load_client = client.clone();
+    let load = tokio::spawn(async move {
+        let mut c = load_client;
+        for round in 0..1000u64 {
+            let envs: Vec<Envelope> = (0..20)
+                .map(|i| tx(&load_signer, "channel-1", 1000 + round * 20 + i))
+                .collect();
+            let Ok(Ok(resp)) =
+                tokio::time::timeout(WAIT, c.broadcast(futures::stream::iter(envs))).await
+            else {
+                return;
+            };
+            let mut s = resp.into_inner();
+            while let Ok(Some(_)) = s.message().await {}
+        }
+    });
+    let (committed, _) = deliver(&mut client, seek(&user1, "channel-1", 0, 6, false)).await;
+    node.kill9();
+    let _ = load.await;
+    let node = OrdoProcess::start(&config);
+    let mut client = node.grpc().await;
+    let (after, status) = deliver(&mut client, seek(&user1, "channel-1", 0, 6, true)).await;
+    assert_eq!(status, Status::Success as i32);
+    assert_eq!(after.len(), committed.len());
+    for (a, b) in committed.iter().zip(&after) {
+        assert_eq!(a.header, b.header);
+        assert_eq!(a.data, b.data);
+    }
+    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 99_999)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+    let height = admin_height(&node.admin(), "channel-1").await;
+    let (all, status) = deliver(&mut client, seek(&user1, "channel-1", 0, height - 1, false)).await;
+    assert_eq!(status, Status::Success as i32);
+    verify_chain(&all);
+    assert!(envelope_count(&all) >= 3);
+
+    // Remove deletes the ledger, the WAL and the snapshots; re-joining starts afresh.
+    let admin = node.admin();
+    assert_eq!(admin.remove("channel-1").await.unwrap().status, 204);
+    assert_eq!(
+        admin
+            .get("/participation/v1/channels/channel-1")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    for sub in [
+        "ledger/chains/channel-1",
+        "etcdraft/wal/channel-1",
+        "etcdraft/snapshot/channel-1",
+    ] {
+        assert!(!dir.path().join(sub).exists(), "{sub} left behind");
+    }
+    assert_eq!(admin.join(&genesis1).await.unwrap().status, 201);
+    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 5)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+    let blocks = deliver_envelopes(&mut client, &user1, "channel-1", 1).await;
+    assert_eq!(envelope_count(&blocks), 1);
+    verify_chain(&blocks);
+
+    // Operations: health and metrics.
+    let ops = HttpClient {
+        addr: node.addrs.operations,
+        tls: None,
+    };
+    let health = ops.get("/healthz").await.unwrap();
+    assert_eq!(
+        health.status,
+        503,
+        "channel-3 has no leader: {}",
+        String::from_utf8_lossy(&health.body)
+    );
+    let metrics = String::from_utf8(ops.get("/metrics").await.unwrap().body.to_vec()).unwrap();
+    assert!(metrics.contains("ledger_blockchain_height{channel=\"channel-1\"}"));
+}
+
+async fn admin_height(admin: &HttpClient, channel: &str) -> u64 {
+    let r = admin
+        .get(&format!("/participation/v1/channels/{channel}"))
+        .await
+        .unwrap();
+    r.json().unwrap()["height"].as_u64().unwrap()
+}

@@ -1,0 +1,569 @@
+//! One channel this node is a consenter of: its current config, its ledger, and the task that
+//! drives its Raft core (Fabric's `ChainSupport` + the I/O half of etcdraft's `Chain`).
+//!
+//! The driver task owns the pure [`ChainCore`] and carries out what it asks, in order: persisting
+//! Raft state to the WAL (fsync) before anything that depends on it, sending messages, and writing
+//! committed blocks — each block gets LAST_CONFIG and a SIGNATURES entry signed by the node's
+//! local MSP identity (Fabric's `BlockWriter`), then is appended to the ledger (fsync). A config
+//! block is parsed and checked before it is written and becomes the channel's config right after.
+//!
+//! Broadcast hands envelopes to the driver through a bounded queue that the driver reads only
+//! while the core can take them, so MaxInflightBlocks pushes back on clients as in Fabric.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use ordo_config::ChannelConfig;
+use ordo_config::duration::parse_go_duration;
+use ordo_ledger::block::{BlockError, header_hash, last_config_index, sign_block};
+use ordo_ledger::store::{BlockStore, StoreError};
+use ordo_msp::SigningIdentity;
+use ordo_proto::common::{Block, Envelope};
+use ordo_proto::etcdraft::BlockMetadata;
+use ordo_raft::blockcutter::{BatchLimits, Pending};
+use ordo_raft::chain::{
+    Action, ChainCore, ChainParams, ChainStatus, CoreError, LastBlock, Options, Proposal, Start,
+};
+use ordo_raft::wal::{RaftWal, WalError};
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::configupdate::revalidate_config;
+use crate::metrics::Metrics;
+use crate::msgprocessor::{FilterSettings, process_normal};
+
+/// Envelopes waiting for the driver. Beyond this, Broadcast waits (back-pressure).
+pub const SUBMIT_QUEUE_CAPACITY: usize = 256;
+
+/// Why a channel could not be started or stopped working.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("ledger: {0}")]
+    Ledger(#[from] StoreError),
+    #[error("block: {0}")]
+    Block(#[from] BlockError),
+    #[error("raft WAL: {0}")]
+    Wal(#[from] WalError),
+    #[error("raft: {0}")]
+    Core(#[from] CoreError),
+    #[error("channel config: {0}")]
+    Config(String),
+}
+
+/// An envelope validated by Broadcast, on its way to the leader's block cutter.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The marshalled envelope, as it will appear in the block.
+    pub envelope: Bytes,
+    /// Fabric's size: payload + signature.
+    pub size: u32,
+    /// A CONFIG envelope made by this node from a CONFIG_UPDATE.
+    pub config: bool,
+    /// The config sequence it was validated against.
+    pub config_seq: u64,
+}
+
+/// The ledger of a channel, shared by the driver (the only writer) and Deliver streams.
+#[derive(Debug)]
+pub struct Ledger {
+    store: RwLock<BlockStore>,
+    height: watch::Receiver<u64>,
+}
+
+impl Ledger {
+    pub fn new(store: BlockStore) -> Ledger {
+        let height = store.subscribe();
+        Ledger {
+            store: RwLock::new(store),
+            height,
+        }
+    }
+
+    pub fn height(&self) -> u64 {
+        *self.height.borrow()
+    }
+
+    /// A receiver that changes whenever a block is appended.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.height.clone()
+    }
+
+    pub fn block_bytes(&self, n: u64) -> Result<Bytes, StoreError> {
+        self.store
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .block_bytes(n)
+    }
+
+    pub fn block(&self, n: u64) -> Result<Block, StoreError> {
+        self.store
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .block(n)
+    }
+
+    pub(crate) fn append(&self, block: &Block) -> Result<(), StoreError> {
+        self.store
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(block)
+    }
+}
+
+/// What other parts of the node see of a running chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainState {
+    pub status: ChainStatus,
+    /// Set when the chain stopped on an error (the channel is then "failed").
+    pub halted: Option<String>,
+}
+
+/// Everything the driver needs from the node.
+#[derive(Clone)]
+pub struct NodeServices {
+    pub signer: Arc<SigningIdentity>,
+    pub filters: FilterSettings,
+    pub metrics: Metrics,
+    /// Called after a config block is applied (the node recomputes its trusted TLS roots).
+    pub on_config: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// A running channel; see the module doc.
+pub struct Channel {
+    pub name: String,
+    config: Arc<ArcSwap<ChannelConfig>>,
+    ledger: Arc<Ledger>,
+    submit: mpsc::Sender<Submission>,
+    state: watch::Receiver<ChainState>,
+    stop: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").field("name", &self.name).finish()
+    }
+}
+
+/// The etcdraft numbers of a channel config.
+fn raft_settings(cfg: &ChannelConfig) -> Result<(Options, BatchLimits, Duration), ChannelError> {
+    let o = cfg
+        .orderer
+        .as_ref()
+        .ok_or_else(|| ChannelError::Config("the channel has no orderer config".into()))?;
+    let md = o
+        .etcdraft()
+        .map_err(|e| ChannelError::Config(e.to_string()))?
+        .ok_or_else(|| {
+            ChannelError::Config(format!(
+                "consensus type {:?} is not supported (Ordo orders with etcdraft)",
+                o.consensus_type
+            ))
+        })?;
+    let opts = md.options.unwrap_or_default();
+    let tick = parse_go_duration(&opts.tick_interval)
+        .ok()
+        .filter(|ns| *ns > 0)
+        .ok_or_else(|| {
+            ChannelError::Config(format!("bad TickInterval {:?}", opts.tick_interval))
+        })?;
+    let limits = BatchLimits {
+        max_message_count: o.batch_size.max_message_count,
+        preferred_max_bytes: o.batch_size.preferred_max_bytes,
+        timeout_ns: u64::try_from(o.batch_timeout_ns).unwrap_or(0),
+    };
+    let options = Options {
+        election_tick: opts.election_tick as usize,
+        heartbeat_tick: opts.heartbeat_tick as usize,
+        max_inflight_blocks: u64::from(opts.max_inflight_blocks),
+        snapshot_interval_size: u64::from(opts.snapshot_interval_size),
+        max_size_per_msg: u64::from(o.batch_size.preferred_max_bytes),
+        election_timeout: None,
+    };
+    Ok((options, limits, Duration::from_nanos(tick as u64)))
+}
+
+/// The channel config in force at the ledger's tip: the config block LAST_CONFIG points to.
+pub fn config_at_tip(ledger: &Ledger) -> Result<(ChannelConfig, u64), ChannelError> {
+    let height = ledger.height();
+    let tip = ledger.block(
+        height
+            .checked_sub(1)
+            .ok_or_else(|| ChannelError::Config("the ledger is empty".into()))?,
+    )?;
+    let last_config = if height == 1 {
+        0
+    } else {
+        last_config_index(&tip)?
+    };
+    let block = ledger.block(last_config)?;
+    Ok((config_of_block(&block)?, last_config))
+}
+
+/// The channel config carried by a config block.
+pub fn config_of_block(block: &Block) -> Result<ChannelConfig, ChannelError> {
+    let env = block
+        .data
+        .as_ref()
+        .and_then(|d| d.data.first())
+        .ok_or_else(|| ChannelError::Config("config block without envelope".into()))?;
+    let env = Envelope::decode(env.clone()).map_err(|e| ChannelError::Config(e.to_string()))?;
+    let ce = ordo_config::envelope::config_envelope(&env)
+        .map_err(|e| ChannelError::Config(e.to_string()))?;
+    let config = ce
+        .config
+        .ok_or_else(|| ChannelError::Config("config envelope without config".into()))?;
+    ChannelConfig::new(&config).map_err(|e| ChannelError::Config(e.to_string()))
+}
+
+/// The consenter metadata of the ledger's last block (for a genesis block: IDs 1..N in config
+/// order, as Fabric assigns them).
+fn tip_metadata(ledger: &Ledger, cfg: &ChannelConfig) -> Result<LastBlock, ChannelError> {
+    let height = ledger.height();
+    let tip = ledger.block(height - 1)?;
+    let header = tip
+        .header
+        .as_ref()
+        .ok_or_else(|| ChannelError::Config("block without header".into()))?;
+    let metadata = if height == 1 {
+        let n = cfg
+            .orderer
+            .as_ref()
+            .and_then(|o| o.etcdraft().ok().flatten())
+            .map_or(0, |md| md.consenters.len() as u64);
+        BlockMetadata {
+            consenter_ids: (1..=n).collect(),
+            next_consenter_id: n + 1,
+            raft_index: 0,
+        }
+    } else {
+        let raw = ordo_ledger::block::consenter_metadata(&tip)?;
+        BlockMetadata::decode(raw).map_err(|e| {
+            ChannelError::Config(format!("block {} consenter metadata: {e}", header.number))
+        })?
+    };
+    Ok(LastBlock {
+        number: header.number,
+        header_hash: header_hash(header),
+        metadata,
+    })
+}
+
+impl Channel {
+    /// Starts the chain of a channel whose ledger holds at least the genesis block, as Raft
+    /// node `id`. `wal` decides between a fresh start and a restart.
+    pub fn start(
+        name: &str,
+        id: u64,
+        ledger: Arc<Ledger>,
+        mut wal: RaftWal,
+        services: NodeServices,
+    ) -> Result<Arc<Channel>, ChannelError> {
+        let (config, last_config) = config_at_tip(&ledger)?;
+        let (options, limits, tick) = raft_settings(&config)?;
+        let last_block = tip_metadata(&ledger, &config)?;
+        let start = if wal.is_fresh()? {
+            Start::Fresh
+        } else {
+            Start::Restart(Box::new(wal.recover()?))
+        };
+        let mut core = ChainCore::new(ChainParams {
+            channel: name.to_string(),
+            id,
+            options,
+            limits,
+            last_block,
+            start,
+        })?;
+        // The fresh bootstrap state must be durable before the task starts.
+        let early = core.take_actions();
+        for a in &early {
+            if let Action::Persist(p) = a {
+                wal.persist(p)?;
+            }
+        }
+        let config = Arc::new(ArcSwap::from_pointee(config));
+        let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_CAPACITY);
+        let initial = ChainState {
+            status: core.status(),
+            halted: None,
+        };
+        let (state_tx, state) = watch::channel(initial);
+        let (stop, stop_rx) = watch::channel(false);
+        services.metrics.ledger_height(name, ledger.height());
+        // Active consenter (Fabric's participation gauges).
+        services.metrics.participation(name, 1, 1);
+        let driver = Driver {
+            name: name.to_string(),
+            core,
+            wal,
+            ledger: ledger.clone(),
+            config: config.clone(),
+            last_config,
+            services,
+            state: state_tx,
+            origin: Instant::now(),
+        };
+        let task = tokio::spawn(driver.run(queue, stop_rx, tick));
+        Ok(Arc::new(Channel {
+            name: name.to_string(),
+            config,
+            ledger,
+            submit,
+            state,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        }))
+    }
+
+    pub fn config(&self) -> Arc<ChannelConfig> {
+        self.config.load_full()
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    pub fn state(&self) -> ChainState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that changes with the chain's state (leader, halts).
+    pub fn watch_state(&self) -> watch::Receiver<ChainState> {
+        self.state.clone()
+    }
+
+    /// Hands a validated envelope to the driver, waiting while its queue is full. Fails only if
+    /// the chain has stopped.
+    pub async fn submit(&self, s: Submission) -> Result<(), String> {
+        self.submit
+            .send(s)
+            .await
+            .map_err(|_| "the chain is halted".to_string())
+    }
+
+    /// Stops the driver and waits for it to finish its current step.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+struct Driver {
+    name: String,
+    core: ChainCore,
+    wal: RaftWal,
+    ledger: Arc<Ledger>,
+    config: Arc<ArcSwap<ChannelConfig>>,
+    last_config: u64,
+    services: NodeServices,
+    state: watch::Sender<ChainState>,
+    origin: Instant,
+}
+
+impl Driver {
+    fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<Submission>,
+        mut stop: watch::Receiver<bool>,
+        tick: Duration,
+    ) {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self
+                .core
+                .deadline()
+                .map(|ns| self.origin + Duration::from_nanos(ns));
+            let accepting = self.core.accepting();
+            let step: Result<(), ChannelError> = tokio::select! {
+                _ = stop.changed() => break,
+                _ = ticker.tick() => self.core.tick().map_err(Into::into),
+                Some(s) = queue.recv(), if accepting => self.submit(s),
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let now = self.now_ns();
+                    self.core.on_time(now).map_err(Into::into)
+                }
+            };
+            let result = step.and_then(|()| self.carry_out());
+            if let Err(e) = result {
+                tracing::error!(channel = %self.name, error = %e, "chain halted");
+                self.services.metrics.participation(&self.name, 3, 1);
+                self.publish(Some(e.to_string()));
+                return;
+            }
+            self.publish(None);
+        }
+    }
+
+    fn publish(&self, halted: Option<String>) {
+        let status = self.core.status();
+        let m = &self.services.metrics;
+        m.raft_status(&self.name, &status);
+        self.state.send_if_modified(|s| {
+            let next = ChainState {
+                status,
+                halted: halted.or_else(|| s.halted.clone()),
+            };
+            let changed = *s != next;
+            *s = next;
+            changed
+        });
+    }
+
+    fn submit(&mut self, s: Submission) -> Result<(), ChannelError> {
+        let config = self.config.load();
+        if s.config_seq < config.sequence() {
+            // The config changed since this envelope was validated: check it again, as Fabric's
+            // leader does; a failure drops it silently (the client already got SUCCESS).
+            let env = match Envelope::decode(s.envelope.clone()) {
+                Ok(e) => e,
+                Err(_) => return Ok(()),
+            };
+            let now = unix_now();
+            let still_valid = if s.config {
+                revalidate_config(&env, &self.name, &config)
+            } else {
+                process_normal(&env, &config, self.services.filters, now)
+                    .map(|_| ())
+                    .map_err(|r| r.info)
+            };
+            if let Err(e) = still_valid {
+                tracing::warn!(channel = %self.name, error = %e, "envelope dropped: no longer valid under the new config");
+                return Ok(());
+            }
+        }
+        let proposal = if s.config {
+            self.services.metrics.config_proposal(&self.name);
+            Proposal::Config(s.envelope)
+        } else {
+            self.services.metrics.normal_proposal(&self.name);
+            Proposal::Normal(Pending {
+                envelope: s.envelope,
+                size: s.size,
+            })
+        };
+        let now = self.now_ns();
+        match self.core.submit(proposal, now) {
+            Ok(()) => Ok(()),
+            Err(ordo_raft::chain::SubmitError::Halted(e)) => Err(e.into()),
+            Err(e) => {
+                // Leadership moved between Broadcast's check and now; the envelope is lost as in
+                // Fabric when a leader steps down with pending envelopes.
+                tracing::warn!(channel = %self.name, error = %e, "envelope dropped");
+                Ok(())
+            }
+        }
+    }
+
+    /// Carries out the core's actions in order.
+    fn carry_out(&mut self) -> Result<(), ChannelError> {
+        for action in self.core.take_actions() {
+            match action {
+                Action::Persist(p) => {
+                    let t = std::time::Instant::now();
+                    self.wal.persist(&p)?;
+                    self.services.metrics.data_persist(&self.name, t.elapsed());
+                }
+                Action::Send(msgs) => {
+                    // Single-node groups have no peers; the cluster transport comes with the
+                    // multi-node issue.
+                    if !msgs.is_empty() {
+                        tracing::debug!(channel = %self.name, n = msgs.len(), "raft messages without transport");
+                    }
+                }
+                Action::WriteBlock {
+                    block,
+                    metadata,
+                    config,
+                } => self.write_block(block, metadata, config)?,
+                Action::Snapshot {
+                    snapshot,
+                    compact_to,
+                } => {
+                    self.wal.save_snapshot(&snapshot, compact_to)?;
+                    if let Ok(b) = Block::decode(snapshot.get_data())
+                        && let Some(h) = b.header
+                    {
+                        self.services.metrics.snapshot_block(&self.name, h.number);
+                    }
+                }
+                Action::CatchUp { block } => {
+                    let n = block.header.map_or(0, |h| h.number);
+                    return Err(ChannelError::Config(format!(
+                        "the leader's snapshot is at block {n}, ahead of this ledger; pulling blocks from other orderers is not implemented yet"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fabric's `BlockWriter`: LAST_CONFIG, consenter metadata and the node's signature, then
+    /// the ledger; a config block is checked and becomes the channel config.
+    fn write_block(
+        &mut self,
+        mut block: Block,
+        metadata: BlockMetadata,
+        config: bool,
+    ) -> Result<(), ChannelError> {
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        let mut new_config = None;
+        if config {
+            let next = config_of_block(&block)?;
+            let current = self.config.load();
+            if next.sequence() <= current.sequence() {
+                return Err(ChannelError::Config(format!(
+                    "config block {number} has sequence {} but the channel is at {}",
+                    next.sequence(),
+                    current.sequence()
+                )));
+            }
+            self.last_config = number;
+            new_config = Some(next);
+        }
+        sign_block(
+            &mut block,
+            &self.services.signer,
+            self.last_config,
+            Some(&metadata.encode_to_vec()),
+        )?;
+        let t = std::time::Instant::now();
+        self.ledger.append(&block)?;
+        let m = &self.services.metrics;
+        m.block_committed(&self.name, number, t.elapsed());
+        if let Some(next) = new_config {
+            let (options, limits, _) = raft_settings(&next)?;
+            self.core
+                .config_applied(limits, options.snapshot_interval_size, metadata);
+            self.config.store(Arc::new(next));
+            tracing::info!(channel = %self.name, block = number, "applied a new channel config");
+            (self.services.on_config)();
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

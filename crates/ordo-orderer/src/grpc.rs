@@ -1,0 +1,383 @@
+//! The `orderer.AtomicBroadcast` gRPC service: Broadcast and Deliver (Fabric's
+//! `orderer/common/broadcast/broadcast.go` and `common/deliver/deliver.go`).
+//!
+//! **Broadcast** answers every envelope with one `BroadcastResponse`, in order, and ends the
+//! stream right after the first refusal, as Fabric does. SUCCESS means "handed to the leader's
+//! block cutter", not "committed". Each stream is its own task, so signature checks of different
+//! clients run on every core.
+//!
+//! **Deliver** serves each `SeekInfo` of a stream in turn, ending each with a status; a stream
+//! goes on to the next request only after a SUCCESS. Access (`/Channel/Readers`) is checked
+//! before the first block and again whenever the channel config changes, and the requester's
+//! certificate expiry before every block.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use ordo_config::ChannelConfig;
+use ordo_config::envelope::signed_data;
+use ordo_proto::common::{Envelope, Status};
+use ordo_proto::orderer::atomic_broadcast_server::AtomicBroadcast;
+use ordo_proto::orderer::{BroadcastResponse, DeliverResponse, deliver_response};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Streaming};
+
+use crate::channel::{Submission, unix_now};
+use crate::configupdate::{Membership, process_config_update};
+use crate::deliver::{
+    DeliverRefusal, SeekPlan, Step, decode_seek_info, fails_on_consenter_error, parse_seek_envelope,
+};
+use crate::metrics::Metrics;
+use crate::msgprocessor::{FilterSettings, MsgClass, Rejection, process_normal, route};
+use crate::registrar::Registrar;
+
+/// Responses buffered per stream before the handler waits for the client to read.
+const STREAM_BUFFER: usize = 16;
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+/// The AtomicBroadcast service of a node.
+#[derive(Clone)]
+pub struct AtomicBroadcastService {
+    pub registrar: Arc<Registrar>,
+    pub signer: Arc<ordo_msp::SigningIdentity>,
+    pub filters: FilterSettings,
+    pub time_window_ns: i64,
+    /// Whether the listener requires client certificates (Deliver then checks TLS binding).
+    pub mutual_tls: bool,
+    pub metrics: Metrics,
+}
+
+/// The client's TLS certificate (DER) on this connection, if it presented one.
+fn client_cert<T>(req: &Request<T>) -> Option<Vec<u8>> {
+    req.extensions()
+        .get::<crate::tls::ConnInfo>()
+        .and_then(|c| c.peer_certs.as_ref())
+        .and_then(|certs| certs.first().cloned())
+}
+
+impl AtomicBroadcastService {
+    /// One envelope through Broadcast: its response status and info.
+    async fn broadcast_one(&self, env: Envelope, kind: &str) -> Result<(), Rejection> {
+        let started = std::time::Instant::now();
+        let now = unix_now();
+        // The channel header is read twice (to find the channel, then by `route`): cheap, and
+        // it keeps `route` the single place where Fabric's routing rules live.
+        let channel = crate::msgprocessor::channel_header(&env)
+            .ok()
+            .and_then(|h| self.registrar.get(&h.channel_id));
+        let config = channel.as_ref().map(|c| c.config());
+        let (chdr, class, _) = route(&env, |_| config.as_deref())?;
+        let Some(channel) = channel else {
+            return Err(Rejection {
+                status: Status::BadRequest,
+                info: "channel not found".into(),
+            });
+        };
+        let name = chdr.channel_id.clone();
+        let Some(config) = config else {
+            return Err(Rejection {
+                status: Status::BadRequest,
+                info: "channel not found".into(),
+            });
+        };
+        let submission = match class {
+            MsgClass::Normal => {
+                let seq = process_normal(&env, &config, self.filters, now)?;
+                Submission {
+                    size: (env.payload.len() + env.signature.len()) as u32,
+                    envelope: env.encode_to_vec().into(),
+                    config: false,
+                    config_seq: seq,
+                }
+            }
+            MsgClass::ConfigUpdate => {
+                let size = channel.state().status.cluster_size;
+                let membership = Membership {
+                    // A single-node view: every consenter counts as active until the cluster
+                    // transport reports reachability.
+                    active: size,
+                    changed_is_active: true,
+                };
+                let (config_env, seq) = process_config_update(
+                    &env,
+                    &name,
+                    &config,
+                    &self.signer,
+                    self.filters,
+                    now,
+                    &membership,
+                )?;
+                Submission {
+                    size: (config_env.payload.len() + config_env.signature.len()) as u32,
+                    envelope: config_env.encode_to_vec().into(),
+                    config: true,
+                    config_seq: seq,
+                }
+            }
+        };
+        self.metrics
+            .broadcast_validated(&name, kind, started.elapsed());
+        let state = channel.state();
+        if let Some(e) = state.halted {
+            return Err(Rejection {
+                status: Status::ServiceUnavailable,
+                info: format!("chain is halted: {e}"),
+            });
+        }
+        if state.status.leader == 0 {
+            return Err(Rejection {
+                status: Status::ServiceUnavailable,
+                info: "no Raft leader".into(),
+            });
+        }
+        if !state.status.is_leader {
+            return Err(Rejection {
+                status: Status::ServiceUnavailable,
+                info: format!(
+                    "not the Raft leader (leader is {}); forwarding is not supported yet",
+                    state.status.leader
+                ),
+            });
+        }
+        let enqueued = std::time::Instant::now();
+        channel.submit(submission).await.map_err(|e| Rejection {
+            status: Status::ServiceUnavailable,
+            info: e,
+        })?;
+        self.metrics
+            .broadcast_enqueued(&name, kind, enqueued.elapsed());
+        Ok(())
+    }
+
+    async fn serve_broadcast(
+        self,
+        mut input: Streaming<Envelope>,
+        out: mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
+    ) {
+        loop {
+            let env = match input.message().await {
+                Ok(Some(env)) => env,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "broadcast stream ended");
+                    return;
+                }
+            };
+            self.metrics.grpc_message("Broadcast", true);
+            // Fabric labels metrics with the header type's name.
+            let (channel, kind) = match crate::msgprocessor::channel_header(&env) {
+                Ok(h) => (
+                    h.channel_id,
+                    ordo_proto::common::HeaderType::try_from(h.r#type)
+                        .map_or("UNKNOWN", |t| t.as_str_name()),
+                ),
+                Err(_) => (String::new(), "UNKNOWN"),
+            };
+            let result = self.broadcast_one(env, kind).await;
+            let (status, info) = match &result {
+                Ok(()) => (Status::Success, String::new()),
+                Err(r) => (r.status, r.info.clone()),
+            };
+            self.metrics.broadcast_processed(&channel, kind, status);
+            if let Err(r) = &result {
+                tracing::warn!(channel = %channel, status = ?r.status, info = %r.info, "broadcast refused");
+            }
+            let resp = BroadcastResponse {
+                status: status as i32,
+                info,
+            };
+            self.metrics.grpc_message("Broadcast", false);
+            if out.send(Ok(resp)).await.is_err() || result.is_err() {
+                // Fabric's handler returns after the first failure, closing the stream.
+                return;
+            }
+        }
+    }
+
+    /// Serves one SeekInfo. Returns whether the stream may take another request.
+    async fn deliver_one(
+        &self,
+        env: Envelope,
+        cert: Option<&[u8]>,
+        out: &mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
+    ) -> bool {
+        let status = match self.deliver_blocks(env, cert, out).await {
+            Ok(s) => s,
+            Err(r) => {
+                tracing::warn!(status = ?r.status, reason = %r.reason, "deliver request refused");
+                r.status
+            }
+        };
+        let resp = DeliverResponse {
+            r#type: Some(deliver_response::Type::Status(status as i32)),
+        };
+        out.send(Ok(resp)).await.is_ok() && status == Status::Success
+    }
+
+    async fn deliver_blocks(
+        &self,
+        env: Envelope,
+        cert: Option<&[u8]>,
+        out: &mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
+    ) -> Result<Status, DeliverRefusal> {
+        let refuse = |status, reason: String| DeliverRefusal { status, reason };
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let hash = match (self.mutual_tls, cert) {
+            (true, Some(c)) => Some(ordo_crypto::sha256(c).to_vec()),
+            _ => None,
+        };
+        let seek_env = parse_seek_envelope(&env, now_ns, self.time_window_ns, hash.as_deref())?;
+        let name = seek_env.channel_header.channel_id.clone();
+        let Some(channel) = self.registrar.get(&name) else {
+            return Err(refuse(
+                Status::NotFound,
+                format!("channel {name} not found"),
+            ));
+        };
+        self.metrics.deliver_request(&name);
+        let signed = signed_data(&env).map_err(|e| {
+            refuse(
+                Status::BadRequest,
+                format!("could not convert envelope to signed data: {e}"),
+            )
+        })?;
+        let creator_expiry = ordo_proto::msp::SerializedIdentity::decode(signed.identity.clone())
+            .ok()
+            .and_then(|sid| ordo_msp::Cert::from_pem(&sid.id_bytes).ok())
+            .map(|c| c.not_after());
+        let mut checked_seq = None;
+        let mut check_access = |cfg: &ChannelConfig| -> Result<(), DeliverRefusal> {
+            if checked_seq == Some(cfg.sequence()) {
+                return Ok(());
+            }
+            let maintenance = cfg.orderer.as_ref().is_some_and(|o| o.consensus_state == 1);
+            let policy_name = if maintenance {
+                "/Channel/Orderer/Readers"
+            } else {
+                "/Channel/Readers"
+            };
+            let policy = cfg.policies().get_policy(policy_name).ok_or_else(|| {
+                refuse(
+                    Status::Forbidden,
+                    format!("could not find policy {policy_name}"),
+                )
+            })?;
+            policy
+                .evaluate_signed_data(std::slice::from_ref(&signed), cfg.msp_manager())
+                .map_err(|e| refuse(Status::Forbidden, format!("access denied: {e}")))?;
+            checked_seq = Some(cfg.sequence());
+            Ok(())
+        };
+        check_access(&channel.config())?;
+        let seek = decode_seek_info(&seek_env.data)?;
+        let ledger = channel.ledger().clone();
+        let mut height = ledger.subscribe();
+        let mut plan = SeekPlan::new(&seek, ledger.height())?;
+        let fail_on_error = fails_on_consenter_error(&seek);
+        let state = channel.state();
+        if fail_on_error
+            && (state.halted.is_some()
+                || (state.status.leader == 0 && state.status.cluster_size > 2))
+        {
+            return Ok(Status::ServiceUnavailable);
+        }
+        loop {
+            let h = *height.borrow_and_update();
+            match plan.step(h) {
+                Step::Finish(s) => {
+                    self.metrics.deliver_completed(&name, s == Status::Success);
+                    return Ok(s);
+                }
+                Step::Wait => {
+                    tokio::select! {
+                        r = height.changed() => if r.is_err() {
+                            // The ledger is gone (channel removed).
+                            return Ok(Status::ServiceUnavailable);
+                        },
+                        _ = out.closed() => return Ok(Status::ServiceUnavailable),
+                    }
+                }
+                Step::Send(n) => {
+                    check_access(&channel.config())?;
+                    if creator_expiry.is_some_and(|t| t <= unix_now()) {
+                        return Err(refuse(
+                            Status::Forbidden,
+                            "deliver client identity expired".into(),
+                        ));
+                    }
+                    let block = ledger.block(n).map_err(|e| {
+                        refuse(
+                            Status::ServiceUnavailable,
+                            format!("reading block {n}: {e}"),
+                        )
+                    })?;
+                    let resp = DeliverResponse {
+                        r#type: Some(deliver_response::Type::Block(block)),
+                    };
+                    if out.send(Ok(resp)).await.is_err() {
+                        return Ok(Status::ServiceUnavailable);
+                    }
+                    self.metrics.deliver_block_sent(&name);
+                    plan.sent(n);
+                }
+            }
+        }
+    }
+
+    async fn serve_deliver(
+        self,
+        mut input: Streaming<Envelope>,
+        cert: Option<Vec<u8>>,
+        out: mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
+    ) {
+        self.metrics.deliver_stream(true);
+        loop {
+            match input.message().await {
+                Ok(Some(env)) => {
+                    if !self.deliver_one(env, cert.as_deref(), &out).await {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "deliver stream ended");
+                    break;
+                }
+            }
+        }
+        self.metrics.deliver_stream(false);
+    }
+}
+
+#[tonic::async_trait]
+impl AtomicBroadcast for AtomicBroadcastService {
+    type BroadcastStream = ResponseStream<BroadcastResponse>;
+    type DeliverStream = ResponseStream<DeliverResponse>;
+
+    async fn broadcast(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<Self::BroadcastStream>, tonic::Status> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let input = request.into_inner();
+        tokio::spawn(self.clone().serve_broadcast(input, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<Self::DeliverStream>, tonic::Status> {
+        let cert = client_cert(&request);
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let input = request.into_inner();
+        tokio::spawn(self.clone().serve_deliver(input, cert, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,229 @@
+//! An orderer node, assembled from its local configuration (Fabric's `orderer/common/server`
+//! `Main`): the local MSP signing identity, the channels of the registrar, the gRPC listener
+//! (AtomicBroadcast, TLS optional), the admin listener (channel participation) and the operations
+//! listener (health, metrics, log spec, version).
+//!
+//! [`Node::start`] binds every listener before returning, so the addresses it reports (port 0
+//! picks a free one) are ready to be used.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use ordo_proto::orderer::atomic_broadcast_server::AtomicBroadcastServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::channel::NodeServices;
+use crate::grpc::AtomicBroadcastService;
+use crate::localconfig::LocalConfig;
+use crate::metrics::Metrics;
+use crate::msgprocessor::FilterSettings;
+use crate::registrar::{Dirs, Registrar};
+
+/// Ordo's version, reported by `/version` and the `fabric_version` metric.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("local MSP: {0}")]
+    Msp(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("channels: {0}")]
+    Registrar(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where the node listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    pub general: SocketAddr,
+    pub admin: SocketAddr,
+    pub operations: SocketAddr,
+}
+
+/// A running node.
+pub struct Node {
+    pub addresses: Addresses,
+    pub registrar: Arc<Registrar>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, NodeError> {
+    std::fs::read(path).map_err(|e| NodeError::Tls(format!("{}: {e}", path.display())))
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Node {
+    /// Starts a node from its configuration.
+    pub async fn start(cfg: LocalConfig) -> Result<Node, NodeError> {
+        let g = &cfg.general;
+        let local = ordo_msp::local::load_signing_identity(&g.local_msp_dir, &g.local_msp_id)
+            .map_err(|e| NodeError::Msp(e.to_string()))?;
+        let signer = Arc::new(local.signer);
+        let metrics = Metrics::new(VERSION).map_err(|e| NodeError::Other(e.to_string()))?;
+
+        // The certificate that identifies this node among consenters: the cluster server
+        // certificate if the cluster has its own, else the general TLS certificate.
+        let server_cert_path = if !g.cluster.server_certificate.as_os_str().is_empty() {
+            Some(g.cluster.server_certificate.clone())
+        } else if g.tls.enabled {
+            Some(g.tls.certificate.clone())
+        } else {
+            None
+        };
+        let server_cert = server_cert_path.as_deref().map(read).transpose()?;
+
+        let general_tls = if g.tls.enabled {
+            Some(
+                crate::tls::TlsServer::from_local(&g.tls, crate::tls::Alpn::Grpc)
+                    .map_err(|e| NodeError::Tls(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+
+        let filters = FilterSettings {
+            no_expiration_checks: g.no_expiration_checks,
+        };
+        let on_config: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
+        let services = NodeServices {
+            signer: signer.clone(),
+            filters,
+            metrics: metrics.clone(),
+            on_config,
+        };
+        let dirs = Dirs {
+            ledger: cfg.ledger_location.clone(),
+            wal: cfg.wal_dir.clone(),
+            snap: cfg.snap_dir.clone(),
+        };
+        let registrar = Registrar::open(dirs, server_cert.as_deref(), services)
+            .map_err(|e| NodeError::Registrar(e.to_string()))?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // gRPC.
+        let general = bind(&format!("{}:{}", g.listen_address, g.listen_port)).await?;
+        let general_addr = general
+            .local_addr()
+            .map_err(|e| NodeError::Other(e.to_string()))?;
+        let svc = AtomicBroadcastService {
+            registrar: registrar.clone(),
+            signer: signer.clone(),
+            filters,
+            time_window_ns: g.time_window_ns,
+            mutual_tls: g.tls.enabled && g.tls.client_auth_required,
+            metrics: metrics.clone(),
+        };
+        let server = AtomicBroadcastServer::new(svc)
+            .max_decoding_message_size(g.max_recv_msg_size as usize)
+            .max_encoding_message_size(g.max_send_msg_size as usize);
+        let router = tonic::transport::Server::builder().add_service(server);
+        let stop = wait_for(shutdown_rx.clone());
+        let incoming = crate::tls::incoming(general, general_tls.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        }));
+
+        // Admin: channel participation.
+        let admin = bind(&cfg.admin.listen_address).await?;
+        let admin_addr = admin
+            .local_addr()
+            .map_err(|e| NodeError::Other(e.to_string()))?;
+        let admin_tls = if cfg.admin.tls.enabled {
+            Some(
+                crate::tls::TlsServer::from_local(&cfg.admin.tls, crate::tls::Alpn::Http)
+                    .map_err(|e| NodeError::Tls(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let participation = crate::participation::router(
+            Arc::new(crate::participation_backend::Backend::new(
+                registrar.clone(),
+            )),
+            crate::participation::Settings {
+                enabled: cfg.participation_enabled,
+                max_request_body_size: u64::from(cfg.participation_max_request_body_size),
+                secure: cfg.admin.tls.enabled,
+            },
+        );
+        let stop = wait_for(shutdown_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(admin, admin_tls, participation, stop).await {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        }));
+
+        // Operations.
+        let ops = crate::operations::Operations::start(
+            &cfg.operations,
+            crate::operations::Options {
+                registry: (cfg.metrics_provider == "prometheus").then(|| metrics.registry()),
+                version: VERSION.to_string(),
+                health: Arc::new(crate::health::NodeHealth::new(registrar.clone())),
+            },
+            wait_for(shutdown_rx.clone()),
+        )
+        .await
+        .map_err(|e| NodeError::Other(e.to_string()))?;
+        let operations_addr = ops.local_addr();
+        tasks.push(ops.into_task());
+
+        Ok(Node {
+            addresses: Addresses {
+                general: general_addr,
+                admin: admin_addr,
+                operations: operations_addr,
+            },
+            registrar,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Runs until `signal` completes, then stops the listeners and every channel.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.stop().await;
+    }
+
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.registrar.stop_all().await;
+    }
+}

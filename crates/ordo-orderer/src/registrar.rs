@@ -1,0 +1,400 @@
+//! The registrar: which channels this node runs, and joining and removing them safely (Fabric's
+//! `multichannel.Registrar` in channel-participation mode, without a system channel).
+//!
+//! On disk, per channel: the ledger under `<FileLedger.Location>/chains/<channel>`, the Raft WAL
+//! under `<Consensus.WALDir>/<channel>`, snapshots under `<Consensus.SnapDir>/<channel>`; and
+//! crash-safety markers under `<FileLedger.Location>/pendingops/` (Fabric's names):
+//!
+//! - **join**: `<channel>.join` (the join block) is written and fsynced first; then the ledger
+//!   gets the genesis block and the WAL its bootstrap state; the marker is removed **before** the
+//!   chain starts, so nothing can have been ordered while a marker exists. A restart that finds a
+//!   marker wipes whatever the half-done join left and joins again from the marker's block.
+//! - **remove**: `<channel>.remove` is written, the chain is stopped, the ledger, WAL and
+//!   snapshots are deleted (Fabric leaves the WAL behind, hyperledger/fabric#4016, so re-joining
+//!   breaks there), then the marker goes. A restart that finds a marker finishes the removal.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use ordo_config::ChannelConfig;
+use ordo_ledger::store::BlockStore;
+use ordo_proto::common::Block;
+use ordo_raft::wal::RaftWal;
+use prost::Message;
+
+use crate::channel::{Channel, ChannelError, Ledger, NodeServices, config_of_block};
+
+/// Why a join or removal was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrarError {
+    #[error("channel already exists")]
+    AlreadyExists,
+    #[error("channel does not exist")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ChannelError> for RegistrarError {
+    fn from(e: ChannelError) -> Self {
+        RegistrarError::Failed(e.to_string())
+    }
+}
+
+fn io_failed(what: &str, path: &Path, e: std::io::Error) -> RegistrarError {
+    RegistrarError::Failed(format!("{what} {}: {e}", path.display()))
+}
+
+/// Where a node keeps its channels.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub ledger: PathBuf,
+    pub wal: PathBuf,
+    pub snap: PathBuf,
+}
+
+impl Dirs {
+    fn chains(&self) -> PathBuf {
+        self.ledger.join("chains")
+    }
+    fn pending(&self) -> PathBuf {
+        self.ledger.join("pendingops")
+    }
+    fn chain(&self, ch: &str) -> PathBuf {
+        self.chains().join(ch)
+    }
+    fn wal(&self, ch: &str) -> PathBuf {
+        self.wal.join(ch)
+    }
+    fn snap(&self, ch: &str) -> PathBuf {
+        self.snap.join(ch)
+    }
+    fn marker(&self, ch: &str, op: &str) -> PathBuf {
+        self.pending().join(format!("{ch}.{op}"))
+    }
+}
+
+/// The channels of this node.
+pub struct Registrar {
+    dirs: Dirs,
+    /// The public key (SEC1 point) of this node's server TLS certificate: how it finds itself
+    /// among a channel's consenters, as Fabric's `detectSelfID`.
+    self_key: Option<Vec<u8>>,
+    services: NodeServices,
+    channels: RwLock<BTreeMap<String, Arc<Channel>>>,
+    /// Serialises joins and removals (they touch the disk).
+    ops: tokio::sync::Mutex<()>,
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn remove_dir(path: &Path) -> std::io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn remove_file(path: &Path) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The public key point of a PEM certificate.
+pub fn cert_key(pem: &[u8]) -> Option<Vec<u8>> {
+    ordo_msp::Cert::from_pem(pem)
+        .ok()
+        .map(|c| c.public_key().point().to_vec())
+}
+
+impl Registrar {
+    /// Opens the node's channels: finishes half-done removals and joins, then starts every
+    /// channel found in the ledger folder.
+    pub fn open(
+        dirs: Dirs,
+        server_cert_pem: Option<&[u8]>,
+        services: NodeServices,
+    ) -> Result<Arc<Registrar>, RegistrarError> {
+        for d in [
+            dirs.chains(),
+            dirs.pending(),
+            dirs.wal.clone(),
+            dirs.snap.clone(),
+        ] {
+            fs::create_dir_all(&d).map_err(|e| io_failed("cannot create", &d, e))?;
+        }
+        let reg = Arc::new(Registrar {
+            self_key: server_cert_pem.and_then(cert_key),
+            dirs,
+            services,
+            channels: RwLock::new(BTreeMap::new()),
+            ops: tokio::sync::Mutex::new(()),
+        });
+        let pending = reg.dirs.pending();
+        let mut markers: Vec<PathBuf> = fs::read_dir(&pending)
+            .map_err(|e| io_failed("cannot read", &pending, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        markers.sort();
+        for m in markers {
+            let (Some(ch), Some(op)) = (
+                m.file_stem().and_then(|s| s.to_str()).map(str::to_string),
+                m.extension().and_then(|s| s.to_str()),
+            ) else {
+                continue;
+            };
+            match op {
+                "remove" => {
+                    tracing::info!(channel = %ch, "finishing an interrupted channel removal");
+                    reg.delete_channel_files(&ch)?;
+                    remove_file(&m).map_err(|e| io_failed("cannot delete", &m, e))?;
+                }
+                "join" => {
+                    tracing::info!(channel = %ch, "redoing an interrupted channel join");
+                    let bytes = fs::read(&m).map_err(|e| io_failed("cannot read", &m, e))?;
+                    reg.delete_channel_files(&ch)?;
+                    let block = Block::decode(bytes.as_slice()).map_err(|e| {
+                        RegistrarError::Failed(format!("join marker {}: {e}", m.display()))
+                    })?;
+                    let channel = reg.create(&ch, &block, &m)?;
+                    reg.insert(channel);
+                }
+                // Temporary files of an interrupted marker write.
+                _ => remove_file(&m).map_err(|e| io_failed("cannot delete", &m, e))?,
+            }
+        }
+        let chains = reg.dirs.chains();
+        let mut names: Vec<String> = fs::read_dir(&chains)
+            .map_err(|e| io_failed("cannot read", &chains, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            if reg.get(&name).is_some() {
+                continue;
+            }
+            let channel = reg.restart(&name)?;
+            reg.insert(channel);
+        }
+        Ok(reg)
+    }
+
+    fn insert(&self, ch: Arc<Channel>) {
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ch.name.clone(), ch);
+    }
+
+    /// A running channel.
+    pub fn get(&self, name: &str) -> Option<Arc<Channel>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every running channel, by name.
+    pub fn channels(&self) -> Vec<Arc<Channel>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// This node's Raft ID in a channel config: the position of the consenter whose server TLS
+    /// certificate has this node's public key, mapped through the consenter IDs.
+    fn self_id(&self, cfg: &ChannelConfig, ids: &[u64]) -> Result<u64, RegistrarError> {
+        let key = self.self_key.as_ref().ok_or_else(|| {
+            RegistrarError::BadRequest(
+                "this node has no server TLS certificate to find itself among the consenters (etcdraft requires TLS)".into(),
+            )
+        })?;
+        let md = cfg
+            .orderer
+            .as_ref()
+            .and_then(|o| o.etcdraft().ok().flatten())
+            .ok_or_else(|| {
+                RegistrarError::BadRequest("the channel's consensus type is not etcdraft".into())
+            })?;
+        let pos = md
+            .consenters
+            .iter()
+            .position(|c| cert_key(&c.server_tls_cert).as_deref() == Some(key.as_slice()))
+            .ok_or_else(|| {
+                RegistrarError::BadRequest(
+                    "this node is not a consenter of the channel; following a channel (onboarding from other orderers) is not supported yet".into(),
+                )
+            })?;
+        ids.get(pos).copied().ok_or_else(|| {
+            RegistrarError::Failed("the consenter IDs do not match the consenters".into())
+        })
+    }
+
+    fn open_parts(&self, ch: &str) -> Result<(Arc<Ledger>, RaftWal), RegistrarError> {
+        let store = BlockStore::open(&self.dirs.chain(ch)).map_err(ChannelError::from)?;
+        let wal =
+            RaftWal::open(&self.dirs.wal(ch), &self.dirs.snap(ch)).map_err(ChannelError::from)?;
+        Ok((Arc::new(Ledger::new(store)), wal))
+    }
+
+    fn restart(&self, ch: &str) -> Result<Arc<Channel>, RegistrarError> {
+        let (ledger, wal) = self.open_parts(ch)?;
+        if ledger.height() == 0 {
+            return Err(RegistrarError::Failed(format!(
+                "channel {ch}: the ledger is empty and no join is pending"
+            )));
+        }
+        let (cfg, _) = crate::channel::config_at_tip(&ledger)?;
+        let tip = ledger
+            .block(ledger.height() - 1)
+            .map_err(ChannelError::from)?;
+        let ids = if ledger.height() == 1 {
+            let n = cfg
+                .orderer
+                .as_ref()
+                .and_then(|o| o.etcdraft().ok().flatten())
+                .map_or(0, |m| m.consenters.len() as u64);
+            (1..=n).collect()
+        } else {
+            let raw = ordo_ledger::block::consenter_metadata(&tip).map_err(ChannelError::from)?;
+            ordo_proto::etcdraft::BlockMetadata::decode(raw)
+                .map_err(|e| RegistrarError::Failed(e.to_string()))?
+                .consenter_ids
+        };
+        let id = self.self_id(&cfg, &ids)?;
+        Ok(Channel::start(ch, id, ledger, wal, self.services.clone())?)
+    }
+
+    /// Creates a channel from its genesis block (the join marker is at `marker` and is removed
+    /// once the ledger and WAL are initialised) and starts it.
+    fn create(
+        &self,
+        ch: &str,
+        block: &Block,
+        marker: &Path,
+    ) -> Result<Arc<Channel>, RegistrarError> {
+        let cfg = config_of_block(block)?;
+        let n = cfg
+            .orderer
+            .as_ref()
+            .and_then(|o| o.etcdraft().ok().flatten())
+            .map_or(0, |m| m.consenters.len() as u64);
+        let ids: Vec<u64> = (1..=n).collect();
+        let id = self.self_id(&cfg, &ids)?;
+        let (ledger, wal) = self.open_parts(ch)?;
+        if ledger.height() == 0 {
+            ledger.append(block).map_err(ChannelError::from)?;
+        }
+        let channel = Channel::start(ch, id, ledger, wal, self.services.clone())?;
+        remove_file(marker).map_err(|e| io_failed("cannot delete", marker, e))?;
+        Ok(channel)
+    }
+
+    fn delete_channel_files(&self, ch: &str) -> Result<(), RegistrarError> {
+        for d in [self.dirs.chain(ch), self.dirs.wal(ch), self.dirs.snap(ch)] {
+            remove_dir(&d).map_err(|e| io_failed("cannot delete", &d, e))?;
+        }
+        Ok(())
+    }
+
+    /// Joins a channel from a config block (already checked to be a config block of `ch`).
+    pub async fn join(
+        &self,
+        ch: &str,
+        block: Block,
+        bytes: Bytes,
+    ) -> Result<Arc<Channel>, RegistrarError> {
+        let _op = self.ops.lock().await;
+        if self.get(ch).is_some() {
+            return Err(RegistrarError::AlreadyExists);
+        }
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        if number != 0 {
+            return Err(RegistrarError::BadRequest(format!(
+                "joining with config block {number}: onboarding from other orderers is not supported yet; join with the genesis block"
+            )));
+        }
+        // Refuse before touching the disk what would fail anyway.
+        let cfg = config_of_block(&block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
+        let n = cfg
+            .orderer
+            .as_ref()
+            .and_then(|o| o.etcdraft().ok().flatten())
+            .map_or(0, |m| m.consenters.len() as u64);
+        self.self_id(&cfg, &(1..=n).collect::<Vec<_>>())?;
+        self.delete_channel_files(ch)?;
+        let marker = self.dirs.marker(ch, "join");
+        write_synced(&marker, &bytes).map_err(|e| io_failed("cannot write", &marker, e))?;
+        match self.create(ch, &block, &marker) {
+            Ok(channel) => {
+                self.insert(channel.clone());
+                Ok(channel)
+            }
+            Err(e) => {
+                // Roll back what the failed join left.
+                let _ = self.delete_channel_files(ch);
+                let _ = remove_file(&marker);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a channel: stops it and deletes its ledger, WAL and snapshots.
+    pub async fn remove(&self, ch: &str) -> Result<(), RegistrarError> {
+        let _op = self.ops.lock().await;
+        let Some(channel) = self.get(ch) else {
+            return Err(RegistrarError::NotFound);
+        };
+        let marker = self.dirs.marker(ch, "remove");
+        write_synced(&marker, b"").map_err(|e| io_failed("cannot write", &marker, e))?;
+        channel.stop().await;
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ch);
+        self.services.metrics.channel_removed(ch);
+        self.delete_channel_files(ch)?;
+        remove_file(&marker).map_err(|e| io_failed("cannot delete", &marker, e))?;
+        tracing::info!(channel = %ch, "channel removed");
+        Ok(())
+    }
+
+    /// Whether the ledger folder can be written (a small file is created, synced and removed).
+    pub fn probe_ledger(&self) -> Result<(), String> {
+        let probe = self.dirs.pending().join(".healthz");
+        write_synced(&probe, b"ok")
+            .and_then(|()| fs::remove_file(&probe))
+            .map_err(|e| format!("cannot write in {}: {e}", self.dirs.ledger.display()))
+    }
+
+    /// Stops every channel (node shutdown).
+    pub async fn stop_all(&self) {
+        for ch in self.channels() {
+            ch.stop().await;
+        }
+    }
+}
