@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config_cmd;
+mod demo_cmd;
+mod demo_net;
 mod node_cmd;
 
 #[derive(Parser)]
@@ -24,6 +26,8 @@ enum Command {
     /// Channel configuration tools: what configtxlator and configtxgen do, without Fabric.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Runs a one-node orderer on a generated channel and shows the blocks it produces.
+    Demo(demo_cmd::DemoArgs),
     /// Runs an orderer node.
     #[command(subcommand)]
     Node(node_cmd::NodeCommand),
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Config(c) => config_cmd::run(c),
         Command::Node(c) => node_cmd::run(c),
+        Command::Demo(a) => demo_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,12 +38,22 @@ fn p(rel: &str) -> String {
     fixture(rel).display().to_string()
 }
 
+/// A port nothing listens on now (Fabric reads ListenPort 0 as its default 7050, so the
+/// general listener cannot ask the kernel for one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// An orderer.yaml for orderer1 with every listener on a free port and data under `dir`.
 fn write_config(dir: &Path) -> PathBuf {
     let yaml = format!(
         r#"General:
     ListenAddress: 127.0.0.1
-    ListenPort: 0
+    ListenPort: {port}
     TLS:
         Enabled: true
         PrivateKey: {o}/tls/server.key
@@ -70,6 +80,7 @@ Consensus: {{WALDir: {d}/etcdraft/wal, SnapDir: {d}/etcdraft/snapshot}}
 "#,
         o = p(ORDERER1),
         ca = p(TLSCA),
+        port = free_port(),
         d = dir.display()
     );
     let path = dir.join("orderer.yaml");
@@ -501,4 +512,28 @@ async fn admin_height(admin: &HttpClient, channel: &str) -> u64 {
         .await
         .unwrap();
     r.json().unwrap()["height"].as_u64().unwrap()
+}
+
+#[test]
+fn the_demo_produces_linked_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["demo", "--blocks", "3", "--rate", "200", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Raft leader elected"), "{text}");
+    for n in 1..=3 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("block {n:>4}")))
+            .unwrap_or_else(|| panic!("no block {n} in:\n{text}"));
+        assert!(line.ends_with("linked ✓"), "{line}");
+    }
 }

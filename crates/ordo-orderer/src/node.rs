@@ -25,6 +25,9 @@ use crate::registrar::{Dirs, Registrar};
 /// Ordo's version, reported by `/version` and the `fabric_version` metric.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How long open connections may take to finish when the node stops.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -219,10 +222,13 @@ impl Node {
         self.stop().await;
     }
 
+    /// Stops the listeners (open streams get [`SHUTDOWN_GRACE`] to finish), then every channel.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        for mut t in self.tasks {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut t).await.is_err() {
+                t.abort();
+            }
         }
         self.registrar.stop_all().await;
     }
