@@ -29,6 +29,8 @@ const TLSCA: &str =
     "crypto-config/ordererOrganizations/example.com/tlsca/tlsca.example.com-cert.pem";
 const USER1: &str =
     "crypto-config/peerOrganizations/org1.example.com/users/User1@org1.example.com/msp";
+const ADMIN_MSP: &str =
+    "crypto-config/ordererOrganizations/example.com/users/Admin@example.com/msp";
 const ORG2_USER1: &str =
     "crypto-config/peerOrganizations/org2.example.com/users/User1@org2.example.com/msp";
 /// How long any single wait in these tests may take before the test fails.
@@ -304,6 +306,39 @@ async fn deliver_envelopes(
     blocks
 }
 
+/// A CONFIG_UPDATE setting channel-1's BatchSize.MaxMessageCount, signed by the orderer admin
+/// (the BatchSize mod_policy is /Channel/Orderer/Admins).
+fn batch_size_update(genesis: &Block, max_message_count: u32) -> Envelope {
+    let cfg = ordo_orderer::channel::config_of_block(genesis).unwrap();
+    let original = cfg.config().clone();
+    let mut updated = original.clone();
+    let orderer = updated
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Orderer")
+        .unwrap();
+    let value = orderer.values.get_mut("BatchSize").unwrap();
+    let mut bs = ordo_proto::orderer::BatchSize::decode(value.value.clone()).unwrap();
+    bs.max_message_count = max_message_count;
+    value.value = bs.encode_to_vec().into();
+    let update = ordo_protolator::compute_update("channel-1", &original, &updated).unwrap();
+    let admin = signer(ADMIN_MSP, "OrdererMSP");
+    let mut cue = ordo_proto::common::ConfigUpdateEnvelope {
+        config_update: update.encode_to_vec().into(),
+        signatures: vec![],
+    };
+    ordo_config::envelope::add_config_signature(&mut cue, &admin).unwrap();
+    create_signed_envelope(
+        HeaderType::ConfigUpdate,
+        "channel-1",
+        &admin,
+        cue.encode_to_vec().into(),
+    )
+    .unwrap()
+}
+
 /// Hash chain, data hashes and every block's signatures against BlockValidation.
 fn verify_chain(blocks: &[Block]) {
     let genesis_cfg = ordo_orderer::channel::config_of_block(&blocks[0]).unwrap();
@@ -425,6 +460,45 @@ async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
     // Org2 is not a reader of channel-1.
     let (_, status) = deliver(&mut client, seek(&org2, "channel-1", 0, 0, false)).await;
     assert_eq!(status, Status::Forbidden as i32);
+
+    // A config update through Broadcast: its own block, pointing at itself as last config, and
+    // the new BatchSize (2 envelopes per block) applies to the envelopes after it.
+    let genesis_block = Block::decode(genesis1.as_slice()).unwrap();
+    let r = broadcast(&mut client, vec![batch_size_update(&genesis_block, 2)]).await;
+    assert_eq!(r[0].0, Status::Success as i32, "{}", r[0].1);
+    let height = blocks.len() as u64;
+    let (cfg_blocks, status) = deliver(
+        &mut client,
+        seek(&user1, "channel-1", height, height, false),
+    )
+    .await;
+    assert_eq!(status, Status::Success as i32);
+    let config_block = &cfg_blocks[0];
+    assert!(ordo_ledger::block::is_config_block(config_block));
+    assert_eq!(
+        ordo_ledger::block::last_config_index(config_block).unwrap(),
+        height
+    );
+    let answers = broadcast(
+        &mut client,
+        (10..14).map(|i| tx(&user1, "channel-1", i)).collect(),
+    )
+    .await;
+    assert!(answers.iter().all(|a| a.0 == Status::Success as i32));
+    let (after_cfg, status) = deliver(
+        &mut client,
+        seek(&user1, "channel-1", height + 1, height + 2, false),
+    )
+    .await;
+    assert_eq!(status, Status::Success as i32);
+    for b in &after_cfg {
+        assert_eq!(
+            b.data.as_ref().unwrap().data.len(),
+            2,
+            "the new MaxMessageCount applies"
+        );
+        assert_eq!(ordo_ledger::block::last_config_index(b).unwrap(), height);
+    }
 
     // A load, with kill -9 in the middle: every block delivered (committed) before the kill is
     // there after the restart, unchanged, and the chain goes on.
