@@ -324,6 +324,7 @@ impl AtomicBroadcastService {
                         return Ok(Status::ServiceUnavailable);
                     }
                     self.metrics.deliver_block_sent(&name);
+                    self.metrics.grpc_message("Deliver", false);
                     plan.sent(n);
                 }
             }
@@ -340,6 +341,7 @@ impl AtomicBroadcastService {
         loop {
             match input.message().await {
                 Ok(Some(env)) => {
+                    self.metrics.grpc_message("Deliver", true);
                     if !self.deliver_one(env, cert.as_deref(), &out).await {
                         break;
                     }
@@ -366,7 +368,14 @@ impl AtomicBroadcast for AtomicBroadcastService {
     ) -> Result<Response<Self::BroadcastStream>, tonic::Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let input = request.into_inner();
-        tokio::spawn(self.clone().serve_broadcast(input, tx));
+        let svc = self.clone();
+        svc.metrics.grpc_stream_started("Broadcast");
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let metrics = svc.metrics.clone();
+            svc.serve_broadcast(input, tx).await;
+            metrics.grpc_stream_finished("Broadcast", "OK", started.elapsed());
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -377,7 +386,14 @@ impl AtomicBroadcast for AtomicBroadcastService {
         let cert = client_cert(&request);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let input = request.into_inner();
-        tokio::spawn(self.clone().serve_deliver(input, cert, tx));
+        let svc = self.clone();
+        svc.metrics.grpc_stream_started("Deliver");
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let metrics = svc.metrics.clone();
+            svc.serve_deliver(input, cert, tx).await;
+            metrics.grpc_stream_finished("Deliver", "OK", started.elapsed());
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
