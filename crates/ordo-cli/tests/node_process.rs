@@ -356,6 +356,19 @@ fn verify_chain(blocks: &[Block]) {
     }
 }
 
+/// The payload data of every envelope after the genesis block, as text.
+fn payload_texts(blocks: &[Block]) -> Vec<String> {
+    blocks[1..]
+        .iter()
+        .flat_map(|b| b.data.as_ref().unwrap().data.iter())
+        .map(|raw| {
+            let env = Envelope::decode(raw.as_ref()).unwrap();
+            let payload = ordo_proto::common::Payload::decode(env.payload.as_ref()).unwrap();
+            String::from_utf8(payload.data.to_vec()).unwrap()
+        })
+        .collect()
+}
+
 fn envelope_count(blocks: &[Block]) -> usize {
     blocks[1..]
         .iter()
@@ -440,20 +453,26 @@ async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
     sig[10] ^= 1;
     bad.signature = sig.into();
     let org2 = signer(ORG2_USER1, "Org2MSP");
-    let answers = broadcast(
-        &mut client,
-        vec![tx(&user1, "channel-1", 2), bad, tx(&org2, "channel-1", 3)],
-    )
-    .await;
-    assert_eq!(answers.len(), 2);
-    assert_eq!(answers[0].0, Status::Success as i32);
-    assert_eq!(answers[1].0, Status::Forbidden as i32);
+    // The stream's envelopes are checked in parallel but answered and ordered in sequence:
+    // 40 successes, the refusal, and nothing of what followed it.
+    let mut envs: Vec<Envelope> = (2..42).map(|i| tx(&user1, "channel-1", i)).collect();
+    envs.push(bad);
+    envs.extend((42..60).map(|i| tx(&user1, "channel-1", i)));
+    let answers = broadcast(&mut client, envs).await;
+    assert_eq!(answers.len(), 41);
+    assert!(answers[..40].iter().all(|a| a.0 == Status::Success as i32));
+    assert_eq!(answers[40].0, Status::Forbidden as i32);
     let answers = broadcast(&mut client, vec![tx(&org2, "channel-1", 4)]).await;
     assert_eq!(answers[0].0, Status::Forbidden as i32);
 
-    // Deliver: both envelopes, in signed, hash-chained blocks (BatchTimeout cuts them).
-    let blocks = deliver_envelopes(&mut client, &user1, "channel-1", 2).await;
-    assert_eq!(envelope_count(&blocks), 2);
+    // Deliver: the 41 envelopes, in order, in signed, hash-chained blocks.
+    let blocks = deliver_envelopes(&mut client, &user1, "channel-1", 41).await;
+    assert_eq!(envelope_count(&blocks), 41);
+    let expected: Vec<String> = std::iter::once(0)
+        .chain(2..42)
+        .map(|i| format!("transaction {i}"))
+        .collect();
+    assert_eq!(payload_texts(&blocks), expected);
     verify_chain(&blocks);
     let (_, status) = deliver(&mut client, seek(&user1, "channel-1", 50, 60, true)).await;
     assert_eq!(status, Status::NotFound as i32);

@@ -3,8 +3,9 @@
 //!
 //! **Broadcast** answers every envelope with one `BroadcastResponse`, in order, and ends the
 //! stream right after the first refusal, as Fabric does. SUCCESS means "handed to the leader's
-//! block cutter", not "committed". Each stream is its own task, so signature checks of different
-//! clients run on every core.
+//! block cutter", not "committed". Each stream checks several envelopes at once on the runtime's
+//! workers, so even one client's signature checks run on every core; the chain still receives
+//! them, and the client its answers, in the stream's order.
 //!
 //! **Deliver** serves each `SeekInfo` of a stream in turn, ending each with a status; a stream
 //! goes on to the next request only after a SUCCESS. Access (`/Channel/Readers`) is checked
@@ -14,7 +15,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::stream::FuturesOrdered;
+use futures::{Stream, StreamExt};
 use ordo_config::ChannelConfig;
 use ordo_config::envelope::signed_data;
 use ordo_proto::common::{Envelope, Status};
@@ -25,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Streaming};
 
-use crate::channel::{Submission, unix_now};
+use crate::channel::{Channel, Submission, unix_now};
 use crate::configupdate::{Membership, process_config_update};
 use crate::deliver::{
     DeliverRefusal, SeekPlan, Step, decode_seek_info, fails_on_consenter_error, parse_seek_envelope,
@@ -59,9 +61,26 @@ fn client_cert<T>(req: &Request<T>) -> Option<Vec<u8>> {
         .and_then(|certs| certs.first().cloned())
 }
 
+/// An envelope that passed Broadcast's checks, ready for its channel's chain.
+struct Validated {
+    channel: Arc<Channel>,
+    name: String,
+    submission: Submission,
+}
+
+/// One envelope's way through a Broadcast stream: its labels for metrics and what the
+/// (parallel) checks made of it.
+struct Checked {
+    channel: String,
+    kind: &'static str,
+    result: Result<Validated, Rejection>,
+}
+
 impl AtomicBroadcastService {
-    /// One envelope through Broadcast: its response status and info.
-    async fn broadcast_one(&self, env: Envelope, kind: &str) -> Result<(), Rejection> {
+    /// Broadcast's checks of one envelope (routing, filters, signature, config update
+    /// processing). Synchronous and CPU-bound: the stream runs it on the runtime's workers,
+    /// several envelopes at a time.
+    fn validate(&self, env: Envelope, kind: &str) -> Result<Validated, Rejection> {
         let started = std::time::Instant::now();
         let now = unix_now();
         // The channel header is read twice (to find the channel, then by `route`): cheap, and
@@ -71,19 +90,13 @@ impl AtomicBroadcastService {
             .and_then(|h| self.registrar.get(&h.channel_id));
         let config = channel.as_ref().map(|c| c.config());
         let (chdr, class, _) = route(&env, |_| config.as_deref())?;
-        let Some(channel) = channel else {
+        let (Some(channel), Some(config)) = (channel, config) else {
             return Err(Rejection {
                 status: Status::BadRequest,
                 info: "channel not found".into(),
             });
         };
         let name = chdr.channel_id.clone();
-        let Some(config) = config else {
-            return Err(Rejection {
-                status: Status::BadRequest,
-                info: "channel not found".into(),
-            });
-        };
         let submission = match class {
             MsgClass::Normal => {
                 let seq = process_normal(&env, &config, self.filters, now)?;
@@ -121,7 +134,16 @@ impl AtomicBroadcastService {
         };
         self.metrics
             .broadcast_validated(&name, kind, started.elapsed());
-        let state = channel.state();
+        Ok(Validated {
+            channel,
+            name,
+            submission,
+        })
+    }
+
+    /// Hands a checked envelope to its channel's chain, in the stream's order.
+    async fn enqueue(&self, v: Validated, kind: &str) -> Result<(), Rejection> {
+        let state = v.channel.state();
         if let Some(e) = state.halted {
             return Err(Rejection {
                 status: Status::ServiceUnavailable,
@@ -144,58 +166,107 @@ impl AtomicBroadcastService {
             });
         }
         let enqueued = std::time::Instant::now();
-        channel.submit(submission).await.map_err(|e| Rejection {
-            status: Status::ServiceUnavailable,
-            info: e,
-        })?;
+        v.channel
+            .submit(v.submission)
+            .await
+            .map_err(|e| Rejection {
+                status: Status::ServiceUnavailable,
+                info: e,
+            })?;
         self.metrics
-            .broadcast_enqueued(&name, kind, enqueued.elapsed());
+            .broadcast_enqueued(&v.name, kind, enqueued.elapsed());
         Ok(())
     }
 
+    /// Serves one Broadcast stream. Envelopes are checked in parallel (up to `window` at a
+    /// time, so one busy client uses every core, as Fabric's one-goroutine-per-stream does
+    /// not), but handed to the chain and answered strictly in arrival order; after the first
+    /// refusal nothing more is enqueued and the stream ends, as in Fabric.
     async fn serve_broadcast(
         self,
         mut input: Streaming<Envelope>,
         out: mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
     ) {
+        let window = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        let svc = Arc::new(self);
+        let mut checking = FuturesOrdered::new();
+        let mut input_open = true;
         loop {
-            let env = match input.message().await {
-                Ok(Some(env)) => env,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::debug!(error = %e, "broadcast stream ended");
-                    return;
+            tokio::select! {
+                biased;
+                Some(checked) = checking.next(), if !checking.is_empty() => {
+                    if !svc.answer(checked, &out).await {
+                        return;
+                    }
                 }
-            };
-            self.metrics.grpc_message("Broadcast", true);
-            // Fabric labels metrics with the header type's name.
-            let (channel, kind) = match crate::msgprocessor::channel_header(&env) {
-                Ok(h) => (
-                    h.channel_id,
-                    ordo_proto::common::HeaderType::try_from(h.r#type)
-                        .map_or("UNKNOWN", |t| t.as_str_name()),
-                ),
-                Err(_) => (String::new(), "UNKNOWN"),
-            };
-            let result = self.broadcast_one(env, kind).await;
-            let (status, info) = match &result {
-                Ok(()) => (Status::Success, String::new()),
-                Err(r) => (r.status, r.info.clone()),
-            };
-            self.metrics.broadcast_processed(&channel, kind, status);
-            if let Err(r) = &result {
-                tracing::warn!(channel = %channel, status = ?r.status, info = %r.info, "broadcast refused");
-            }
-            let resp = BroadcastResponse {
-                status: status as i32,
-                info,
-            };
-            self.metrics.grpc_message("Broadcast", false);
-            if out.send(Ok(resp)).await.is_err() || result.is_err() {
-                // Fabric's handler returns after the first failure, closing the stream.
-                return;
+                msg = input.message(), if input_open && checking.len() < window => {
+                    let env = match msg {
+                        Ok(Some(env)) => env,
+                        Ok(None) => { input_open = false; continue; }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "broadcast stream ended");
+                            input_open = false;
+                            continue;
+                        }
+                    };
+                    svc.metrics.grpc_message("Broadcast", true);
+                    // Fabric labels metrics with the header type's name.
+                    let (channel, kind) = match crate::msgprocessor::channel_header(&env) {
+                        Ok(h) => (
+                            h.channel_id,
+                            ordo_proto::common::HeaderType::try_from(h.r#type)
+                                .map_or("UNKNOWN", |t| t.as_str_name()),
+                        ),
+                        Err(_) => (String::new(), "UNKNOWN"),
+                    };
+                    let task_svc = svc.clone();
+                    let task = tokio::spawn(async move { task_svc.validate(env, kind) });
+                    checking.push_back(async move {
+                        let result = task.await.unwrap_or_else(|e| {
+                            Err(Rejection {
+                                status: Status::InternalServerError,
+                                info: format!("envelope check failed: {e}"),
+                            })
+                        });
+                        Checked { channel, kind, result }
+                    });
+                }
+                else => return,
             }
         }
+    }
+
+    /// Enqueues one checked envelope and sends its response. Returns whether the stream
+    /// goes on.
+    async fn answer(
+        &self,
+        checked: Checked,
+        out: &mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
+    ) -> bool {
+        let Checked {
+            channel,
+            kind,
+            result,
+        } = checked;
+        let result = match result {
+            Ok(v) => self.enqueue(v, kind).await,
+            Err(r) => Err(r),
+        };
+        let (status, info) = match &result {
+            Ok(()) => (Status::Success, String::new()),
+            Err(r) => (r.status, r.info.clone()),
+        };
+        self.metrics.broadcast_processed(&channel, kind, status);
+        if let Err(r) = &result {
+            tracing::warn!(channel = %channel, status = ?r.status, info = %r.info, "broadcast refused");
+        }
+        let resp = BroadcastResponse {
+            status: status as i32,
+            info,
+        };
+        self.metrics.grpc_message("Broadcast", false);
+        // Fabric's handler returns after the first failure, closing the stream.
+        out.send(Ok(resp)).await.is_ok() && result.is_ok()
     }
 
     /// Serves one SeekInfo. Returns whether the stream may take another request.
