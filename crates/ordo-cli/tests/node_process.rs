@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ordo_config::envelope::create_signed_envelope;
+use ordo_config::envelope::{create_signed_envelope, create_signed_envelope_with_tls_binding};
 use ordo_msp::SigningIdentity;
 use ordo_orderer::client::{ClientTls, HttpClient, grpc_channel};
 use ordo_proto::common::{Block, Envelope, HeaderType, Status};
@@ -50,8 +50,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// An orderer.yaml for orderer1 with every listener on a free port and data under `dir`.
-fn write_config(dir: &Path) -> PathBuf {
+/// An orderer.yaml for orderer1 with every listener on a free port and data under `dir`;
+/// `mutual_tls` requires client certificates on the general listener (trusting the orderer
+/// TLS CA from the file, and the channels' TLS CAs as they are joined).
+fn write_config(dir: &Path, mutual_tls: bool) -> PathBuf {
     let yaml = format!(
         r#"General:
     ListenAddress: 127.0.0.1
@@ -61,7 +63,8 @@ fn write_config(dir: &Path) -> PathBuf {
         PrivateKey: {o}/tls/server.key
         Certificate: {o}/tls/server.crt
         RootCAs: [{o}/tls/ca.crt]
-        ClientAuthRequired: false
+        ClientAuthRequired: {mutual_tls}
+        ClientRootCAs: [{ca}]
     BootstrapMethod: none
     LocalMSPDir: {o}/msp
     LocalMSPID: OrdererMSP
@@ -234,6 +237,25 @@ fn seek(
     stop: u64,
     fail_if_not_ready: bool,
 ) -> Envelope {
+    seek_bound(
+        signer,
+        channel,
+        start,
+        stop,
+        fail_if_not_ready,
+        Bytes::new(),
+    )
+}
+
+/// A seek request carrying `tls_cert_hash` (Fabric's TLS binding).
+fn seek_bound(
+    signer: &SigningIdentity,
+    channel: &str,
+    start: u64,
+    stop: u64,
+    fail_if_not_ready: bool,
+    tls_cert_hash: Bytes,
+) -> Envelope {
     let info = SeekInfo {
         start: Some(ordo_orderer::deliver::specified(start)),
         stop: Some(ordo_orderer::deliver::specified(stop)),
@@ -244,11 +266,12 @@ fn seek(
         },
         error_response: SeekErrorResponse::Strict as i32,
     };
-    create_signed_envelope(
+    create_signed_envelope_with_tls_binding(
         HeaderType::DeliverSeekInfo,
         channel,
         signer,
         info.encode_to_vec().into(),
+        tls_cert_hash,
     )
     .unwrap()
 }
@@ -379,7 +402,7 @@ fn envelope_count(blocks: &[Block]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = write_config(dir.path(), false);
     let node = OrdoProcess::start(&config);
     let admin = node.admin();
 
@@ -597,6 +620,166 @@ async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
     );
     let metrics = String::from_utf8(ops.get("/metrics").await.unwrap().body.to_vec()).unwrap();
     assert!(metrics.contains("ledger_blockchain_height{channel=\"channel-1\"}"));
+}
+
+const ORG1_USER1_TLS: &str =
+    "crypto-config/peerOrganizations/org1.example.com/users/User1@org1.example.com/tls";
+const ORG2_USER1_TLS: &str =
+    "crypto-config/peerOrganizations/org2.example.com/users/User1@org2.example.com/tls";
+
+/// A gRPC client TLS setting presenting the TLS certificate in `dir`.
+fn tls_client(dir: &str) -> ClientTls {
+    let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
+    let cert = std::fs::read(fixture(&format!("{dir}/client.crt"))).unwrap();
+    let key = std::fs::read(fixture(&format!("{dir}/client.key"))).unwrap();
+    ClientTls::new(&[root], Some((&cert, &key)), "127.0.0.1", &[b"h2"]).unwrap()
+}
+
+/// The SHA-256 of the (DER) TLS certificate in `dir`: what Deliver's TLS binding expects.
+fn tls_cert_hash(dir: &str) -> Bytes {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(fixture(&format!("{dir}/client.crt"))).unwrap();
+    let der = CertificateDer::from_pem_slice(&pem).unwrap();
+    Bytes::copy_from_slice(&ordo_crypto::sha256(&der))
+}
+
+/// One Deliver request on a fresh connection: the blocks and the status, or the transport
+/// error when the node refuses the connection (an untrusted client certificate).
+async fn try_deliver(
+    addr: SocketAddr,
+    tls: ClientTls,
+    env: Envelope,
+) -> Result<(Vec<Block>, i32), String> {
+    let attempt = async {
+        let channel = grpc_channel(addr, Some(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut client = AtomicBroadcastClient::new(channel);
+        let mut stream = client
+            .deliver(futures::stream::iter(vec![env]))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        let mut blocks = Vec::new();
+        loop {
+            match stream.message().await.map_err(|e| e.to_string())? {
+                Some(m) => match m.r#type {
+                    Some(deliver_response::Type::Block(b)) => blocks.push(b),
+                    Some(deliver_response::Type::Status(s)) => return Ok((blocks, s)),
+                    None => return Err("empty deliver response".to_string()),
+                },
+                None => return Err("stream ended without a status".to_string()),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, attempt)
+        .await
+        .expect("deliver neither succeeded nor failed")
+}
+
+/// Repeats `try_deliver` until its outcome is accepted (`want_ok`) or refused, as the trusted
+/// roots follow a join or removal asynchronously; each attempt is the event waited for.
+async fn deliver_until(
+    addr: SocketAddr,
+    tls: &ClientTls,
+    env: &Envelope,
+    want_ok: bool,
+) -> Result<(Vec<Block>, i32), String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = try_deliver(addr, tls.clone(), env.clone()).await;
+        if r.is_ok() == want_ok || tokio::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_trusts_the_channels_tls_cas_and_binds_deliver_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), true);
+    let node = OrdoProcess::start(&config);
+    let addr = node.addrs.general;
+    let user1 = signer(USER1, "Org1MSP");
+    let org1 = tls_client(ORG1_USER1_TLS);
+    let bound = seek_bound(
+        &user1,
+        "channel-1",
+        0,
+        0,
+        false,
+        tls_cert_hash(ORG1_USER1_TLS),
+    );
+
+    // No channel yet: only the configured ClientRootCAs (the orderer TLS CA) are trusted.
+    let refused = try_deliver(addr, org1.clone(), bound.clone()).await;
+    assert!(
+        refused.is_err(),
+        "Org1's TLS certificate was let in: {refused:?}"
+    );
+    // The orderer admin's TLS certificate chains to the configured root.
+    let admin_seek = seek_bound(&user1, "channel-1", 0, 0, false, tls_cert_hash(ADMIN_TLS));
+    let (_, status) = try_deliver(addr, tls_client(ADMIN_TLS), admin_seek.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, Status::NotFound as i32, "no channel-1 yet");
+
+    // Joining channel-1 adds its organizations' TLS CAs (Org1's among them).
+    let genesis1 = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(node.admin().join(&genesis1).await.unwrap().status, 201);
+    let (blocks, status) = deliver_until(addr, &org1, &bound, true).await.unwrap();
+    assert_eq!(status, Status::Success as i32);
+    assert_eq!(blocks.len(), 1);
+
+    // TLS binding: a request without the hash, or with another certificate's, is refused.
+    let unbound = seek(&user1, "channel-1", 0, 0, false);
+    let (_, status) = try_deliver(addr, org1.clone(), unbound).await.unwrap();
+    assert_eq!(status, Status::BadRequest as i32);
+    let (_, status) = try_deliver(addr, org1.clone(), admin_seek).await.unwrap();
+    assert_eq!(status, Status::BadRequest as i32);
+
+    // Broadcast works over mutual TLS, and the block is delivered to the bound request.
+    let mut client =
+        AtomicBroadcastClient::new(grpc_channel(addr, Some(org1.clone())).await.unwrap());
+    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 1)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+    let both = seek_bound(
+        &user1,
+        "channel-1",
+        0,
+        1,
+        false,
+        tls_cert_hash(ORG1_USER1_TLS),
+    );
+    let (blocks, status) = try_deliver(addr, org1.clone(), both).await.unwrap();
+    assert_eq!(status, Status::Success as i32);
+    assert_eq!(envelope_count(&blocks), 1);
+    verify_chain(&blocks);
+
+    // Org2 is in no joined channel: still refused.
+    let org2_seek = seek_bound(
+        &user1,
+        "channel-1",
+        0,
+        0,
+        false,
+        tls_cert_hash(ORG2_USER1_TLS),
+    );
+    let refused = try_deliver(addr, tls_client(ORG2_USER1_TLS), org2_seek).await;
+    assert!(
+        refused.is_err(),
+        "Org2's TLS certificate was let in: {refused:?}"
+    );
+
+    // Removing the channel takes its CAs away again.
+    assert_eq!(node.admin().remove("channel-1").await.unwrap().status, 204);
+    let refused = deliver_until(addr, &org1, &bound, false).await;
+    assert!(
+        refused.is_err(),
+        "Org1 still trusted after the removal: {refused:?}"
+    );
 }
 
 async fn admin_height(admin: &HttpClient, channel: &str) -> u64 {

@@ -297,6 +297,28 @@ impl ChannelConfig {
         TlsPools::from_pem(roots, inters)
     }
 
+    /// The TLS root and intermediate CAs (PEM) of every application and orderer organization:
+    /// what Fabric adds to a mutual-TLS listener's trusted client roots for each channel
+    /// (`updateTrustedRoots` in `orderer/common/server/main.go`).
+    pub fn tls_client_cas(&self) -> Vec<bytes::Bytes> {
+        let app = self
+            .application
+            .iter()
+            .flat_map(|a| a.orgs.values().map(|o| &o.msp_id));
+        let ord = self
+            .orderer
+            .iter()
+            .flat_map(|o| o.orgs.values().map(|o| &o.msp_id));
+        let mut out = Vec::new();
+        for id in app.chain(ord) {
+            if let Some(msp) = self.msps.get(id) {
+                out.extend(msp.tls_root_certs().iter().cloned());
+                out.extend(msp.tls_intermediate_certs().iter().cloned());
+            }
+        }
+        out
+    }
+
     /// Fabric's `ValidateNew`: what may not change from this config to `new`.
     pub fn validate_new(&self, new: &ChannelConfig) -> Result<(), ConfigError> {
         if let Some(old_o) = &self.orderer {

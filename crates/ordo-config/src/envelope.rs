@@ -80,10 +80,24 @@ pub fn create_signed_envelope(
     signer: &SigningIdentity,
     data: Bytes,
 ) -> Result<Envelope, ConfigError> {
+    create_signed_envelope_with_tls_binding(header_type, channel_id, signer, data, Bytes::new())
+}
+
+/// Fabric's `CreateSignedEnvelopeWithTLSBinding`: as [`create_signed_envelope`], with the
+/// SHA-256 of the client's TLS certificate in the channel header (what an orderer under mutual
+/// TLS requires of a Deliver request).
+pub fn create_signed_envelope_with_tls_binding(
+    header_type: HeaderType,
+    channel_id: &str,
+    signer: &SigningIdentity,
+    data: Bytes,
+    tls_cert_hash: Bytes,
+) -> Result<Envelope, ConfigError> {
     let ch = ChannelHeader {
         r#type: header_type as i32,
         channel_id: channel_id.to_string(),
         timestamp: Some(now_timestamp()),
+        tls_cert_hash,
         ..Default::default()
     };
     let payload = Payload {

@@ -127,7 +127,8 @@ pub struct NodeServices {
     pub signer: Arc<SigningIdentity>,
     pub filters: FilterSettings,
     pub metrics: Metrics,
-    /// Called after a config block is applied (the node recomputes its trusted TLS roots).
+    /// Called after a config block is applied, and when a channel is joined or removed (the
+    /// node recomputes its trusted TLS client roots).
     pub on_config: Arc<dyn Fn() + Send + Sync>,
 }
 

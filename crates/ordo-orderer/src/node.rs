@@ -116,7 +116,13 @@ impl Node {
         let filters = FilterSettings {
             no_expiration_checks: g.no_expiration_checks,
         };
-        let on_config: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
+        // Config changes only wake the task that recomputes the trusted client roots: the
+        // channel's driver must not wait on the TLS layer.
+        let roots_changed = Arc::new(tokio::sync::Notify::new());
+        let on_config: Arc<dyn Fn() + Send + Sync> = {
+            let n = roots_changed.clone();
+            Arc::new(move || n.notify_one())
+        };
         let services = NodeServices {
             signer: signer.clone(),
             filters,
@@ -133,6 +139,31 @@ impl Node {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+
+        // Fabric's updateTrustedRoots: under mutual TLS, the general listener trusts its
+        // configured ClientRootCAs plus every channel's organizations' TLS CAs.
+        if let Some(tls) = general_tls.clone().filter(|_| g.tls.client_auth_required) {
+            let registrar = registrar.clone();
+            let mut stop = shutdown_rx.clone();
+            roots_changed.notify_one();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = roots_changed.notified() => {}
+                        _ = stop.changed() => return,
+                    }
+                    let cas = registrar
+                        .channels()
+                        .iter()
+                        .flat_map(|c| c.config().tls_client_cas())
+                        .collect::<Vec<_>>();
+                    let ders = crate::tls::pem_to_der(&cas);
+                    if let Err(e) = tls.set_client_roots(ders) {
+                        tracing::error!(error = %e, "cannot update the trusted TLS client roots");
+                    }
+                }
+            }));
+        }
 
         // gRPC.
         let general = bind(&format!("{}:{}", g.listen_address, g.listen_port)).await?;

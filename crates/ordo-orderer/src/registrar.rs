@@ -352,6 +352,8 @@ impl Registrar {
         match self.create(ch, &block, &marker) {
             Ok(channel) => {
                 self.insert(channel.clone());
+                // The node trusts the new channel's TLS CAs from now on.
+                (self.services.on_config)();
                 Ok(channel)
             }
             Err(e) => {
@@ -379,6 +381,7 @@ impl Registrar {
         self.services.metrics.channel_removed(ch);
         self.delete_channel_files(ch)?;
         remove_file(&marker).map_err(|e| io_failed("cannot delete", &marker, e))?;
+        (self.services.on_config)();
         tracing::info!(channel = %ch, "channel removed");
         Ok(())
     }

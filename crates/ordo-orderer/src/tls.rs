@@ -74,6 +74,15 @@ fn read_certs(paths: &[std::path::PathBuf]) -> Result<Vec<CertificateDer<'static
     Ok(out)
 }
 
+/// The certificates (DER) in PEM blobs; blobs that are not PEM certificates are skipped (a
+/// channel's MSP was validated when its config was accepted).
+pub fn pem_to_der(pems: &[bytes::Bytes]) -> Vec<Vec<u8>> {
+    pems.iter()
+        .flat_map(|p| CertificateDer::pem_slice_iter(p).filter_map(Result::ok))
+        .map(|c| c.to_vec())
+        .collect()
+}
+
 /// Verifies client certificates against roots that can be swapped, at a shifted time.
 #[derive(Debug)]
 struct SwappableVerifier {
@@ -218,6 +227,12 @@ impl TlsServer {
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| terr(format!("server certificate and key: {e}")))?;
+        // No session resumption: a resumed session skips client certificate verification,
+        // so a client whose CA was just removed from the trusted roots (or whose certificate
+        // has expired since) would still get in. Orderer connections are long-lived; full
+        // handshakes cost little.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         config.alpn_protocols = match alpn {
             Alpn::Grpc => vec![b"h2".to_vec()],
             Alpn::Http => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
