@@ -782,6 +782,101 @@ async fn mutual_tls_trusts_the_channels_tls_cas_and_binds_deliver_requests() {
     );
 }
 
+/// A copy of User1@org1's MSP under `dir` whose signing certificate (issued by Org1's CA, OU
+/// client) expires `secs` seconds from now; returns its signer and the expiry.
+fn expiring_user(dir: &Path, secs: i64) -> (SigningIdentity, std::time::SystemTime) {
+    let org1 = "crypto-config/peerOrganizations/org1.example.com";
+    let msp = dir.join("expiring-msp");
+    for sub in ["cacerts", "tlscacerts", "signcerts", "keystore"] {
+        std::fs::create_dir_all(msp.join(sub)).unwrap();
+    }
+    for f in [
+        "cacerts/ca.org1.example.com-cert.pem",
+        "tlscacerts/tlsca.org1.example.com-cert.pem",
+        "config.yaml",
+    ] {
+        std::fs::copy(
+            fixture(&format!("{org1}/users/User1@org1.example.com/msp/{f}")),
+            msp.join(f),
+        )
+        .unwrap();
+    }
+    let ca_key = rcgen::KeyPair::from_pem(
+        &std::fs::read_to_string(fixture(&format!("{org1}/ca/priv_sk"))).unwrap(),
+    )
+    .unwrap();
+    let ca_pem =
+        std::fs::read_to_string(fixture(&format!("{org1}/ca/ca.org1.example.com-cert.pem")))
+            .unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, "client");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Expiring@org1.example.com");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::seconds(secs);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(msp.join("signcerts/cert.pem"), cert.pem()).unwrap();
+    std::fs::write(msp.join("keystore/priv_sk"), key.serialize_pem()).unwrap();
+    let signer = ordo_msp::local::load_signing_identity(&msp, "Org1MSP")
+        .unwrap()
+        .signer;
+    // The certificate keeps whole seconds.
+    let expiry =
+        std::time::UNIX_EPOCH + Duration::from_secs(params.not_after.unix_timestamp() as u64);
+    (signer, expiry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_stops_at_the_first_block_after_the_requesters_certificate_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = OrdoProcess::start(&write_config(dir.path(), false));
+    let genesis1 = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(node.admin().join(&genesis1).await.unwrap().status, 201);
+    let mut client = node.grpc().await;
+    let user1 = signer(USER1, "Org1MSP");
+    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 1)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+
+    let (expiring, expiry) = expiring_user(dir.path(), 4);
+    let env = seek(&expiring, "channel-1", 0, u64::MAX, false);
+    let mut stream = client
+        .deliver(futures::stream::iter(vec![env]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("deliver response timed out")
+            .unwrap()
+            .expect("stream ended early")
+            .r#type
+    };
+    for n in 0..2 {
+        match next().await {
+            Some(deliver_response::Type::Block(b)) => assert_eq!(b.header.unwrap().number, n),
+            other => panic!("block {n} expected, got {other:?}"),
+        }
+    }
+    // Wait for the clock to pass the expiry (the event this test is about), then make block 2.
+    if let Ok(left) = expiry.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + Duration::from_secs(1)).await;
+    }
+    let r = broadcast(&mut client, vec![tx(&user1, "channel-1", 2)]).await;
+    assert_eq!(r[0].0, Status::Success as i32, "{}", r[0].1);
+    assert_eq!(
+        next().await,
+        Some(deliver_response::Type::Status(Status::Forbidden as i32))
+    );
+}
+
 async fn admin_height(admin: &HttpClient, channel: &str) -> u64 {
     let r = admin
         .get(&format!("/participation/v1/channels/{channel}"))
