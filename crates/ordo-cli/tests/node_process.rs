@@ -620,6 +620,14 @@ async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
     );
     let metrics = String::from_utf8(ops.get("/metrics").await.unwrap().body.to_vec()).unwrap();
     assert!(metrics.contains("ledger_blockchain_height{channel=\"channel-1\"}"));
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    };
+    assert!(value("grpc_comm_conn_opened") >= 1.0);
+    assert!(value("blockcutter_block_fill_duration_count{channel=\"channel-1\"}") >= 1.0);
 }
 
 const ORG1_USER1_TLS: &str =

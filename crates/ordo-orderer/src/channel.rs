@@ -499,6 +499,10 @@ impl Driver {
                         self.services.metrics.snapshot_block(&self.name, h.number);
                     }
                 }
+                Action::BatchCut { fill_ns } => self
+                    .services
+                    .metrics
+                    .block_fill(&self.name, Duration::from_nanos(fill_ns)),
                 Action::CatchUp { block } => {
                     let n = block.header.map_or(0, |h| h.number);
                     return Err(ChannelError::Config(format!(

@@ -30,7 +30,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut conns = incoming(listener, tls);
+    let mut conns = incoming(listener, tls, None);
     tokio::pin!(shutdown);
     loop {
         let conn = tokio::select! {

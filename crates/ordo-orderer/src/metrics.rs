@@ -26,6 +26,8 @@ struct Inner {
     broadcast_processed_count: IntCounterVec,
     deliver_streams_opened: IntCounter,
     deliver_streams_closed: IntCounter,
+    grpc_comm_conn_opened: IntCounter,
+    grpc_comm_conn_closed: IntCounter,
     deliver_requests_received: IntCounterVec,
     deliver_requests_completed: IntCounterVec,
     deliver_blocks_sent: IntCounterVec,
@@ -123,6 +125,16 @@ impl Metrics {
             "The number of GRPC streams that have been closed for the deliver service.",
         )?;
         r.register(Box::new(deliver_streams_closed.clone()))?;
+        let grpc_comm_conn_opened = IntCounter::new(
+            "grpc_comm_conn_opened",
+            "gRPC connections opened. Open minus closed is the active number of connections.",
+        )?;
+        r.register(Box::new(grpc_comm_conn_opened.clone()))?;
+        let grpc_comm_conn_closed = IntCounter::new(
+            "grpc_comm_conn_closed",
+            "gRPC connections closed. Open minus closed is the active number of connections.",
+        )?;
+        r.register(Box::new(grpc_comm_conn_closed.clone()))?;
         let inner = Inner {
             broadcast_validate_duration: histogram_vec(
                 &r,
@@ -146,6 +158,8 @@ impl Metrics {
             )?,
             deliver_streams_opened,
             deliver_streams_closed,
+            grpc_comm_conn_opened,
+            grpc_comm_conn_closed,
             deliver_requests_received: counter_vec(
                 &r,
                 "deliver_requests_received",
@@ -348,6 +362,15 @@ impl Metrics {
             .deliver_blocks_sent
             .with_label_values(&[channel, "false", "block"])
             .inc();
+    }
+
+    /// A connection to a gRPC listener was accepted (and its TLS handshake done), or closed.
+    pub fn grpc_conn(&self, opened: bool) {
+        if opened {
+            self.0.grpc_comm_conn_opened.inc();
+        } else {
+            self.0.grpc_comm_conn_closed.inc();
+        }
     }
 
     /// A gRPC stream of `orderer.AtomicBroadcast/<method>` started.

@@ -183,7 +183,9 @@ impl Node {
             .max_encoding_message_size(g.max_send_msg_size as usize);
         let router = tonic::transport::Server::builder().add_service(server);
         let stop = wait_for(shutdown_rx.clone());
-        let incoming = crate::tls::incoming(general, general_tls.clone());
+        let conn_metrics = metrics.clone();
+        let hook: crate::tls::ConnHook = Arc::new(move |opened| conn_metrics.grpc_conn(opened));
+        let incoming = crate::tls::incoming(general, general_tls.clone(), Some(hook));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
                 tracing::error!(error = %e, "gRPC server stopped");

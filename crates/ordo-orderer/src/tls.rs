@@ -289,10 +289,32 @@ pub struct ConnInfo {
     pub peer_certs: Option<Arc<Vec<Vec<u8>>>>,
 }
 
+/// Told `true` when a connection is handed to the server and `false` when it is dropped
+/// (Fabric's `grpc_comm_conn_opened`/`_closed`).
+pub type ConnHook = Arc<dyn Fn(bool) + Send + Sync>;
+
 /// An accepted connection, plain or TLS.
 pub struct Conn {
     io: ConnIo,
     info: ConnInfo,
+    hook: Option<ConnHook>,
+}
+
+impl Conn {
+    fn new(io: ConnIo, info: ConnInfo, hook: Option<ConnHook>) -> Conn {
+        if let Some(h) = &hook {
+            h(true);
+        }
+        Conn { io, info, hook }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(h) = &self.hook {
+            h(false);
+        }
+    }
 }
 
 enum ConnIo {
@@ -373,8 +395,12 @@ impl AsyncWrite for Conn {
 }
 
 /// Accepts connections on `listener`, doing TLS handshakes concurrently when `tls` is set. The
-/// stream ends only when the listener fails for good.
-pub fn incoming(listener: TcpListener, tls: Option<TlsServer>) -> ReceiverStream<io::Result<Conn>> {
+/// stream ends only when the listener fails for good. `hook` hears of every connection served.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<TlsServer>,
+    hook: Option<ConnHook>,
+) -> ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     tokio::spawn(async move {
         loop {
@@ -398,10 +424,7 @@ pub fn incoming(listener: TcpListener, tls: Option<TlsServer>) -> ReceiverStream
             match &tls {
                 None => {
                     if tx
-                        .send(Ok(Conn {
-                            io: ConnIo::Plain(tcp),
-                            info,
-                        }))
+                        .send(Ok(Conn::new(ConnIo::Plain(tcp), info, hook.clone())))
                         .await
                         .is_err()
                     {
@@ -411,20 +434,19 @@ pub fn incoming(listener: TcpListener, tls: Option<TlsServer>) -> ReceiverStream
                 Some(t) => {
                     let acceptor = t.acceptor.clone();
                     let tx = tx.clone();
+                    let hook = hook.clone();
                     tokio::spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
                                 let certs = stream.get_ref().1.peer_certificates().map(|c| {
                                     Arc::new(c.iter().map(|d| d.as_ref().to_vec()).collect())
                                 });
+                                let info = ConnInfo {
+                                    remote: Some(remote),
+                                    peer_certs: certs,
+                                };
                                 let _ = tx
-                                    .send(Ok(Conn {
-                                        io: ConnIo::Tls(Box::new(stream)),
-                                        info: ConnInfo {
-                                            remote: Some(remote),
-                                            peer_certs: certs,
-                                        },
-                                    }))
+                                    .send(Ok(Conn::new(ConnIo::Tls(Box::new(stream)), info, hook)))
                                     .await;
                             }
                             Ok(Err(e)) => {

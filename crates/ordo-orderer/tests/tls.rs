@@ -54,7 +54,7 @@ async fn serve(
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut conns = incoming(listener, Some(server.clone()));
+    let mut conns = incoming(listener, Some(server.clone()), None);
     tokio::spawn(async move {
         while let Some(Ok(mut conn)) = conns.next().await {
             let n = conn.info().peer_certs.as_ref().map_or(0, |c| c.len());

@@ -41,8 +41,14 @@ pub struct BlockCutter {
     limits: BatchLimits,
     pending: Vec<Bytes>,
     pending_bytes: u64,
-    /// When the first pending envelope arrived.
+    /// When the first pending envelope arrived (the batch timer's start).
     pending_since: Option<u64>,
+    /// When the first envelope of the batch now pending arrived. Differs from `pending_since`
+    /// after a cut by size, where the timer keeps running but a new batch starts filling.
+    filling_since: Option<u64>,
+    /// How long each batch cut since the last [`BlockCutter::take_fill_durations`] took to
+    /// fill, in nanoseconds (Fabric's `blockcutter_block_fill_duration`).
+    fills: Vec<u64>,
 }
 
 impl BlockCutter {
@@ -52,6 +58,8 @@ impl BlockCutter {
             pending: Vec::new(),
             pending_bytes: 0,
             pending_since: None,
+            filling_since: None,
+            fills: Vec::new(),
         }
     }
 
@@ -71,7 +79,7 @@ impl BlockCutter {
         let size = u64::from(msg.size);
         if size > preferred {
             if !self.pending.is_empty() {
-                batches.push(self.cut());
+                batches.push(self.cut_at(now));
             }
             batches.push(vec![msg.envelope]);
             // A lone envelope leaves nothing pending, so no timer runs.
@@ -82,22 +90,42 @@ impl BlockCutter {
             // Fabric's chain stops its timer only when nothing is left pending; here something
             // is (this envelope), so the running timer keeps its original start.
             let since = self.pending_since;
-            batches.push(self.cut());
+            batches.push(self.cut_at(now));
             self.pending_since = since;
+        }
+        if self.pending.is_empty() {
+            self.filling_since = Some(now);
         }
         self.pending.push(msg.envelope);
         self.pending_bytes += size;
         if self.pending.len() as u64 >= u64::from(self.limits.max_message_count) {
-            batches.push(self.cut());
+            batches.push(self.cut_at(now));
         }
         batches
     }
 
-    /// Cuts whatever is pending (possibly nothing) and stops the timer.
+    /// Cuts whatever is pending (possibly nothing) and stops the timer, without counting it
+    /// as a filled batch (a leader that lost leadership drops what it had).
     pub fn cut(&mut self) -> Batch {
         self.pending_bytes = 0;
         self.pending_since = None;
+        self.filling_since = None;
         std::mem::take(&mut self.pending)
+    }
+
+    /// Cuts whatever is pending at `now`, recording how long a non-empty batch took to fill.
+    pub fn cut_at(&mut self, now: u64) -> Batch {
+        if let Some(since) = self.filling_since
+            && !self.pending.is_empty()
+        {
+            self.fills.push(now.saturating_sub(since));
+        }
+        self.cut()
+    }
+
+    /// The fill durations (ns) of the batches cut since the last call.
+    pub fn take_fill_durations(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.fills)
     }
 
     /// When the batch timer fires, if it is running.
@@ -109,7 +137,7 @@ impl BlockCutter {
     /// Cuts the pending batch if its timer has expired at `now`.
     pub fn tick(&mut self, now: u64) -> Option<Batch> {
         match self.deadline() {
-            Some(d) if now >= d => Some(self.cut()),
+            Some(d) if now >= d => Some(self.cut_at(now)),
             _ => None,
         }
     }
@@ -204,5 +232,31 @@ mod tests {
         c.ordered(msg(1, 1), 0);
         assert_eq!(tags(&c.cut()), vec![1]);
         assert!(c.cut().is_empty());
+    }
+
+    #[test]
+    fn fill_durations_count_from_each_batchs_first_envelope() {
+        let mut c = BlockCutter::new(BatchLimits {
+            max_message_count: 2,
+            preferred_max_bytes: 100,
+            timeout_ns: 1_000,
+        });
+        let m = |n: u8, size| Pending {
+            envelope: Bytes::from(vec![n]),
+            size,
+        };
+        assert!(c.ordered(m(1, 10), 100).is_empty());
+        assert_eq!(c.ordered(m(2, 10), 130).len(), 1);
+        // Overflow: the pending envelope (from 200) is cut at 250, the new one fills from 250.
+        assert!(c.ordered(m(3, 60), 200).is_empty());
+        assert_eq!(c.ordered(m(4, 60), 250).len(), 1);
+        // The timer keeps the first start (200) and cuts at 1200, after 950 of filling.
+        assert_eq!(c.tick(1_200).map(|b| b.len()), Some(1));
+        // A lone large envelope is not a filled batch; dropping a batch is not either.
+        assert_eq!(c.ordered(m(5, 150), 1_300).len(), 1);
+        assert!(c.ordered(m(6, 10), 1_400).is_empty());
+        assert_eq!(c.cut().len(), 1);
+        assert_eq!(c.take_fill_durations(), vec![30, 50, 950]);
+        assert!(c.take_fill_durations().is_empty());
     }
 }

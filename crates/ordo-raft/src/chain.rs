@@ -125,6 +125,9 @@ pub enum Action {
     /// The leader sent a snapshot whose block is ahead of the ledger: the blocks up to it must
     /// be pulled from other orderers (the multi-node issue's block puller).
     CatchUp { block: Block },
+    /// The leader cut a batch that took `fill_ns` to fill, from its first envelope (for
+    /// `blockcutter_block_fill_duration`); nothing to do but observe it.
+    BatchCut { fill_ns: u64 },
 }
 
 /// An envelope for ordering, already validated against the current config.
@@ -379,7 +382,7 @@ impl ChainCore {
                 }
             }
             Proposal::Config(env) => {
-                let pending = self.cutter.cut();
+                let pending = self.cutter.cut_at(now_ns);
                 if !pending.is_empty() {
                     self.propose_block(pending);
                 }
@@ -441,6 +444,9 @@ impl ChainCore {
 
     /// Notices role changes, then drains raft's Ready into actions.
     fn advance(&mut self) -> Result<(), CoreError> {
+        for fill_ns in self.cutter.take_fill_durations() {
+            self.actions.push(Action::BatchCut { fill_ns });
+        }
         self.observe_role();
         while self.raw.has_ready() {
             let mut rd = self.raw.ready();

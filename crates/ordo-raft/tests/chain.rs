@@ -100,6 +100,7 @@ impl Node {
                     self.disk.entries.retain(|e| e.index > compact_to);
                 }
                 Action::CatchUp { .. } => panic!("no catch-up expected"),
+                Action::BatchCut { .. } => {}
             }
         }
     }
@@ -429,7 +430,7 @@ fn the_raft_engine_wal_gives_back_what_was_persisted() {
                 Action::WriteBlock {
                     block, metadata, ..
                 } => node.blocks.push((block, metadata)),
-                Action::Send(_) | Action::CatchUp { .. } => {}
+                Action::Send(_) | Action::CatchUp { .. } | Action::BatchCut { .. } => {}
             }
         }
     };
