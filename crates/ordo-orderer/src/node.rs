@@ -106,7 +106,7 @@ impl Node {
 
         let general_tls = if g.tls.enabled {
             Some(
-                crate::tls::TlsServer::from_local(&g.tls, crate::tls::Alpn::Grpc)
+                crate::tls::from_local(&g.tls, crate::tls::Alpn::Grpc)
                     .map_err(|e| NodeError::Tls(e.to_string()))?,
             )
         } else {
@@ -199,7 +199,7 @@ impl Node {
             .map_err(|e| NodeError::Other(e.to_string()))?;
         let admin_tls = if cfg.admin.tls.enabled {
             Some(
-                crate::tls::TlsServer::from_local(&cfg.admin.tls, crate::tls::Alpn::Http)
+                crate::tls::from_local(&cfg.admin.tls, crate::tls::Alpn::Http)
                     .map_err(|e| NodeError::Tls(e.to_string()))?,
             )
         } else {

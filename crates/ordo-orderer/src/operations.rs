@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::localconfig::HttpListener;
-use crate::tls::{Alpn, TlsServer};
+use crate::tls::Alpn;
 
 /// A failed health check, as Fabric's healthz reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -237,7 +237,7 @@ impl Operations {
                 source,
             })?;
         let tls = if cfg.tls.enabled {
-            Some(TlsServer::from_local(&cfg.tls, Alpn::Http)?)
+            Some(crate::tls::from_local(&cfg.tls, Alpn::Http)?)
         } else {
             None
         };

@@ -1,4 +1,4 @@
-//! The listeners' TLS (`ordo_orderer::tls`) against real handshakes on 127.0.0.1, with the
+//! The listeners' TLS (`ordo_cluster::tls`) against real handshakes on 127.0.0.1, with the
 //! fixture's cryptogen material: which client certificates each client-auth mode lets in,
 //! swapping the trusted client roots at run time (as a config block does), and
 //! `TLSHandshakeTimeShift` letting an expired client certificate through.
@@ -8,11 +8,11 @@
 //! certificate shows up as an alert on the client's first read, not in its handshake.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use ordo_orderer::client::ClientTls;
-use ordo_orderer::tls::{Alpn, ClientAuth, TlsServer, incoming};
+use ordo_cluster::tls::{Alpn, ClientAuth, TlsServer, incoming};
 use ordo_testkit::read;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -71,15 +71,29 @@ async fn serve(
 }
 
 /// A client trusting the orderer TLS CA, with an optional certificate and key (PEM).
-fn client(cert: Option<(Vec<u8>, Vec<u8>)>) -> ClientTls {
-    let root = read(&format!("{ORDERER1_TLS}/ca.crt"));
-    ClientTls::new(
-        &[root],
-        cert.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
-        "127.0.0.1",
-        &[b"http/1.1"],
-    )
-    .unwrap()
+fn client(cert: Option<(Vec<u8>, Vec<u8>)>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&read(&format!("{ORDERER1_TLS}/ca.crt"))) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match cert {
+        None => builder.with_no_client_auth(),
+        Some((c, k)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(&c)
+                    .collect::<Result<_, _>>()
+                    .unwrap(),
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(&k).unwrap(),
+            )
+            .unwrap(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 fn pair(dir: &str) -> Option<(Vec<u8>, Vec<u8>)> {
@@ -91,11 +105,11 @@ fn pair(dir: &str) -> Option<(Vec<u8>, Vec<u8>)> {
 
 /// Connects and reads the server's answer: `Ok(number of client certificates it verified)`, or
 /// `Err` when the handshake or the first read fails (the server refused the client).
-async fn connect(addr: SocketAddr, tls: &ClientTls) -> Result<usize, String> {
+async fn connect(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>) -> Result<usize, String> {
     let attempt = async {
         let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let mut stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        let mut stream = tokio_rustls::TlsConnector::from(tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| format!("handshake: {e}"))?;

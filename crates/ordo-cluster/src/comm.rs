@@ -1,0 +1,554 @@
+//! The outbound side of `orderer.Cluster/Step` (Fabric's `cluster.Comm`, `RPC` and
+//! `connections.go`).
+//!
+//! A channel's chain tells [`Comm`] who the other consenters are ([`Comm::configure`]) and then
+//! sends by Raft ID. Each (channel, destination, kind) gets its own stream, fed by a bounded queue
+//! of `SendBufferSize` requests and opened lazily by the first request; consensus and submit
+//! traffic never share a stream, so a slow forwarded envelope cannot hold Raft heartbeats back.
+//! A full consensus queue drops the request (Raft retransmits); a submit waits up to `RPCTimeout`
+//! for room. A stream that fails or cannot take a request within `RPCTimeout` is closed; the next
+//! request opens a new one.
+//!
+//! Connections are keyed by (endpoint, server certificate) and shared by every channel naming
+//! that consenter. The TLS handshake checks the server's chain against the trusted orderer TLS
+//! roots (every channel's orderer organizations plus `Cluster.RootCAs`, swapped by
+//! [`Comm::set_roots`]) and then **pins** the leaf: its public key must be the one in the
+//! consenter's `server_tls_cert`, so a certificate from the same CA for another node is refused.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use ordo_proto::orderer::cluster_client::ClusterClient;
+use ordo_proto::orderer::{ConsensusRequest, StepRequest, SubmitRequest, step_request};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientConfig, WebPkiServerVerifier};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Another consenter of a channel, as the channel config names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteNode {
+    /// Its Raft ID in the channel.
+    pub id: u64,
+    /// `host:port` of its cluster listener.
+    pub endpoint: String,
+    /// Its `server_tls_cert` (PEM): the key its TLS server must present.
+    pub server_cert_pem: Bytes,
+    /// Its `client_tls_cert` (PEM): how it is recognised when it connects to us.
+    pub client_cert_pem: Bytes,
+}
+
+/// `General.Cluster` settings of the outbound side.
+#[derive(Debug, Clone)]
+pub struct CommConfig {
+    /// The TLS client certificate (chain) and key this node presents, PEM.
+    pub client_cert_pem: Vec<u8>,
+    pub client_key_pem: Vec<u8>,
+    /// Requests queued per stream (`SendBufferSize`).
+    pub send_buffer_size: usize,
+    /// `DialTimeout`: TCP connect plus TLS handshake.
+    pub dial_timeout: Duration,
+    /// `RPCTimeout`: opening a stream, and each request's wait for room.
+    pub rpc_timeout: Duration,
+}
+
+/// Why a request was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("node {id} is not a consenter of channel {channel} known to this node")]
+    UnknownDestination { channel: String, id: u64 },
+    #[error("send queue to node {0} overflown; request dropped")]
+    Overflow(u64),
+    /// Fabric's wording for a forward that could not be handed over in time.
+    #[error("timed out ({0:?}) waiting on forwarding to {1}")]
+    Timeout(Duration, u64),
+    #[error("the cluster transport is shut down")]
+    Closed,
+    #[error("bad cluster TLS settings: {0}")]
+    Tls(String),
+}
+
+/// Which stream a request travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Consensus,
+    Submit,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Consensus => "consensus",
+            Kind::Submit => "transaction",
+        }
+    }
+}
+
+/// What the transport reports, for metrics (Fabric's `cluster_comm_*`).
+pub trait CommEvents: Send + Sync {
+    /// A request was queued for `endpoint`; `len` is the queue length after it, of `cap`.
+    fn queued(&self, channel: &str, endpoint: &str, kind: &'static str, len: usize, cap: usize);
+    /// A consensus request met a full queue and was dropped.
+    fn dropped(&self, channel: &str, endpoint: &str);
+    /// A request went out on its stream after waiting `d` for the stream to take it.
+    fn sent(&self, channel: &str, endpoint: &str, d: Duration);
+    /// The number of open egress streams changed by `delta`.
+    fn streams(&self, channel: &str, delta: i64);
+}
+
+struct NoEvents;
+
+impl CommEvents for NoEvents {
+    fn queued(&self, _: &str, _: &str, _: &'static str, _: usize, _: usize) {}
+    fn dropped(&self, _: &str, _: &str) {}
+    fn sent(&self, _: &str, _: &str, _: Duration) {}
+    fn streams(&self, _: &str, _: i64) {}
+}
+
+type StreamKey = (String, u64, Kind);
+type ConnKey = (String, Bytes);
+
+struct Stream {
+    node: RemoteNode,
+    tx: mpsc::Sender<StepRequest>,
+}
+
+struct Inner {
+    cfg: CommConfig,
+    client_chain: Vec<CertificateDer<'static>>,
+    client_key: PrivateKeyDer<'static>,
+    roots: Arc<ArcSwapOption<WebPkiServerVerifier>>,
+    members: Mutex<HashMap<String, HashMap<u64, RemoteNode>>>,
+    conns: Mutex<HashMap<ConnKey, tonic::transport::Channel>>,
+    streams: Mutex<HashMap<StreamKey, Stream>>,
+    events: Arc<dyn CommEvents>,
+}
+
+/// The outbound cluster transport of a node; cheap to clone.
+#[derive(Clone)]
+pub struct Comm(Arc<Inner>);
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Comm").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Comm {
+    /// A transport presenting `cfg`'s client certificate. It trusts no server until
+    /// [`Comm::set_roots`] is called.
+    pub fn new(cfg: CommConfig, events: Option<Arc<dyn CommEvents>>) -> Result<Comm, SendError> {
+        let tls = |e: &dyn std::fmt::Display| SendError::Tls(e.to_string());
+        let client_chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(&cfg.client_cert_pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| tls(&e))?;
+        if client_chain.is_empty() {
+            return Err(SendError::Tls("no client certificate".into()));
+        }
+        let client_key = PrivateKeyDer::from_pem_slice(&cfg.client_key_pem).map_err(|e| tls(&e))?;
+        Ok(Comm(Arc::new(Inner {
+            cfg,
+            client_chain,
+            client_key,
+            roots: Arc::new(ArcSwapOption::empty()),
+            members: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            events: events.unwrap_or_else(|| Arc::new(NoEvents)),
+        })))
+    }
+
+    /// Replaces the CAs (DER) a consenter's server certificate must chain to. New connections
+    /// and reconnections use them.
+    pub fn set_roots(&self, ders: Vec<Vec<u8>>) -> Result<(), SendError> {
+        let mut store = rustls::RootCertStore::empty();
+        for d in ders {
+            // Go's pool takes intermediates as trust anchors too; so do we.
+            store
+                .add(CertificateDer::from(d))
+                .map_err(|e| SendError::Tls(e.to_string()))?;
+        }
+        if store.is_empty() {
+            self.0.roots.store(None);
+            return Ok(());
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let v = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+            .build()
+            .map_err(|e| SendError::Tls(e.to_string()))?;
+        self.0.roots.store(Some(v));
+        Ok(())
+    }
+
+    /// The other consenters of `channel` (this node excluded). Streams to nodes that left or
+    /// changed address or certificate are closed; connections no channel names are dropped.
+    pub fn configure(&self, channel: &str, nodes: Vec<RemoteNode>) {
+        let nodes: HashMap<u64, RemoteNode> = nodes.into_iter().map(|n| (n.id, n)).collect();
+        {
+            let mut streams = lock(&self.0.streams);
+            let before = streams.len();
+            streams.retain(|(ch, id, _), s| ch != channel || nodes.get(id) == Some(&s.node));
+            let closed = before - streams.len();
+            if closed > 0 {
+                self.0.events.streams(channel, -(closed as i64));
+            }
+        }
+        let mut members = lock(&self.0.members);
+        if nodes.is_empty() {
+            members.remove(channel);
+        } else {
+            members.insert(channel.to_string(), nodes);
+        }
+        let used: std::collections::HashSet<ConnKey> = members
+            .values()
+            .flat_map(|m| m.values())
+            .map(|n| (n.endpoint.clone(), n.server_cert_pem.clone()))
+            .collect();
+        lock(&self.0.conns).retain(|k, _| used.contains(k));
+    }
+
+    /// Forgets a channel (removed, or this node left it).
+    pub fn remove_channel(&self, channel: &str) {
+        self.configure(channel, Vec::new());
+    }
+
+    /// Queues a Raft message for node `to`. Never waits: a full queue drops it.
+    pub fn send_consensus(
+        &self,
+        channel: &str,
+        to: u64,
+        req: ConsensusRequest,
+    ) -> Result<(), SendError> {
+        let (tx, endpoint) = self.stream(channel, to, Kind::Consensus)?;
+        let msg = StepRequest {
+            payload: Some(step_request::Payload::ConsensusRequest(req)),
+        };
+        match tx.try_send(msg) {
+            Ok(()) => {
+                self.report_queued(channel, &endpoint, Kind::Consensus, &tx);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.0.events.dropped(channel, &endpoint);
+                Err(SendError::Overflow(to))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+        }
+    }
+
+    /// Queues a forwarded envelope for node `to` (the leader), waiting up to `RPCTimeout` for
+    /// room. Success means handed to the stream, not ordered: the leader does not answer.
+    pub async fn send_submit(
+        &self,
+        channel: &str,
+        to: u64,
+        req: SubmitRequest,
+    ) -> Result<(), SendError> {
+        let (tx, endpoint) = self.stream(channel, to, Kind::Submit)?;
+        let msg = StepRequest {
+            payload: Some(step_request::Payload::SubmitRequest(req)),
+        };
+        let timeout = self.0.cfg.rpc_timeout;
+        match tokio::time::timeout(timeout, tx.send(msg)).await {
+            Ok(Ok(())) => {
+                self.report_queued(channel, &endpoint, Kind::Submit, &tx);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(SendError::Closed),
+            Err(_) => Err(SendError::Timeout(timeout, to)),
+        }
+    }
+
+    fn report_queued(
+        &self,
+        channel: &str,
+        endpoint: &str,
+        kind: Kind,
+        tx: &mpsc::Sender<StepRequest>,
+    ) {
+        let cap = tx.max_capacity();
+        let len = cap - tx.capacity();
+        self.0
+            .events
+            .queued(channel, endpoint, kind.as_str(), len, cap);
+    }
+
+    /// The queue of a (channel, node, kind) stream, started on first use.
+    fn stream(
+        &self,
+        channel: &str,
+        to: u64,
+        kind: Kind,
+    ) -> Result<(mpsc::Sender<StepRequest>, String), SendError> {
+        let key = (channel.to_string(), to, kind);
+        let mut streams = lock(&self.0.streams);
+        if let Some(s) = streams.get(&key)
+            && !s.tx.is_closed()
+        {
+            return Ok((s.tx.clone(), s.node.endpoint.clone()));
+        }
+        let node = lock(&self.0.members)
+            .get(channel)
+            .and_then(|m| m.get(&to))
+            .cloned()
+            .ok_or_else(|| SendError::UnknownDestination {
+                channel: channel.to_string(),
+                id: to,
+            })?;
+        let conn = self.connection(&node)?;
+        let (tx, rx) = mpsc::channel(self.0.cfg.send_buffer_size.max(1));
+        let worker = StreamWorker {
+            channel: channel.to_string(),
+            endpoint: node.endpoint.clone(),
+            conn,
+            rpc_timeout: self.0.cfg.rpc_timeout,
+            events: self.0.events.clone(),
+        };
+        tokio::spawn(worker.run(rx));
+        self.0.events.streams(channel, 1);
+        let endpoint = node.endpoint.clone();
+        streams.insert(
+            key,
+            Stream {
+                node,
+                tx: tx.clone(),
+            },
+        );
+        Ok((tx, endpoint))
+    }
+
+    /// The client TLS settings for dialling `node`: our certificate, its key pinned.
+    fn tls_for(
+        &self,
+        node: &RemoteNode,
+    ) -> Result<(Arc<ClientConfig>, ServerName<'static>), SendError> {
+        let expected = ordo_msp::Cert::from_pem(&node.server_cert_pem)
+            .map_err(|e| SendError::Tls(format!("server_tls_cert of node {}: {e}", node.id)))?;
+        let verifier = Arc::new(PinnedVerifier {
+            roots: self.0.roots.clone(),
+            expected_key: expected.public_key().clone(),
+            node: node.id,
+        });
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| SendError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(self.0.client_chain.clone(), self.0.client_key.clone_key())
+            .map_err(|e| SendError::Tls(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = Arc::new(config);
+        let host = host_of(&node.endpoint);
+        let server_name = match host.parse::<IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(host.to_string())
+                .map_err(|e| SendError::Tls(format!("{}: {e}", node.endpoint)))?,
+        };
+        Ok((config, server_name))
+    }
+
+    /// Dials `node` now and reports whether the TLS handshake (chain and pinned key) succeeds;
+    /// for diagnostics and tests, the streams do not need it.
+    pub async fn check(&self, node: &RemoteNode) -> Result<(), SendError> {
+        let (config, server_name) = self.tls_for(node)?;
+        let dial = self.0.cfg.dial_timeout;
+        let attempt = async {
+            let tcp = TcpStream::connect(&node.endpoint)
+                .await
+                .map_err(|e| SendError::Tls(format!("dialing {}: {e}", node.endpoint)))?;
+            tokio_rustls::TlsConnector::from(config)
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| SendError::Tls(format!("handshake with {}: {e}", node.endpoint)))?;
+            Ok(())
+        };
+        tokio::time::timeout(dial, attempt)
+            .await
+            .map_err(|_| SendError::Tls(format!("dialing {}: timed out", node.endpoint)))?
+    }
+
+    /// The shared connection to a consenter, created lazily (dialled on first use).
+    fn connection(&self, node: &RemoteNode) -> Result<tonic::transport::Channel, SendError> {
+        let key = (node.endpoint.clone(), node.server_cert_pem.clone());
+        let mut conns = lock(&self.0.conns);
+        if let Some(c) = conns.get(&key) {
+            return Ok(c.clone());
+        }
+        let (config, server_name) = self.tls_for(node)?;
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("https://{}", node.endpoint))
+                .map_err(|e| SendError::Tls(format!("{}: {e}", node.endpoint)))?
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(20));
+        let addr = node.endpoint.clone();
+        let dial = self.0.cfg.dial_timeout;
+        let connector = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
+            let (config, server_name, addr) = (config.clone(), server_name.clone(), addr.clone());
+            async move {
+                let attempt = async {
+                    let tcp = TcpStream::connect(&addr).await?;
+                    let _ = tcp.set_nodelay(true);
+                    let tls = tokio_rustls::TlsConnector::from(config)
+                        .connect(server_name, tcp)
+                        .await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                };
+                match tokio::time::timeout(dial, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("dialing {addr}: timed out after {dial:?}"),
+                    )),
+                }
+            }
+        });
+        let channel = endpoint.connect_with_connector_lazy(connector);
+        conns.insert(key, channel.clone());
+        Ok(channel)
+    }
+}
+
+fn host_of(endpoint: &str) -> &str {
+    let host = endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Feeds one stream from its queue, reopening it after a failure.
+struct StreamWorker {
+    channel: String,
+    endpoint: String,
+    conn: tonic::transport::Channel,
+    rpc_timeout: Duration,
+    events: Arc<dyn CommEvents>,
+}
+
+impl StreamWorker {
+    async fn run(self, mut queue: mpsc::Receiver<StepRequest>) {
+        // Opened by the first request; a failed stream drops the request that found it broken.
+        while let Some(first) = queue.recv().await {
+            let (tx, rx) = mpsc::channel::<StepRequest>(1);
+            let _ = tx.try_send(first);
+            let mut client = ClusterClient::new(self.conn.clone())
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX);
+            let opened =
+                tokio::time::timeout(self.rpc_timeout, client.step(ReceiverStream::new(rx))).await;
+            let mut responses = match opened {
+                Ok(Ok(r)) => r.into_inner(),
+                Ok(Err(e)) => {
+                    tracing::warn!(channel = %self.channel, to = %self.endpoint, error = %e, "cannot open a cluster stream");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(channel = %self.channel, to = %self.endpoint, "opening a cluster stream timed out");
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    next = queue.recv() => {
+                        let Some(msg) = next else { return };
+                        let started = Instant::now();
+                        match tokio::time::timeout(self.rpc_timeout, tx.send(msg)).await {
+                            Ok(Ok(())) => self.events.sent(&self.channel, &self.endpoint, started.elapsed()),
+                            _ => {
+                                tracing::warn!(channel = %self.channel, to = %self.endpoint, "cluster stream stuck; closing it");
+                                break;
+                            }
+                        }
+                    }
+                    // Fabric's server never answers on this stream: anything here means it ended.
+                    r = responses.message() => {
+                        if let Err(e) = r {
+                            tracing::debug!(channel = %self.channel, to = %self.endpoint, error = %e, "cluster stream ended");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Chain verification against the trusted roots, then the consenter's key pinned.
+#[derive(Debug)]
+struct PinnedVerifier {
+    roots: Arc<ArcSwapOption<WebPkiServerVerifier>>,
+    expected_key: ordo_crypto::PublicKey,
+    node: u64,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let leaf = ordo_msp::Cert::from_der(end_entity)
+            .map_err(|e| rustls::Error::General(format!("server certificate: {e}")))?;
+        if *leaf.public_key() != self.expected_key {
+            return Err(rustls::Error::General(format!(
+                "the server certificate is not node {}'s server_tls_cert",
+                self.node
+            )));
+        }
+        let Some(roots) = self.roots.load_full() else {
+            return Err(rustls::Error::General(
+                "no orderer TLS root CA is trusted yet".into(),
+            ));
+        };
+        roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,90 @@
+//! The inbound side of `orderer.Cluster/Step` (Fabric's `cluster.Service`).
+//!
+//! Every request on a stream is handed, with the DER of the TLS client certificate the
+//! connection was made with, to a [`StepHandler`], which identifies the sending consenter (Fabric
+//! compares the certificate's public key with the channel's `client_tls_cert`s) and routes the
+//! request to the channel. As in Fabric the server never sends a `StepResponse`: a request the
+//! handler refuses ends the stream with an error status, and the sender opens a new one.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use ordo_proto::orderer::cluster_server::Cluster;
+use ordo_proto::orderer::{
+    ConsensusRequest, StepRequest, StepResponse, SubmitRequest, step_request,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::tls::ConnInfo;
+
+/// Where inbound cluster requests go (the orderer's registrar of channels).
+#[tonic::async_trait]
+pub trait StepHandler: Send + Sync + 'static {
+    /// A Raft message from the consenter holding `sender_cert`. Must not wait.
+    fn consensus(&self, sender_cert: &[u8], req: ConsensusRequest) -> Result<(), String>;
+    /// An envelope forwarded by a follower; may wait for room in the channel's queue.
+    async fn submit(&self, sender_cert: &[u8], req: SubmitRequest) -> Result<(), String>;
+}
+
+/// The `orderer.Cluster` gRPC service.
+pub struct ClusterService<H> {
+    handler: Arc<H>,
+}
+
+impl<H> ClusterService<H> {
+    pub fn new(handler: Arc<H>) -> Self {
+        ClusterService { handler }
+    }
+}
+
+type StepStream = Pin<Box<dyn Stream<Item = Result<StepResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<H: StepHandler> Cluster for ClusterService<H> {
+    type StepStream = StepStream;
+
+    async fn step(
+        &self,
+        request: Request<Streaming<StepRequest>>,
+    ) -> Result<Response<StepStream>, Status> {
+        let cert = request
+            .extensions()
+            .get::<ConnInfo>()
+            .and_then(|c| c.peer_certs.as_ref())
+            .and_then(|c| c.first().cloned())
+            .ok_or_else(|| Status::unauthenticated("no TLS certificate sent"))?;
+        let remote = request
+            .extensions()
+            .get::<ConnInfo>()
+            .and_then(|c| c.remote);
+        let mut input = request.into_inner();
+        let (tx, rx) = mpsc::channel(1);
+        let handler = self.handler.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match input.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(?remote, error = %e, "inbound cluster stream ended");
+                        return;
+                    }
+                };
+                let result = match msg.payload {
+                    Some(step_request::Payload::ConsensusRequest(c)) => handler.consensus(&cert, c),
+                    Some(step_request::Payload::SubmitRequest(s)) => handler.submit(&cert, s).await,
+                    None => Err("empty StepRequest".to_string()),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(?remote, error = %e, "inbound cluster request refused");
+                    let _ = tx.send(Err(Status::invalid_argument(e))).await;
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,251 @@
+//! The cluster transport end to end on 127.0.0.1 with the fixture's orderer TLS material:
+//! orderer1's `Comm` talks to a `Cluster` service running with orderer2's certificate. Requests
+//! arrive in order with the sender's client certificate; consensus and submit travel on their
+//! own streams; the server's key is pinned; a stream that breaks is reopened.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ordo_cluster::comm::{Comm, CommConfig, RemoteNode, SendError};
+use ordo_cluster::service::{ClusterService, StepHandler};
+use ordo_cluster::tls::{Alpn, ClientAuth, TlsServer, incoming};
+use ordo_proto::orderer::cluster_server::ClusterServer;
+use ordo_proto::orderer::{ConsensusRequest, SubmitRequest};
+use ordo_testkit::read;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::sync::{mpsc, watch};
+
+const ORDERERS: &str = "crypto-config/ordererOrganizations/example.com/orderers";
+const TLSCA: &str =
+    "crypto-config/ordererOrganizations/example.com/tlsca/tlsca.example.com-cert.pem";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn tls_file(node: u32, file: &str) -> Vec<u8> {
+    read(&format!("{ORDERERS}/orderer{node}.example.com/tls/{file}"))
+}
+
+#[derive(Debug, PartialEq)]
+enum Got {
+    Consensus(Vec<u8>, ConsensusRequest),
+    Submit(Vec<u8>, SubmitRequest),
+}
+
+/// Records what arrives; refuses a consensus request whose payload is [255].
+struct Recorder(mpsc::UnboundedSender<Got>);
+
+#[tonic::async_trait]
+impl StepHandler for Recorder {
+    fn consensus(&self, cert: &[u8], req: ConsensusRequest) -> Result<(), String> {
+        if req.payload.as_ref() == [255] {
+            return Err("refused".into());
+        }
+        let _ = self.0.send(Got::Consensus(cert.to_vec(), req));
+        Ok(())
+    }
+
+    async fn submit(&self, cert: &[u8], req: SubmitRequest) -> Result<(), String> {
+        let _ = self.0.send(Got::Submit(cert.to_vec(), req));
+        Ok(())
+    }
+}
+
+/// A Cluster service with orderer`node`'s server certificate, requiring client certificates
+/// from the orderer TLS CA. Stops when the returned sender is dropped or set.
+async fn serve(
+    node: u32,
+) -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<Got>,
+    watch::Sender<bool>,
+) {
+    let roots = CertificateDer::pem_slice_iter(&read(TLSCA))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let tls = TlsServer::new(
+        &tls_file(node, "server.crt"),
+        &tls_file(node, "server.key"),
+        roots,
+        ClientAuth::Required,
+        Duration::ZERO,
+        Alpn::Grpc,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop, mut stopped) = watch::channel(false);
+    let svc = ClusterServer::new(ClusterService::new(Arc::new(Recorder(tx))));
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming(listener, Some(tls), None), async move {
+                let _ = stopped.changed().await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, rx, stop)
+}
+
+fn comm(node: u32) -> Comm {
+    let c = Comm::new(
+        CommConfig {
+            client_cert_pem: tls_file(node, "server.crt"),
+            client_key_pem: tls_file(node, "server.key"),
+            send_buffer_size: 10,
+            dial_timeout: Duration::from_secs(5),
+            rpc_timeout: Duration::from_secs(7),
+        },
+        None,
+    )
+    .unwrap();
+    let roots = CertificateDer::pem_slice_iter(&read(TLSCA))
+        .map(|c| c.unwrap().to_vec())
+        .collect();
+    c.set_roots(roots).unwrap();
+    c
+}
+
+fn remote(id: u64, addr: SocketAddr, node: u32) -> RemoteNode {
+    RemoteNode {
+        id,
+        endpoint: addr.to_string(),
+        server_cert_pem: Bytes::from(tls_file(node, "server.crt")),
+        client_cert_pem: Bytes::from(tls_file(node, "server.crt")),
+    }
+}
+
+fn raft(channel: &str, n: u8) -> ConsensusRequest {
+    ConsensusRequest {
+        channel: channel.into(),
+        payload: Bytes::from(vec![n]),
+        metadata: Bytes::new(),
+    }
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Got>) -> Got {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("nothing arrived")
+        .expect("server gone")
+}
+
+fn der_of(pem: &[u8]) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem).unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn requests_arrive_in_order_with_the_senders_certificate() {
+    let (addr, mut rx, _stop) = serve(2).await;
+    let c = comm(1);
+    c.configure("ch", vec![remote(2, addr, 2)]);
+    let me = der_of(&tls_file(1, "server.crt"));
+    // The test runs on one thread, so the stream's worker does not drain the queue while we
+    // fill it: SendBufferSize (10) requests fit, the 11th is dropped.
+    for n in 0..10 {
+        c.send_consensus("ch", 2, raft("ch", n)).unwrap();
+    }
+    assert_eq!(
+        c.send_consensus("ch", 2, raft("ch", 10)),
+        Err(SendError::Overflow(2))
+    );
+    for n in 0..10 {
+        assert_eq!(
+            next(&mut rx).await,
+            Got::Consensus(me.clone(), raft("ch", n))
+        );
+    }
+    for n in 11..60 {
+        c.send_consensus("ch", 2, raft("ch", n)).unwrap();
+        assert_eq!(
+            next(&mut rx).await,
+            Got::Consensus(me.clone(), raft("ch", n))
+        );
+    }
+    let submit = SubmitRequest {
+        channel: "ch".into(),
+        last_validation_seq: 3,
+        payload: Some(Default::default()),
+    };
+    c.send_submit("ch", 2, submit.clone()).await.unwrap();
+    assert_eq!(next(&mut rx).await, Got::Submit(me, submit));
+}
+
+#[tokio::test]
+async fn unknown_destinations_are_refused() {
+    let c = comm(1);
+    assert!(matches!(
+        c.send_consensus("ch", 2, raft("ch", 0)),
+        Err(SendError::UnknownDestination { .. })
+    ));
+    let (addr, _rx, _stop) = serve(2).await;
+    c.configure("ch", vec![remote(2, addr, 2)]);
+    c.remove_channel("ch");
+    assert!(c.send_consensus("ch", 2, raft("ch", 0)).is_err());
+}
+
+#[tokio::test]
+async fn the_server_key_is_pinned_to_the_consenters_server_certificate() {
+    let (addr, _rx, _stop) = serve(2).await;
+    let c = comm(1);
+    c.check(&remote(2, addr, 2)).await.unwrap();
+    // orderer3's certificate comes from the same CA, but it is not the key this server has.
+    let err = c.check(&remote(2, addr, 3)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("not node 2's server_tls_cert"),
+        "{err}"
+    );
+    // With no trusted roots, nothing is trusted.
+    c.set_roots(Vec::new()).unwrap();
+    assert!(c.check(&remote(2, addr, 2)).await.is_err());
+}
+
+/// Sends requests numbered from `n` until one arrives: requests sent while a broken stream is
+/// being replaced may be lost (Raft retransmits), the point is that the stream comes back.
+async fn send_until_one_arrives(c: &Comm, rx: &mut mpsc::UnboundedReceiver<Got>, mut n: u8) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let _ = c.send_consensus("ch", 2, raft("ch", n));
+        match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            Ok(Some(Got::Consensus(_, r))) => {
+                assert!(r.payload[0] >= 10 && r.payload[0] < 255);
+                return;
+            }
+            _ => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stream never came back"
+            ),
+        }
+        n = n.wrapping_add(1) % 250;
+    }
+}
+
+#[tokio::test]
+async fn a_stream_ended_by_the_server_is_reopened() {
+    let (addr, mut rx, _stop) = serve(2).await;
+    let c = comm(1);
+    c.configure("ch", vec![remote(2, addr, 2)]);
+    c.send_consensus("ch", 2, raft("ch", 1)).unwrap();
+    assert!(matches!(next(&mut rx).await, Got::Consensus(_, r) if r.payload[0] == 1));
+    // The server refuses this one and ends the stream.
+    c.send_consensus("ch", 2, raft("ch", 255)).unwrap();
+    send_until_one_arrives(&c, &mut rx, 10).await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_gets_the_requests_sent_after_it_is_back() {
+    let (addr, mut rx, stop) = serve(2).await;
+    let c = comm(1);
+    c.configure("ch", vec![remote(2, addr, 2)]);
+    c.send_consensus("ch", 2, raft("ch", 1)).unwrap();
+    assert!(matches!(next(&mut rx).await, Got::Consensus(_, r) if r.payload[0] == 1));
+    stop.send(true).unwrap();
+    drop(rx);
+    // A new server on another port: the node's address changed in the config.
+    let (addr2, mut rx2, _stop2) = serve(2).await;
+    c.configure("ch", vec![remote(2, addr2, 2)]);
+    send_until_one_arrives(&c, &mut rx2, 10).await;
+}
