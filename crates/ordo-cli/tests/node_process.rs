@@ -33,6 +33,10 @@ const ADMIN_MSP: &str =
     "crypto-config/ordererOrganizations/example.com/users/Admin@example.com/msp";
 const ORG2_USER1: &str =
     "crypto-config/peerOrganizations/org2.example.com/users/User1@org2.example.com/msp";
+/// Held by the tests that join channel-3: its genesis block names fixed cluster ports
+/// (37151-37153), so a lone orderer1 on it would dial the three-node test's nodes.
+static CHANNEL_3: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long any single wait in these tests may take before the test fails.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -54,6 +58,21 @@ fn free_port() -> u16 {
 /// `mutual_tls` requires client certificates on the general listener (trusting the orderer
 /// TLS CA from the file, and the channels' TLS CAs as they are joined).
 fn write_config(dir: &Path, mutual_tls: bool) -> PathBuf {
+    write_node_config(dir, 1, mutual_tls, None)
+}
+
+/// The orderer.yaml of orderer`n` (its MSP and TLS material), data under `dir`; with
+/// `cluster_port`, a separate cluster listener there (the fixture channels name 3715n).
+fn write_node_config(dir: &Path, n: u32, mutual_tls: bool, cluster_port: Option<u16>) -> PathBuf {
+    let o = p(&format!(
+        "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com"
+    ));
+    let cluster = match cluster_port {
+        Some(port) => format!(
+            "\n    Cluster: {{ListenAddress: 127.0.0.1, ListenPort: {port}, ServerCertificate: {o}/tls/server.crt, ServerPrivateKey: {o}/tls/server.key, ClientCertificate: {o}/tls/server.crt, ClientPrivateKey: {o}/tls/server.key}}"
+        ),
+        None => String::new(),
+    };
     let yaml = format!(
         r#"General:
     ListenAddress: 127.0.0.1
@@ -65,7 +84,7 @@ fn write_config(dir: &Path, mutual_tls: bool) -> PathBuf {
         RootCAs: [{o}/tls/ca.crt]
         ClientAuthRequired: {mutual_tls}
         ClientRootCAs: [{ca}]
-    BootstrapMethod: none
+    BootstrapMethod: none{cluster}
     LocalMSPDir: {o}/msp
     LocalMSPID: OrdererMSP
     Authentication: {{TimeWindow: 15m}}
@@ -83,12 +102,11 @@ Admin:
 ChannelParticipation: {{Enabled: true, MaxRequestBodySize: 1 MB}}
 Consensus: {{WALDir: {d}/etcdraft/wal, SnapDir: {d}/etcdraft/snapshot}}
 "#,
-        o = p(ORDERER1),
         ca = p(TLSCA),
         port = free_port(),
         d = dir.display()
     );
-    let path = dir.join("orderer.yaml");
+    let path = dir.join(format!("orderer{n}.yaml"));
     std::fs::write(&path, yaml).unwrap();
     path
 }
@@ -401,6 +419,7 @@ fn envelope_count(blocks: &[Block]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
+    let _channel_3 = CHANNEL_3.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), false);
     let node = OrdoProcess::start(&config);
@@ -915,4 +934,150 @@ fn the_demo_produces_linked_blocks() {
             .unwrap_or_else(|| panic!("no block {n} in:\n{text}"));
         assert!(line.ends_with("linked ✓"), "{line}");
     }
+}
+
+/// Whether `node` reports itself as channel-3's Raft leader in its metrics.
+async fn leads(node: &OrdoProcess, channel: &str) -> bool {
+    let ops = HttpClient {
+        addr: node.addrs.operations,
+        tls: None,
+    };
+    let Ok(r) = ops.get("/metrics").await else {
+        return false;
+    };
+    let page = String::from_utf8_lossy(&r.body).to_string();
+    page.lines()
+        .any(|l| l == format!("consensus_etcdraft_is_leader{{channel=\"{channel}\"}} 1"))
+}
+
+/// Header and data of each block: what every node must agree on (the metadata holds each
+/// node's own signature).
+fn agreed(
+    blocks: &[Block],
+) -> Vec<(
+    Option<ordo_proto::common::BlockHeader>,
+    Option<ordo_proto::common::BlockData>,
+)> {
+    blocks
+        .iter()
+        .map(|b| (b.header.clone(), b.data.clone()))
+        .collect()
+}
+
+/// Delivers blocks 0..height from `node`, waiting until it has them all. A node that has no
+/// leader yet answers SERVICE_UNAVAILABLE (strict seek), so that answer is retried.
+async fn blocks_of(
+    node: &OrdoProcess,
+    signer: &SigningIdentity,
+    channel: &str,
+    height: u64,
+) -> Vec<Block> {
+    let mut client = node.grpc().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (blocks, status) =
+            deliver(&mut client, seek(signer, channel, 0, height - 1, false)).await;
+        if status == Status::Success as i32 {
+            return blocks;
+        }
+        assert_eq!(status, Status::ServiceUnavailable as i32);
+        assert!(tokio::time::Instant::now() < deadline, "no leader in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Three real processes ordering channel-3 (the fixture's three-consenter genesis block, its
+/// cluster ports 37151-37153): every node takes envelopes (followers forward them to the
+/// leader) and ends with the same blocks; with the leader killed, the other two elect a new
+/// one and keep ordering; the killed node comes back and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_order_through_any_node_and_survive_the_leaders_death() {
+    let _channel_3 = CHANNEL_3.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let configs: Vec<PathBuf> = (1..=3u32)
+        .map(|n| {
+            let d = dir.path().join(format!("orderer{n}"));
+            std::fs::create_dir_all(&d).unwrap();
+            write_node_config(&d, n, false, Some(37150 + n as u16))
+        })
+        .collect();
+    let mut nodes: Vec<Option<OrdoProcess>> = configs
+        .iter()
+        .map(|c| Some(OrdoProcess::start(c)))
+        .collect();
+    let genesis3 = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
+    for node in nodes.iter().flatten() {
+        assert_eq!(node.admin().join(&genesis3).await.unwrap().status, 201);
+    }
+    let user1 = signer(USER1, "Org1MSP");
+
+    // One envelope through each node: the leader orders its own, the followers forward.
+    for (i, node) in nodes.iter().flatten().enumerate() {
+        let mut client = node.grpc().await;
+        let r = broadcast_when_led(&mut client, tx(&user1, "channel-3", i as u64)).await;
+        assert_eq!(r.0, Status::Success as i32, "node {}: {}", i + 1, r.1);
+    }
+    // Every node ends with the same hash-chained blocks holding the three envelopes.
+    let first = nodes[0].as_ref().unwrap();
+    let mut client = first.grpc().await;
+    let reference = deliver_envelopes(&mut client, &user1, "channel-3", 3).await;
+    verify_chain(&reference);
+    let height = reference.len() as u64;
+    for node in nodes.iter().flatten() {
+        let blocks = blocks_of(node, &user1, "channel-3", height).await;
+        assert!(agreed(&blocks) == agreed(&reference), "the nodes disagree");
+        verify_chain(&blocks);
+    }
+
+    // Kill the leader (waiting for the nodes to agree on one first).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let leader = loop {
+        let mut found = None;
+        for (i, n) in nodes.iter().enumerate() {
+            if leads(n.as_ref().unwrap(), "channel-3").await {
+                found = Some(i);
+            }
+        }
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    nodes[leader].take().unwrap().kill9();
+    // Wait for the survivors to elect a new leader (an envelope a follower forwards to the dead
+    // one before that is lost, as in Fabric: SUCCESS means handed to the leader's stream).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    'elected: loop {
+        for n in nodes.iter().flatten() {
+            if leads(n, "channel-3").await {
+                break 'elected;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The two others elect a new leader and order through either of them.
+    for (i, node) in nodes.iter().enumerate() {
+        let Some(node) = node else { continue };
+        let mut client = node.grpc().await;
+        let r = broadcast_when_led(&mut client, tx(&user1, "channel-3", 100 + i as u64)).await;
+        assert_eq!(r.0, Status::Success as i32, "node {}: {}", i + 1, r.1);
+    }
+    let survivor = nodes.iter().flatten().next().unwrap();
+    let mut client = survivor.grpc().await;
+    let after = deliver_envelopes(&mut client, &user1, "channel-3", 5).await;
+    verify_chain(&after);
+    assert!(agreed(&after[..reference.len()]) == agreed(&reference));
+
+    // The killed node comes back and catches up with the same blocks.
+    nodes[leader] = Some(OrdoProcess::start(&configs[leader]));
+    let back = nodes[leader].as_ref().unwrap();
+    let caught_up = blocks_of(back, &user1, "channel-3", after.len() as u64).await;
+    assert!(
+        agreed(&caught_up) == agreed(&after),
+        "the restarted node disagrees"
+    );
+    verify_chain(&caught_up);
 }

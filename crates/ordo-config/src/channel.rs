@@ -309,8 +309,22 @@ impl ChannelConfig {
             .orderer
             .iter()
             .flat_map(|o| o.orgs.values().map(|o| &o.msp_id));
+        self.tls_cas_of(app.chain(ord))
+    }
+
+    /// The TLS root and intermediate CAs (PEM) of the orderer organizations: what a consenter's
+    /// TLS certificate must chain to (Fabric's cluster dialer and listener pools).
+    pub fn orderer_tls_cas(&self) -> Vec<bytes::Bytes> {
+        self.tls_cas_of(
+            self.orderer
+                .iter()
+                .flat_map(|o| o.orgs.values().map(|o| &o.msp_id)),
+        )
+    }
+
+    fn tls_cas_of<'a>(&self, msp_ids: impl Iterator<Item = &'a String>) -> Vec<bytes::Bytes> {
         let mut out = Vec::new();
-        for id in app.chain(ord) {
+        for id in msp_ids {
             if let Some(msp) = self.msps.get(id) {
                 out.extend(msp.tls_root_certs().iter().cloned());
                 out.extend(msp.tls_intermediate_certs().iter().cloned());

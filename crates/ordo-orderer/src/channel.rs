@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use ordo_cluster::comm::{Comm, RemoteNode};
 use ordo_config::ChannelConfig;
 use ordo_config::duration::parse_go_duration;
 use ordo_ledger::block::{BlockError, header_hash, last_config_index, sign_block};
@@ -24,7 +25,8 @@ use ordo_proto::common::{Block, Envelope};
 use ordo_proto::etcdraft::BlockMetadata;
 use ordo_raft::blockcutter::{BatchLimits, Pending};
 use ordo_raft::chain::{
-    Action, ChainCore, ChainParams, ChainStatus, CoreError, LastBlock, Options, Proposal, Start,
+    Action, ChainCore, ChainParams, ChainStatus, CoreError, LastBlock, Options, Proposal,
+    RaftMessage, Start, encode_message,
 };
 use ordo_raft::wal::{RaftWal, WalError};
 use prost::Message;
@@ -37,6 +39,9 @@ use crate::msgprocessor::{FilterSettings, process_normal};
 
 /// Envelopes waiting for the driver. Beyond this, Broadcast waits (back-pressure).
 pub const SUBMIT_QUEUE_CAPACITY: usize = 256;
+/// Raft messages from other consenters waiting for the driver. Beyond this they are dropped,
+/// as a lossy network would (Raft retransmits).
+pub const INBOUND_QUEUE_CAPACITY: usize = 1024;
 
 /// Why a channel could not be started or stopped working.
 #[derive(Debug, thiserror::Error)]
@@ -130,12 +135,52 @@ pub struct NodeServices {
     /// Called after a config block is applied, and when a channel is joined or removed (the
     /// node recomputes its trusted TLS client roots).
     pub on_config: Arc<dyn Fn() + Send + Sync>,
+    /// The transport to the other consenters (absent without TLS: single-node channels only).
+    pub comm: Option<Comm>,
+}
+
+/// A consenter of the channel: its Raft ID and its `etcdraft.Consenter` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub host: String,
+    pub port: u32,
+    pub client_tls_cert: Bytes,
+    pub server_tls_cert: Bytes,
+}
+
+/// The consenters of `cfg` with the Raft IDs of `metadata` (the i-th ID is the i-th consenter's,
+/// Fabric's pairing). Empty if the two disagree in length (a consenter change not applied yet).
+pub fn members(cfg: &ChannelConfig, metadata: &BlockMetadata) -> Vec<Member> {
+    let consenters = cfg
+        .orderer
+        .as_ref()
+        .and_then(|o| o.etcdraft().ok().flatten())
+        .map(|m| m.consenters)
+        .unwrap_or_default();
+    if consenters.len() != metadata.consenter_ids.len() {
+        return Vec::new();
+    }
+    consenters
+        .into_iter()
+        .zip(&metadata.consenter_ids)
+        .map(|(c, id)| Member {
+            id: *id,
+            host: c.host,
+            port: c.port,
+            client_tls_cert: c.client_tls_cert,
+            server_tls_cert: c.server_tls_cert,
+        })
+        .collect()
 }
 
 /// A running channel; see the module doc.
 pub struct Channel {
     pub name: String,
+    pub id: u64,
     config: Arc<ArcSwap<ChannelConfig>>,
+    members: Arc<ArcSwap<Vec<Member>>>,
+    inbound: mpsc::Sender<RaftMessage>,
     ledger: Arc<Ledger>,
     submit: mpsc::Sender<Submission>,
     state: watch::Receiver<ChainState>,
@@ -266,6 +311,7 @@ impl Channel {
         let (config, last_config) = config_at_tip(&ledger)?;
         let (options, limits, tick) = raft_settings(&config)?;
         let last_block = tip_metadata(&ledger, &config)?;
+        let last_block_md = last_block.metadata.clone();
         let start = if wal.is_fresh()? {
             Start::Fresh
         } else {
@@ -286,8 +332,10 @@ impl Channel {
                 wal.persist(p)?;
             }
         }
+        let members = Arc::new(ArcSwap::from_pointee(members(&config, &last_block_md)));
         let config = Arc::new(ArcSwap::from_pointee(config));
         let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_CAPACITY);
+        let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE_CAPACITY);
         let initial = ChainState {
             status: core.status(),
             halted: None,
@@ -299,6 +347,8 @@ impl Channel {
         services.metrics.participation(name, 1, 1);
         let driver = Driver {
             name: name.to_string(),
+            id,
+            members: members.clone(),
             core,
             wal,
             ledger: ledger.clone(),
@@ -308,10 +358,14 @@ impl Channel {
             state: state_tx,
             origin: Instant::now(),
         };
-        let task = tokio::spawn(driver.run(queue, stop_rx, tick));
+        driver.configure_comm();
+        let task = tokio::spawn(driver.run(queue, inbound_rx, stop_rx, tick));
         Ok(Arc::new(Channel {
             name: name.to_string(),
+            id,
             config,
+            members,
+            inbound,
             ledger,
             submit,
             state,
@@ -346,6 +400,29 @@ impl Channel {
             .map_err(|_| "the chain is halted".to_string())
     }
 
+    /// The consenters as of the last config block.
+    pub fn members(&self) -> Arc<Vec<Member>> {
+        self.members.load_full()
+    }
+
+    /// The Raft ID of the consenter whose `client_tls_cert` has the public key of `cert` (DER),
+    /// as Fabric identifies a cluster connection's sender (validity periods ignored).
+    pub fn member_by_client_cert(&self, cert: &[u8]) -> Option<u64> {
+        let key = ordo_msp::Cert::from_der(cert).ok()?.public_key().clone();
+        self.members.load().iter().find_map(|m| {
+            let c = ordo_msp::Cert::from_pem(&m.client_tls_cert).ok()?;
+            (*c.public_key() == key).then_some(m.id)
+        })
+    }
+
+    /// A Raft message from another consenter; dropped when the driver is this far behind.
+    pub fn step(&self, msg: RaftMessage) -> Result<(), String> {
+        self.inbound.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => "the chain's inbound queue is full".to_string(),
+            mpsc::error::TrySendError::Closed(_) => "the chain is halted".to_string(),
+        })
+    }
+
     /// Stops the driver and waits for it to finish its current step.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
@@ -358,6 +435,8 @@ impl Channel {
 
 struct Driver {
     name: String,
+    id: u64,
+    members: Arc<ArcSwap<Vec<Member>>>,
     core: ChainCore,
     wal: RaftWal,
     ledger: Arc<Ledger>,
@@ -373,9 +452,29 @@ impl Driver {
         self.origin.elapsed().as_nanos() as u64
     }
 
+    /// Tells the transport who the other consenters are.
+    fn configure_comm(&self) {
+        if let Some(comm) = &self.services.comm {
+            let remotes = self
+                .members
+                .load()
+                .iter()
+                .filter(|m| m.id != self.id)
+                .map(|m| RemoteNode {
+                    id: m.id,
+                    endpoint: format!("{}:{}", m.host, m.port),
+                    server_cert_pem: m.server_tls_cert.clone(),
+                    client_cert_pem: m.client_tls_cert.clone(),
+                })
+                .collect();
+            comm.configure(&self.name, remotes);
+        }
+    }
+
     async fn run(
         mut self,
         mut queue: mpsc::Receiver<Submission>,
+        mut inbound: mpsc::Receiver<RaftMessage>,
         mut stop: watch::Receiver<bool>,
         tick: Duration,
     ) {
@@ -390,6 +489,7 @@ impl Driver {
             let step: Result<(), ChannelError> = tokio::select! {
                 _ = stop.changed() => break,
                 _ = ticker.tick() => self.core.tick().map_err(Into::into),
+                Some(m) = inbound.recv() => self.core.step(m).map_err(Into::into),
                 Some(s) = queue.recv(), if accepting => self.submit(s),
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = self.now_ns();
@@ -404,6 +504,9 @@ impl Driver {
                 return;
             }
             self.publish(None);
+        }
+        if let Some(comm) = &self.services.comm {
+            comm.remove_channel(&self.name);
         }
     }
 
@@ -467,6 +570,25 @@ impl Driver {
         }
     }
 
+    /// Raft messages to the other consenters. Losses are Raft's to repair, so a failed send is
+    /// only logged.
+    fn send(&self, msgs: Vec<RaftMessage>) {
+        let Some(comm) = &self.services.comm else {
+            return;
+        };
+        for m in msgs {
+            let to = m.to;
+            let req = ordo_proto::orderer::ConsensusRequest {
+                channel: self.name.clone(),
+                payload: encode_message(&m).into(),
+                metadata: Bytes::new(),
+            };
+            if let Err(e) = comm.send_consensus(&self.name, to, req) {
+                tracing::debug!(channel = %self.name, to, error = %e, "raft message not sent");
+            }
+        }
+    }
+
     /// Carries out the core's actions in order.
     fn carry_out(&mut self) -> Result<(), ChannelError> {
         for action in self.core.take_actions() {
@@ -476,13 +598,7 @@ impl Driver {
                     self.wal.persist(&p)?;
                     self.services.metrics.data_persist(&self.name, t.elapsed());
                 }
-                Action::Send(msgs) => {
-                    // Single-node groups have no peers; the cluster transport comes with the
-                    // multi-node issue.
-                    if !msgs.is_empty() {
-                        tracing::debug!(channel = %self.name, n = msgs.len(), "raft messages without transport");
-                    }
-                }
+                Action::Send(msgs) => self.send(msgs),
                 Action::WriteBlock {
                     block,
                     metadata,
@@ -549,8 +665,13 @@ impl Driver {
         m.block_committed(&self.name, number, t.elapsed());
         if let Some(next) = new_config {
             let (options, limits, _) = raft_settings(&next)?;
+            let now_members = members(&next, &metadata);
             self.core
                 .config_applied(limits, options.snapshot_interval_size, metadata);
+            if !now_members.is_empty() {
+                self.members.store(Arc::new(now_members));
+                self.configure_comm();
+            }
             self.config.store(Arc::new(next));
             tracing::info!(channel = %self.name, block = number, "applied a new channel config");
             (self.services.on_config)();

@@ -51,6 +51,8 @@ pub struct AtomicBroadcastService {
     /// Whether the listener requires client certificates (Deliver then checks TLS binding).
     pub mutual_tls: bool,
     pub metrics: Metrics,
+    /// The cluster transport, to forward envelopes to the leader.
+    pub comm: Option<ordo_cluster::comm::Comm>,
 }
 
 /// The client's TLS certificate (DER) on this connection, if it presented one.
@@ -157,13 +159,7 @@ impl AtomicBroadcastService {
             });
         }
         if !state.status.is_leader {
-            return Err(Rejection {
-                status: Status::ServiceUnavailable,
-                info: format!(
-                    "not the Raft leader (leader is {}); forwarding is not supported yet",
-                    state.status.leader
-                ),
-            });
+            return self.forward(v, state.status.leader).await;
         }
         let enqueued = std::time::Instant::now();
         v.channel
@@ -176,6 +172,31 @@ impl AtomicBroadcastService {
         self.metrics
             .broadcast_enqueued(&v.name, kind, enqueued.elapsed());
         Ok(())
+    }
+
+    /// Fabric's `forwardToLeader`: a follower hands the envelope, with the config sequence it
+    /// was validated against, to the leader's submit stream. SUCCESS then means the leader's
+    /// stream took it within `RPCTimeout`, as in Fabric, not that it was ordered.
+    async fn forward(&self, v: Validated, leader: u64) -> Result<(), Rejection> {
+        let unavailable = |info: String| Rejection {
+            status: Status::ServiceUnavailable,
+            info,
+        };
+        let Some(comm) = &self.comm else {
+            return Err(unavailable(format!(
+                "not the Raft leader (leader is {leader}) and no cluster transport to forward with"
+            )));
+        };
+        let env = Envelope::decode(v.submission.envelope.clone())
+            .map_err(|e| unavailable(format!("re-reading the envelope: {e}")))?;
+        let req = ordo_proto::orderer::SubmitRequest {
+            channel: v.name.clone(),
+            last_validation_seq: v.submission.config_seq,
+            payload: Some(env),
+        };
+        comm.send_submit(&v.name, leader, req)
+            .await
+            .map_err(|e| unavailable(e.to_string()))
     }
 
     /// Serves one Broadcast stream. Envelopes are checked in parallel (up to `window` at a

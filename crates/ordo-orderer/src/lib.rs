@@ -13,6 +13,7 @@
 
 pub mod channel;
 pub mod client;
+pub mod cluster;
 pub mod configupdate;
 pub mod deliver;
 pub mod grpc;

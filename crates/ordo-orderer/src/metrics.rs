@@ -27,6 +27,11 @@ struct Inner {
     deliver_streams_opened: IntCounter,
     deliver_streams_closed: IntCounter,
     grpc_comm_conn_opened: IntCounter,
+    cluster_egress_queue_length: IntGaugeVec,
+    cluster_egress_queue_capacity: IntGaugeVec,
+    cluster_egress_stream_count: IntGaugeVec,
+    cluster_msg_send_time: HistogramVec,
+    cluster_msg_dropped_count: IntCounterVec,
     grpc_comm_conn_closed: IntCounter,
     deliver_requests_received: IntCounterVec,
     deliver_requests_completed: IntCounterVec,
@@ -251,6 +256,37 @@ impl Metrics {
                 "consensus_etcdraft_config_proposals_received",
                 "The total number of proposals received for config type transactions.",
                 ch,
+            )?,
+            cluster_egress_queue_length: gauge_vec(
+                &r,
+                "cluster_comm_egress_queue_length",
+                "Length of the egress queue.",
+                &["host", "msg_type", "channel"],
+            )?,
+            cluster_egress_queue_capacity: gauge_vec(
+                &r,
+                "cluster_comm_egress_queue_capacity",
+                "Capacity of the egress queue.",
+                &["host", "msg_type", "channel"],
+            )?,
+            cluster_egress_stream_count: gauge_vec(
+                &r,
+                "cluster_comm_egress_stream_count",
+                "Count of streams to other nodes.",
+                ch,
+            )?,
+            cluster_msg_send_time: histogram_vec(
+                &r,
+                "cluster_comm_msg_send_time",
+                "The time it takes to send a message in seconds.",
+                &["host", "channel"],
+                d,
+            )?,
+            cluster_msg_dropped_count: counter_vec(
+                &r,
+                "cluster_comm_msg_dropped_count",
+                "Count of messages dropped.",
+                &["host", "channel"],
             )?,
             data_persist_duration: histogram_vec(
                 &r,
@@ -543,5 +579,41 @@ impl Metrics {
         encoder
             .encode_to_string(&self.0.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+/// The cluster transport's reports, as Fabric's `cluster_comm_*` metrics.
+impl ordo_cluster::comm::CommEvents for Metrics {
+    fn queued(&self, channel: &str, endpoint: &str, kind: &'static str, len: usize, cap: usize) {
+        let labels = [endpoint, kind, channel];
+        self.0
+            .cluster_egress_queue_length
+            .with_label_values(&labels)
+            .set(len as i64);
+        self.0
+            .cluster_egress_queue_capacity
+            .with_label_values(&labels)
+            .set(cap as i64);
+    }
+
+    fn dropped(&self, channel: &str, endpoint: &str) {
+        self.0
+            .cluster_msg_dropped_count
+            .with_label_values(&[endpoint, channel])
+            .inc();
+    }
+
+    fn sent(&self, channel: &str, endpoint: &str, d: Duration) {
+        self.0
+            .cluster_msg_send_time
+            .with_label_values(&[endpoint, channel])
+            .observe(d.as_secs_f64());
+    }
+
+    fn streams(&self, channel: &str, delta: i64) {
+        self.0
+            .cluster_egress_stream_count
+            .with_label_values(&[channel])
+            .add(delta);
     }
 }

@@ -51,6 +51,8 @@ pub enum NodeError {
 #[derive(Debug, Clone, Copy)]
 pub struct Addresses {
     pub general: SocketAddr,
+    /// The separate cluster listener, when there is one.
+    pub cluster: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub operations: SocketAddr,
 }
@@ -104,10 +106,82 @@ impl Node {
         };
         let server_cert = server_cert_path.as_deref().map(read).transpose()?;
 
-        let general_tls = if g.tls.enabled {
+        let tls_err = |e: &dyn std::fmt::Display| NodeError::Tls(e.to_string());
+        let shared_cluster = g.tls.enabled && !g.cluster.separate_listener();
+        let cluster_roots = crate::tls::read_certs(&g.cluster.root_cas).map_err(|e| tls_err(&e))?;
+        let general_tls = if !g.tls.enabled {
+            None
+        } else if shared_cluster && !g.tls.client_auth_required {
+            // Consenters sharing this listener authenticate with their client certificate, so
+            // one is verified when given (against ClientRootCAs, Cluster.RootCAs and the
+            // channels' CAs) though clients need not send one.
+            let mut roots =
+                crate::tls::read_certs(&g.tls.client_root_cas).map_err(|e| tls_err(&e))?;
+            roots.extend(cluster_roots.iter().cloned());
             Some(
-                crate::tls::from_local(&g.tls, crate::tls::Alpn::Grpc)
-                    .map_err(|e| NodeError::Tls(e.to_string()))?,
+                crate::tls::TlsServer::new(
+                    &read(&g.tls.certificate)?,
+                    &read(&g.tls.private_key)?,
+                    roots,
+                    crate::tls::ClientAuth::Optional,
+                    std::time::Duration::from_nanos(g.tls.handshake_time_shift_ns.max(0) as u64),
+                    crate::tls::Alpn::Grpc,
+                )
+                .map_err(|e| tls_err(&e))?,
+            )
+        } else {
+            Some(crate::tls::from_local(&g.tls, crate::tls::Alpn::Grpc).map_err(|e| tls_err(&e))?)
+        };
+        // The separate cluster listener always requires client certificates (Fabric's
+        // configureClusterListener); until a channel brings its orderer CAs it may have none
+        // to check them against, and then it lets no consenter in.
+        let cluster_tls = if g.tls.enabled && g.cluster.separate_listener() {
+            let auth = if cluster_roots.is_empty() {
+                crate::tls::ClientAuth::Optional
+            } else {
+                crate::tls::ClientAuth::Required
+            };
+            Some(
+                crate::tls::TlsServer::new(
+                    &read(&g.cluster.server_certificate)?,
+                    &read(&g.cluster.server_private_key)?,
+                    cluster_roots.clone(),
+                    auth,
+                    std::time::Duration::from_nanos(
+                        g.cluster.handshake_time_shift_ns.max(0) as u64,
+                    ),
+                    crate::tls::Alpn::Grpc,
+                )
+                .map_err(|e| tls_err(&e))?,
+            )
+        } else {
+            None
+        };
+        // The outbound cluster transport presents Cluster.ClientCertificate (default: the
+        // general TLS certificate).
+        let comm = if g.tls.enabled {
+            let or_general = |p: &std::path::Path, general: &std::path::Path| {
+                if p.as_os_str().is_empty() {
+                    general.to_path_buf()
+                } else {
+                    p.to_path_buf()
+                }
+            };
+            let cert = or_general(&g.cluster.client_certificate, &g.tls.certificate);
+            let key = or_general(&g.cluster.client_private_key, &g.tls.private_key);
+            let ns = |v: i64| std::time::Duration::from_nanos(v.max(0) as u64);
+            Some(
+                ordo_cluster::comm::Comm::new(
+                    ordo_cluster::comm::CommConfig {
+                        client_cert_pem: read(&cert)?,
+                        client_key_pem: read(&key)?,
+                        send_buffer_size: g.cluster.send_buffer_size as usize,
+                        dial_timeout: ns(g.cluster.dial_timeout_ns),
+                        rpc_timeout: ns(g.cluster.rpc_timeout_ns),
+                    },
+                    Some(Arc::new(metrics.clone())),
+                )
+                .map_err(|e| tls_err(&e))?,
             )
         } else {
             None
@@ -128,6 +202,7 @@ impl Node {
             filters,
             metrics: metrics.clone(),
             on_config,
+            comm: comm.clone(),
         };
         let dirs = Dirs {
             ledger: cfg.ledger_location.clone(),
@@ -140,10 +215,16 @@ impl Node {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        // Fabric's updateTrustedRoots: under mutual TLS, the general listener trusts its
-        // configured ClientRootCAs plus every channel's organizations' TLS CAs.
-        if let Some(tls) = general_tls.clone().filter(|_| g.tls.client_auth_required) {
+        // Fabric's updateTrustedRoots and updateClusterDialer: the listeners trust their
+        // configured client roots plus the channels' TLS CAs (every organization's on the
+        // general listener, the orderer organizations' on the cluster listener), and the
+        // cluster transport trusts Cluster.RootCAs plus the orderer organizations' CAs.
+        {
             let registrar = registrar.clone();
+            let general_tls = general_tls.clone();
+            let cluster_tls = cluster_tls.clone();
+            let comm = comm.clone();
+            let static_cluster: Vec<Vec<u8>> = cluster_roots.iter().map(|c| c.to_vec()).collect();
             let mut stop = shutdown_rx.clone();
             roots_changed.notify_one();
             tasks.push(tokio::spawn(async move {
@@ -152,14 +233,29 @@ impl Node {
                         _ = roots_changed.notified() => {}
                         _ = stop.changed() => return,
                     }
-                    let cas = registrar
-                        .channels()
-                        .iter()
-                        .flat_map(|c| c.config().tls_client_cas())
-                        .collect::<Vec<_>>();
-                    let ders = crate::tls::pem_to_der(&cas);
-                    if let Err(e) = tls.set_client_roots(ders) {
-                        tracing::error!(error = %e, "cannot update the trusted TLS client roots");
+                    let configs: Vec<_> = registrar.channels().iter().map(|c| c.config()).collect();
+                    let all: Vec<_> = configs.iter().flat_map(|c| c.tls_client_cas()).collect();
+                    let orderer: Vec<_> =
+                        configs.iter().flat_map(|c| c.orderer_tls_cas()).collect();
+                    let orderer = crate::tls::pem_to_der(&orderer);
+                    let mut failed = Vec::new();
+                    if let Some(t) = &general_tls {
+                        failed.push(t.set_client_roots(crate::tls::pem_to_der(&all)).err());
+                    }
+                    if let Some(t) = &cluster_tls {
+                        failed.push(t.set_client_roots(orderer.clone()).err());
+                    }
+                    if let Some(c) = &comm {
+                        let mut roots = static_cluster.clone();
+                        roots.extend(orderer);
+                        failed.push(
+                            c.set_roots(roots)
+                                .err()
+                                .map(|e| crate::tls::TlsError(e.to_string())),
+                        );
+                    }
+                    for e in failed.into_iter().flatten() {
+                        tracing::error!(error = %e, "cannot update the trusted TLS roots");
                     }
                 }
             }));
@@ -177,11 +273,21 @@ impl Node {
             time_window_ns: g.time_window_ns,
             mutual_tls: g.tls.enabled && g.tls.client_auth_required,
             metrics: metrics.clone(),
+            comm: comm.clone(),
         };
         let server = AtomicBroadcastServer::new(svc)
             .max_decoding_message_size(g.max_recv_msg_size as usize)
             .max_encoding_message_size(g.max_send_msg_size as usize);
-        let router = tonic::transport::Server::builder().add_service(server);
+        let cluster_service = ordo_proto::orderer::cluster_server::ClusterServer::new(
+            ordo_cluster::service::ClusterService::new(Arc::new(crate::cluster::ClusterHandler {
+                registrar: registrar.clone(),
+            })),
+        )
+        .max_decoding_message_size(g.max_recv_msg_size as usize)
+        .max_encoding_message_size(g.max_send_msg_size as usize);
+        let router = tonic::transport::Server::builder()
+            .add_service(server)
+            .add_optional_service(shared_cluster.then(|| cluster_service.clone()));
         let stop = wait_for(shutdown_rx.clone());
         let conn_metrics = metrics.clone();
         let hook: crate::tls::ConnHook = Arc::new(move |opened| conn_metrics.grpc_conn(opened));
@@ -191,6 +297,26 @@ impl Node {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
         }));
+
+        // The separate cluster listener.
+        let cluster_addr = if let Some(tls) = cluster_tls.clone() {
+            let addr = format!("{}:{}", g.cluster.listen_address, g.cluster.listen_port);
+            let listener = bind(&addr).await?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| NodeError::Other(e.to_string()))?;
+            let router = tonic::transport::Server::builder().add_service(cluster_service);
+            let stop = wait_for(shutdown_rx.clone());
+            let incoming = crate::tls::incoming(listener, Some(tls), None);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+                    tracing::error!(error = %e, "cluster server stopped");
+                }
+            }));
+            Some(local)
+        } else {
+            None
+        };
 
         // Admin: channel participation.
         let admin = bind(&cfg.admin.listen_address).await?;
@@ -240,6 +366,7 @@ impl Node {
         Ok(Node {
             addresses: Addresses {
                 general: general_addr,
+                cluster: cluster_addr,
                 admin: admin_addr,
                 operations: operations_addr,
             },

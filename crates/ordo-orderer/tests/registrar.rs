@@ -31,6 +31,7 @@ fn open(root: &Path) -> Arc<Registrar> {
         filters: FilterSettings::default(),
         metrics: Metrics::new("test").unwrap(),
         on_config: Arc::new(|| {}),
+        comm: None,
     };
     let cert = read(&format!("{ORDERER1}/tls/server.crt"));
     Registrar::open(dirs(root), Some(&cert), services).unwrap()
@@ -107,6 +108,7 @@ async fn a_node_that_is_not_a_consenter_is_refused_before_anything_is_written() 
         filters: FilterSettings::default(),
         metrics: Metrics::new("test").unwrap(),
         on_config: Arc::new(|| {}),
+        comm: None,
     };
     let other = tempfile::tempdir().unwrap();
     let cert2 = read(

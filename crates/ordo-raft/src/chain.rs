@@ -168,6 +168,21 @@ pub enum CoreError {
     Fork { number: u64, index: u64, last: u64 },
 }
 
+/// A Raft message as it travels in `ConsensusRequest.payload` (etcd's `raftpb.Message` wire
+/// format, which raft-rs's `eraftpb` shares).
+pub use raft::eraftpb::Message as RaftMessage;
+
+/// The wire bytes of a Raft message.
+pub fn encode_message(msg: &Message) -> Vec<u8> {
+    // Writing a complete in-memory message to a Vec cannot fail.
+    msg.write_to_bytes().unwrap_or_default()
+}
+
+/// A Raft message from the wire.
+pub fn decode_message(bytes: &[u8]) -> Result<Message, String> {
+    Message::parse_from_bytes(bytes).map_err(|e| format!("bad raft message: {e}"))
+}
+
 /// Observable state, for metrics, health and the participation API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainStatus {

@@ -1,0 +1,78 @@
+//! Inbound cluster requests, routed to channels (Fabric's `etcdraft.Consenter` as a
+//! `cluster.Handler`).
+//!
+//! The sender of a request is the channel's consenter whose `client_tls_cert` has the public
+//! key of the connection's TLS client certificate; a Raft message must also claim to come from
+//! that consenter, so one consenter cannot speak for another. A forwarded envelope joins the
+//! channel's queue with the config sequence the follower validated it against: the leader checks
+//! it again if the config has moved on since.
+
+use std::sync::Arc;
+
+use ordo_cluster::service::StepHandler;
+use ordo_proto::common::{Envelope, HeaderType};
+use ordo_proto::orderer::{ConsensusRequest, SubmitRequest};
+use ordo_raft::chain::decode_message;
+use prost::Message;
+
+use crate::channel::{Channel, Submission};
+use crate::registrar::Registrar;
+
+/// Routes `orderer.Cluster/Step` requests to the registrar's channels.
+pub struct ClusterHandler {
+    pub registrar: Arc<Registrar>,
+}
+
+impl ClusterHandler {
+    /// The channel and the sender's Raft ID in it.
+    fn sender(&self, channel: &str, cert: &[u8]) -> Result<(Arc<Channel>, u64), String> {
+        let ch = self
+            .registrar
+            .get(channel)
+            .ok_or_else(|| format!("channel {channel} doesn't exist"))?;
+        let id = ch.member_by_client_cert(cert).ok_or_else(|| {
+            format!(
+                "certificate extracted from TLS connection isn't authorized for channel {channel}"
+            )
+        })?;
+        Ok((ch, id))
+    }
+}
+
+#[tonic::async_trait]
+impl StepHandler for ClusterHandler {
+    fn consensus(&self, cert: &[u8], req: ConsensusRequest) -> Result<(), String> {
+        let (ch, sender) = self.sender(&req.channel, cert)?;
+        let msg = decode_message(&req.payload)?;
+        if msg.from != sender {
+            return Err(format!(
+                "raft message claims to come from node {} but was sent by node {sender}",
+                msg.from
+            ));
+        }
+        if msg.to != ch.id {
+            // Fabric halts here ("cowardly"); a stale sender is not a reason to stop serving.
+            return Err(format!(
+                "raft message for node {} reached node {} of channel {}",
+                msg.to, ch.id, req.channel
+            ));
+        }
+        ch.step(msg)
+    }
+
+    async fn submit(&self, cert: &[u8], req: SubmitRequest) -> Result<(), String> {
+        let (ch, sender) = self.sender(&req.channel, cert)?;
+        let env = req
+            .payload
+            .ok_or_else(|| format!("empty forwarded envelope from node {sender}"))?;
+        let config = crate::msgprocessor::channel_header(&env)
+            .is_ok_and(|h| h.r#type == HeaderType::Config as i32);
+        let submission = Submission {
+            size: (env.payload.len() + env.signature.len()) as u32,
+            envelope: Envelope::encode_to_vec(&env).into(),
+            config,
+            config_seq: req.last_validation_seq,
+        };
+        ch.submit(submission).await
+    }
+}
