@@ -294,24 +294,39 @@ fn seek_bound(
     .unwrap()
 }
 
+/// Opens a Deliver stream carrying one seek request.
+async fn open_deliver(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    env: Envelope,
+) -> tonic::Streaming<ordo_proto::orderer::DeliverResponse> {
+    tokio::time::timeout(WAIT, client.deliver(futures::stream::iter(vec![env])))
+        .await
+        .expect("deliver timed out")
+        .unwrap()
+        .into_inner()
+}
+
+/// The next response on a Deliver stream (a block or a status).
+async fn next_response(
+    stream: &mut tonic::Streaming<ordo_proto::orderer::DeliverResponse>,
+) -> Option<deliver_response::Type> {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("deliver response timed out")
+        .unwrap()
+        .expect("stream ended early")
+        .r#type
+}
+
 /// Delivers blocks start..=stop; returns them and the final status.
 async fn deliver(
     client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
     env: Envelope,
 ) -> (Vec<Block>, i32) {
-    let resp = tokio::time::timeout(WAIT, client.deliver(futures::stream::iter(vec![env])))
-        .await
-        .expect("deliver timed out")
-        .unwrap();
-    let mut stream = resp.into_inner();
+    let mut stream = open_deliver(client, env).await;
     let mut blocks = Vec::new();
     loop {
-        let msg = tokio::time::timeout(WAIT, stream.message())
-            .await
-            .expect("deliver response timed out")
-            .unwrap()
-            .expect("stream ended without a status");
-        match msg.r#type {
+        match next_response(&mut stream).await {
             Some(deliver_response::Type::Block(b)) => blocks.push(b),
             Some(deliver_response::Type::Status(s)) => return (blocks, s),
             None => panic!("empty deliver response"),
@@ -327,19 +342,10 @@ async fn deliver_envelopes(
     n: usize,
 ) -> Vec<Block> {
     let env = seek(signer, channel, 0, u64::MAX, false);
-    let resp = tokio::time::timeout(WAIT, client.deliver(futures::stream::iter(vec![env])))
-        .await
-        .expect("deliver timed out")
-        .unwrap();
-    let mut stream = resp.into_inner();
+    let mut stream = open_deliver(client, env).await;
     let mut blocks = Vec::new();
     while blocks.len() < 2 || envelope_count(&blocks) < n {
-        let msg = tokio::time::timeout(WAIT, stream.message())
-            .await
-            .expect("deliver response timed out")
-            .unwrap()
-            .expect("stream ended early");
-        match msg.r#type {
+        match next_response(&mut stream).await {
             Some(deliver_response::Type::Block(b)) => blocks.push(b),
             other => panic!("unexpected {other:?}"),
         }
@@ -873,21 +879,9 @@ async fn deliver_stops_at_the_first_block_after_the_requesters_certificate_expir
 
     let (expiring, expiry) = expiring_user(dir.path(), 4);
     let env = seek(&expiring, "channel-1", 0, u64::MAX, false);
-    let mut stream = client
-        .deliver(futures::stream::iter(vec![env]))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut next = async || {
-        tokio::time::timeout(WAIT, stream.message())
-            .await
-            .expect("deliver response timed out")
-            .unwrap()
-            .expect("stream ended early")
-            .r#type
-    };
+    let mut stream = open_deliver(&mut client, env).await;
     for n in 0..2 {
-        match next().await {
+        match next_response(&mut stream).await {
             Some(deliver_response::Type::Block(b)) => assert_eq!(b.header.unwrap().number, n),
             other => panic!("block {n} expected, got {other:?}"),
         }
@@ -899,7 +893,7 @@ async fn deliver_stops_at_the_first_block_after_the_requesters_certificate_expir
     let r = broadcast(&mut client, vec![tx(&user1, "channel-1", 2)]).await;
     assert_eq!(r[0].0, Status::Success as i32, "{}", r[0].1);
     assert_eq!(
-        next().await,
+        next_response(&mut stream).await,
         Some(deliver_response::Type::Status(Status::Forbidden as i32))
     );
 }

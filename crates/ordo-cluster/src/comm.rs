@@ -42,8 +42,6 @@ pub struct RemoteNode {
     pub endpoint: String,
     /// Its `server_tls_cert` (PEM): the key its TLS server must present.
     pub server_cert_pem: Bytes,
-    /// Its `client_tls_cert` (PEM): how it is recognised when it connects to us.
-    pub client_cert_pem: Bytes,
 }
 
 /// `General.Cluster` settings of the outbound side.
@@ -337,12 +335,13 @@ impl Comm {
     ) -> Result<(Arc<ClientConfig>, ServerName<'static>), SendError> {
         let expected = ordo_msp::Cert::from_pem(&node.server_cert_pem)
             .map_err(|e| SendError::Tls(format!("server_tls_cert of node {}: {e}", node.id)))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(PinnedVerifier {
             roots: self.0.roots.clone(),
             expected_key: expected.public_key().clone(),
             node: node.id,
+            algorithms: provider.signature_verification_algorithms,
         });
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| SendError::Tls(e.to_string()))?
@@ -491,6 +490,7 @@ struct PinnedVerifier {
     roots: Arc<ArcSwapOption<WebPkiServerVerifier>>,
     expected_key: ordo_crypto::PublicKey,
     node: u64,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for PinnedVerifier {
@@ -524,12 +524,7 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -538,17 +533,10 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }

@@ -1,9 +1,9 @@
 //! The inbound side of `orderer.Cluster/Step` (Fabric's `cluster.Service`).
 //!
-//! Every request on a stream is handed, with the DER of the TLS client certificate the
-//! connection was made with, to a [`StepHandler`], which identifies the sending consenter (Fabric
-//! compares the certificate's public key with the channel's `client_tls_cert`s) and routes the
-//! request to the channel. As in Fabric the server never sends a `StepResponse`: a request the
+//! Every request on a stream is handed, with the TLS client certificate the connection was made
+//! with (parsed once per stream), to a [`StepHandler`], which identifies the sending consenter
+//! (Fabric compares the certificate's public key with the channel's `client_tls_cert`s) and
+//! routes the request to the channel. As in Fabric the server never sends a `StepResponse`: a request the
 //! handler refuses ends the stream with an error status, and the sender opens a new one.
 
 use std::pin::Pin;
@@ -20,13 +20,21 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::tls::ConnInfo;
 
+/// Who sent a stream's requests: its TLS client certificate and that certificate's key.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// DER.
+    pub cert: Vec<u8>,
+    pub key: ordo_crypto::PublicKey,
+}
+
 /// Where inbound cluster requests go (the orderer's registrar of channels).
 #[tonic::async_trait]
 pub trait StepHandler: Send + Sync + 'static {
-    /// A Raft message from the consenter holding `sender_cert`. Must not wait.
-    fn consensus(&self, sender_cert: &[u8], req: ConsensusRequest) -> Result<(), String>;
+    /// A Raft message from `sender`. Must not wait.
+    fn consensus(&self, sender: &Sender, req: ConsensusRequest) -> Result<(), String>;
     /// An envelope forwarded by a follower; may wait for room in the channel's queue.
-    async fn submit(&self, sender_cert: &[u8], req: SubmitRequest) -> Result<(), String>;
+    async fn submit(&self, sender: &Sender, req: SubmitRequest) -> Result<(), String>;
 }
 
 /// The `orderer.Cluster` gRPC service.
@@ -56,6 +64,11 @@ impl<H: StepHandler> Cluster for ClusterService<H> {
             .and_then(|c| c.peer_certs.as_ref())
             .and_then(|c| c.first().cloned())
             .ok_or_else(|| Status::unauthenticated("no TLS certificate sent"))?;
+        let key = ordo_msp::Cert::from_der(&cert)
+            .map_err(|e| Status::unauthenticated(format!("TLS client certificate: {e}")))?
+            .public_key()
+            .clone();
+        let sender = Sender { cert, key };
         let remote = request
             .extensions()
             .get::<ConnInfo>()
@@ -74,8 +87,12 @@ impl<H: StepHandler> Cluster for ClusterService<H> {
                     }
                 };
                 let result = match msg.payload {
-                    Some(step_request::Payload::ConsensusRequest(c)) => handler.consensus(&cert, c),
-                    Some(step_request::Payload::SubmitRequest(s)) => handler.submit(&cert, s).await,
+                    Some(step_request::Payload::ConsensusRequest(c)) => {
+                        handler.consensus(&sender, c)
+                    }
+                    Some(step_request::Payload::SubmitRequest(s)) => {
+                        handler.submit(&sender, s).await
+                    }
                     None => Err("empty StepRequest".to_string()),
                 };
                 if let Err(e) = result {

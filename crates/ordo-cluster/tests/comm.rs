@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ordo_cluster::comm::{Comm, CommConfig, RemoteNode, SendError};
-use ordo_cluster::service::{ClusterService, StepHandler};
+use ordo_cluster::service::{ClusterService, Sender, StepHandler};
 use ordo_cluster::tls::{Alpn, ClientAuth, TlsServer, incoming};
 use ordo_proto::orderer::cluster_server::ClusterServer;
 use ordo_proto::orderer::{ConsensusRequest, SubmitRequest};
@@ -38,16 +38,16 @@ struct Recorder(mpsc::UnboundedSender<Got>);
 
 #[tonic::async_trait]
 impl StepHandler for Recorder {
-    fn consensus(&self, cert: &[u8], req: ConsensusRequest) -> Result<(), String> {
+    fn consensus(&self, sender: &Sender, req: ConsensusRequest) -> Result<(), String> {
         if req.payload.as_ref() == [255] {
             return Err("refused".into());
         }
-        let _ = self.0.send(Got::Consensus(cert.to_vec(), req));
+        let _ = self.0.send(Got::Consensus(sender.cert.clone(), req));
         Ok(())
     }
 
-    async fn submit(&self, cert: &[u8], req: SubmitRequest) -> Result<(), String> {
-        let _ = self.0.send(Got::Submit(cert.to_vec(), req));
+    async fn submit(&self, sender: &Sender, req: SubmitRequest) -> Result<(), String> {
+        let _ = self.0.send(Got::Submit(sender.cert.clone(), req));
         Ok(())
     }
 }
@@ -114,7 +114,6 @@ fn remote(id: u64, addr: SocketAddr, node: u32) -> RemoteNode {
         id,
         endpoint: addr.to_string(),
         server_cert_pem: Bytes::from(tls_file(node, "server.crt")),
-        client_cert_pem: Bytes::from(tls_file(node, "server.crt")),
     }
 }
 

@@ -147,6 +147,8 @@ pub struct Member {
     pub port: u32,
     pub client_tls_cert: Bytes,
     pub server_tls_cert: Bytes,
+    /// The key of `client_tls_cert`, parsed once: inbound messages are matched against it.
+    pub client_key: Option<ordo_crypto::PublicKey>,
 }
 
 /// The consenters of `cfg` with the Raft IDs of `metadata` (the i-th ID is the i-th consenter's,
@@ -166,6 +168,9 @@ pub fn members(cfg: &ChannelConfig, metadata: &BlockMetadata) -> Vec<Member> {
         .zip(&metadata.consenter_ids)
         .map(|(c, id)| Member {
             id: *id,
+            client_key: ordo_msp::Cert::from_pem(&c.client_tls_cert)
+                .ok()
+                .map(|cert| cert.public_key().clone()),
             host: c.host,
             port: c.port,
             client_tls_cert: c.client_tls_cert,
@@ -405,14 +410,14 @@ impl Channel {
         self.members.load_full()
     }
 
-    /// The Raft ID of the consenter whose `client_tls_cert` has the public key of `cert` (DER),
-    /// as Fabric identifies a cluster connection's sender (validity periods ignored).
-    pub fn member_by_client_cert(&self, cert: &[u8]) -> Option<u64> {
-        let key = ordo_msp::Cert::from_der(cert).ok()?.public_key().clone();
-        self.members.load().iter().find_map(|m| {
-            let c = ordo_msp::Cert::from_pem(&m.client_tls_cert).ok()?;
-            (*c.public_key() == key).then_some(m.id)
-        })
+    /// The Raft ID of the consenter whose `client_tls_cert` has the public key `key`, as
+    /// Fabric identifies a cluster connection's sender (validity periods ignored).
+    pub fn member_by_client_key(&self, key: &ordo_crypto::PublicKey) -> Option<u64> {
+        self.members
+            .load()
+            .iter()
+            .find(|m| m.client_key.as_ref() == Some(key))
+            .map(|m| m.id)
     }
 
     /// A Raft message from another consenter; dropped when the driver is this far behind.
@@ -464,7 +469,6 @@ impl Driver {
                     id: m.id,
                     endpoint: format!("{}:{}", m.host, m.port),
                     server_cert_pem: m.server_tls_cert.clone(),
-                    client_cert_pem: m.client_tls_cert.clone(),
                 })
                 .collect();
             comm.configure(&self.name, remotes);

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use ordo_cluster::service::StepHandler;
+use ordo_cluster::service::{Sender, StepHandler};
 use ordo_proto::common::{Envelope, HeaderType};
 use ordo_proto::orderer::{ConsensusRequest, SubmitRequest};
 use ordo_raft::chain::decode_message;
@@ -25,12 +25,12 @@ pub struct ClusterHandler {
 
 impl ClusterHandler {
     /// The channel and the sender's Raft ID in it.
-    fn sender(&self, channel: &str, cert: &[u8]) -> Result<(Arc<Channel>, u64), String> {
+    fn sender(&self, channel: &str, sender: &Sender) -> Result<(Arc<Channel>, u64), String> {
         let ch = self
             .registrar
             .get(channel)
             .ok_or_else(|| format!("channel {channel} doesn't exist"))?;
-        let id = ch.member_by_client_cert(cert).ok_or_else(|| {
+        let id = ch.member_by_client_key(&sender.key).ok_or_else(|| {
             format!(
                 "certificate extracted from TLS connection isn't authorized for channel {channel}"
             )
@@ -41,8 +41,8 @@ impl ClusterHandler {
 
 #[tonic::async_trait]
 impl StepHandler for ClusterHandler {
-    fn consensus(&self, cert: &[u8], req: ConsensusRequest) -> Result<(), String> {
-        let (ch, sender) = self.sender(&req.channel, cert)?;
+    fn consensus(&self, from: &Sender, req: ConsensusRequest) -> Result<(), String> {
+        let (ch, sender) = self.sender(&req.channel, from)?;
         let msg = decode_message(&req.payload)?;
         if msg.from != sender {
             return Err(format!(
@@ -60,8 +60,8 @@ impl StepHandler for ClusterHandler {
         ch.step(msg)
     }
 
-    async fn submit(&self, cert: &[u8], req: SubmitRequest) -> Result<(), String> {
-        let (ch, sender) = self.sender(&req.channel, cert)?;
+    async fn submit(&self, from: &Sender, req: SubmitRequest) -> Result<(), String> {
+        let (ch, sender) = self.sender(&req.channel, from)?;
         let env = req
             .payload
             .ok_or_else(|| format!("empty forwarded envelope from node {sender}"))?;

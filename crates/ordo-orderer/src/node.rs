@@ -238,24 +238,24 @@ impl Node {
                     let orderer: Vec<_> =
                         configs.iter().flat_map(|c| c.orderer_tls_cas()).collect();
                     let orderer = crate::tls::pem_to_der(&orderer);
-                    let mut failed = Vec::new();
+                    let report = |r: Result<(), String>| {
+                        if let Err(e) = r {
+                            tracing::error!(error = %e, "cannot update the trusted TLS roots");
+                        }
+                    };
                     if let Some(t) = &general_tls {
-                        failed.push(t.set_client_roots(crate::tls::pem_to_der(&all)).err());
+                        report(
+                            t.set_client_roots(crate::tls::pem_to_der(&all))
+                                .map_err(|e| e.0),
+                        );
                     }
                     if let Some(t) = &cluster_tls {
-                        failed.push(t.set_client_roots(orderer.clone()).err());
+                        report(t.set_client_roots(orderer.clone()).map_err(|e| e.0));
                     }
                     if let Some(c) = &comm {
                         let mut roots = static_cluster.clone();
                         roots.extend(orderer);
-                        failed.push(
-                            c.set_roots(roots)
-                                .err()
-                                .map(|e| crate::tls::TlsError(e.to_string())),
-                        );
-                    }
-                    for e in failed.into_iter().flatten() {
-                        tracing::error!(error = %e, "cannot update the trusted TLS roots");
+                        report(c.set_roots(roots).map_err(|e| e.to_string()));
                     }
                 }
             }));
