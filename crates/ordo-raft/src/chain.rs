@@ -6,7 +6,9 @@
 //! (a Raft message from a peer), [`ChainCore::submit`] (a validated envelope),
 //! [`ChainCore::on_time`] (the batch timer) — and then drains [`ChainCore::take_actions`], which
 //! must be carried out **in order**: a [`Action::Persist`] must be durable before any later
-//! [`Action::Send`] leaves the node (Raft's rule: never acknowledge what a crash could lose), and
+//! [`Action::Send`] leaves the node or any later [`Action::WriteBlock`] is written (Raft's rule:
+//! never acknowledge what a crash could lose — the simulator in `ordo-sim` checks that this rule
+//! is enough, and that breaking it is caught), and
 //! [`Action::WriteBlock`]s must reach the ledger in order. No clock, socket or thread is used here,
 //! so the simulator of the next issue can run many cores in one thread from a seed.
 //!
@@ -28,9 +30,10 @@ use ordo_proto::etcdraft::BlockMetadata;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, Snapshot,
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot,
 };
-use raft::{RawNode, StateRole};
+use raft::{RawNode, SnapshotStatus, StateRole};
 
 use crate::blockcutter::{BatchLimits, BlockCutter, Pending};
 use crate::storage::{MemLog, Recovered};
@@ -122,8 +125,11 @@ pub enum Action {
     },
     /// The core took a snapshot: store it, then drop the log up to `compact_to`.
     Snapshot { snapshot: Snapshot, compact_to: u64 },
-    /// The leader sent a snapshot whose block is ahead of the ledger: the blocks up to it must
-    /// be pulled from other orderers (the multi-node issue's block puller).
+    /// The ledger is behind the Raft state: a snapshot from the leader (or, after a restart,
+    /// the last snapshot received) holds a block ahead of the ledger's last. The driver pulls
+    /// the blocks after its ledger up to `block`'s number from other orderers, writes them, and
+    /// then calls [`ChainCore::caught_up`]. Until then the core keeps taking part in Raft but
+    /// applies nothing (committed entries wait) and, as leader, accepts nothing.
     CatchUp { block: Block },
     /// The leader cut a batch that took `fill_ns` to fill, from its first envelope (for
     /// `blockcutter_block_fill_duration`); nothing to do but observe it.
@@ -214,6 +220,10 @@ pub struct ChainCore {
     /// As leader: blocks may be created once `processed_index` reaches this index.
     sync_index: Option<u64>,
     config_inflight: bool,
+    /// The block number the ledger must reach before entries can be applied again.
+    catching_up: Option<u64>,
+    /// Committed entries that arrived while catching up, applied once caught up.
+    deferred: Vec<Entry>,
     role: StateRole,
     leader: u64,
     /// Bytes of block entries applied since the last snapshot.
@@ -233,6 +243,15 @@ impl std::fmt::Debug for ChainCore {
             .field("status", &self.status())
             .finish()
     }
+}
+
+/// Records the destinations of the snapshots among `msgs`.
+fn note_snapshots(msgs: &[Message], to: &mut Vec<u64>) {
+    to.extend(
+        msgs.iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            .map(|m| m.to),
+    );
 }
 
 /// The consenter that campaigns first on a new channel: `DecodeVarint(sha256(channel)[24:]) % N + 1`
@@ -258,6 +277,20 @@ impl ChainCore {
         let log = match p.start {
             Start::Fresh => MemLog::bootstrap(p.last_block.metadata.consenter_ids.clone()),
             Start::Restart(r) => MemLog::restore(*r).map_err(CoreError::Log)?,
+        };
+        // A restart after a snapshot was received but before the ledger caught up with it (a
+        // crash during catch-up): the blocks up to the snapshot's must be pulled first.
+        let snap = raft::Storage::snapshot(&log, 0, 0).unwrap_or_default();
+        let snap_index = snap.get_metadata().index;
+        let behind = if snap.get_data().is_empty() {
+            None
+        } else {
+            let block = Block::decode(snap.get_data()).map_err(|err| CoreError::BadEntry {
+                index: snap_index,
+                reason: format!("snapshot data is not a block: {err}"),
+            })?;
+            let number = block.header.as_ref().map_or(0, |h| h.number);
+            (number > p.last_block.number).then_some((number, block))
         };
         let mut cfg = raft::Config {
             id: p.id,
@@ -296,6 +329,14 @@ impl ChainCore {
         // The raft index of the ledger's last block: entries up to it are already applied.
         let applied_index = p.last_block.metadata.raft_index;
         let created = (p.last_block.number, p.last_block.header_hash);
+        let mut catching_up = None;
+        let mut processed_index = applied_index;
+        if let Some((number, block)) = behind {
+            tracing::info!(channel = %p.channel, ledger = p.last_block.number, snapshot = number, "the ledger is behind the last Raft snapshot: catching up");
+            catching_up = Some(number);
+            processed_index = processed_index.max(snap_index);
+            actions.push(Action::CatchUp { block });
+        }
         Ok(ChainCore {
             channel: p.channel,
             cutter: BlockCutter::new(p.limits),
@@ -303,9 +344,11 @@ impl ChainCore {
             last: p.last_block,
             created,
             applied_index,
-            processed_index: applied_index,
+            processed_index,
             sync_index: None,
             config_inflight: false,
+            catching_up,
+            deferred: Vec::new(),
             role: StateRole::Follower,
             leader: 0,
             since_snapshot: 0,
@@ -342,6 +385,7 @@ impl ChainCore {
     pub fn accepting(&self) -> bool {
         self.role == StateRole::Leader
             && self.sync_index.is_none()
+            && self.catching_up.is_none()
             && !self.config_inflight
             && self.created.0 - self.last.number < self.options.max_inflight_blocks.max(1)
     }
@@ -433,6 +477,34 @@ impl ChainCore {
         self.last.metadata = metadata;
     }
 
+    /// Whether the core waits for the ledger to catch up (see [`Action::CatchUp`]).
+    pub fn catching_up(&self) -> Option<u64> {
+        self.catching_up
+    }
+
+    /// The driver wrote the pulled blocks up to the one [`Action::CatchUp`] asked for; `last`
+    /// is the ledger's last block now, with its consenter metadata. Entries committed meanwhile
+    /// are applied now.
+    pub fn caught_up(&mut self, last: LastBlock) -> Result<(), CoreError> {
+        let Some(target) = self.catching_up else {
+            return Ok(());
+        };
+        if last.number < target {
+            return Err(CoreError::Log(format!(
+                "caught up to block {} but the snapshot is at block {target}",
+                last.number
+            )));
+        }
+        tracing::info!(channel = %self.channel, block = last.number, "caught up with the snapshot");
+        self.catching_up = None;
+        self.applied_index = self.applied_index.max(last.metadata.raft_index);
+        self.last = last;
+        self.created = (self.last.number, self.last.header_hash);
+        let deferred = std::mem::take(&mut self.deferred);
+        self.apply(deferred)?;
+        self.advance()
+    }
+
     /// The actions produced so far, to be carried out in order.
     pub fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
@@ -465,17 +537,21 @@ impl ChainCore {
         self.observe_role();
         while self.raw.has_ready() {
             let mut rd = self.raw.ready();
+            let mut snapshots_sent = Vec::new();
             if !rd.messages().is_empty() {
-                self.actions.push(Action::Send(rd.take_messages()));
+                let msgs = rd.take_messages();
+                note_snapshots(&msgs, &mut snapshots_sent);
+                self.actions.push(Action::Send(msgs));
             }
             let mut persist = Persist::default();
+            let mut catch_up = None;
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
                 self.raw
                     .mut_store()
                     .apply_snapshot(snap.clone())
                     .map_err(CoreError::Log)?;
-                self.on_snapshot_received(&snap)?;
+                catch_up = self.on_snapshot_received(&snap)?;
                 persist.conf_state = Some(snap.get_metadata().get_conf_state().clone());
                 persist.snapshot = Some(snap);
             }
@@ -494,12 +570,17 @@ impl ChainCore {
             if !persist.is_empty() {
                 self.actions.push(Action::Persist(persist));
             }
+            // The snapshot is durable before the ledger is brought up to it.
+            if let Some(block) = catch_up {
+                self.actions.push(Action::CatchUp { block });
+            }
             // Entries committed in this Ready were persisted by earlier ones (raft-rs hands out
             // only persisted entries as committed), so they can be applied now.
             self.apply(committed)?;
             if !rd.persisted_messages().is_empty() {
-                self.actions
-                    .push(Action::Send(rd.take_persisted_messages()));
+                let msgs = rd.take_persisted_messages();
+                note_snapshots(&msgs, &mut snapshots_sent);
+                self.actions.push(Action::Send(msgs));
             }
             let mut light = self.raw.advance(rd);
             if let Some(commit) = light.commit_index() {
@@ -511,10 +592,20 @@ impl ChainCore {
                 }));
             }
             if !light.messages().is_empty() {
-                self.actions.push(Action::Send(light.take_messages()));
+                let msgs = light.take_messages();
+                note_snapshots(&msgs, &mut snapshots_sent);
+                self.actions.push(Action::Send(msgs));
             }
             self.apply(light.take_committed_entries())?;
             self.raw.advance_apply();
+            // As Fabric does, a snapshot handed to the transport counts as delivered: the
+            // follower's progress leaves Snapshot state for Probe. Without this a snapshot lost
+            // on the way (dropped from a full queue, connection down) would leave the leader
+            // waiting for it forever and the follower never caught up; with it, the next probe
+            // finds the follower still behind and a new snapshot goes out.
+            for to in snapshots_sent {
+                self.raw.report_snapshot(to, SnapshotStatus::Finish);
+            }
             self.observe_role();
         }
         Ok(())
@@ -554,6 +645,7 @@ impl ChainCore {
 
     fn check_synced(&mut self) {
         if let Some(idx) = self.sync_index
+            && self.catching_up.is_none()
             && self.processed_index >= idx
         {
             self.sync_index = None;
@@ -562,6 +654,10 @@ impl ChainCore {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), CoreError> {
+        if self.catching_up.is_some() {
+            self.deferred.extend(entries);
+            return Ok(());
+        }
         for e in entries {
             if e.index <= self.processed_index {
                 continue;
@@ -660,7 +756,10 @@ impl ChainCore {
         Ok(())
     }
 
-    fn on_snapshot_received(&mut self, snap: &Snapshot) -> Result<(), CoreError> {
+    /// A snapshot from the leader replaced the log: returns its block if the ledger must catch
+    /// up to it. Entries committed but not applied before it are covered by it: the snapshot's
+    /// block is after them.
+    fn on_snapshot_received(&mut self, snap: &Snapshot) -> Result<Option<Block>, CoreError> {
         let index = snap.get_metadata().index;
         let block = Block::decode(snap.get_data()).map_err(|err| CoreError::BadEntry {
             index,
@@ -668,9 +767,16 @@ impl ChainCore {
         })?;
         let number = block.header.as_ref().map_or(0, |h| h.number);
         self.processed_index = self.processed_index.max(index);
-        if number > self.last.number {
-            self.actions.push(Action::CatchUp { block });
+        // Entries deferred by an earlier catch-up are all at or below this snapshot's index.
+        self.deferred.retain(|e| e.index > index);
+        let target = self
+            .catching_up
+            .unwrap_or(self.last.number)
+            .max(self.last.number);
+        if number > target {
+            self.catching_up = Some(number);
+            return Ok(Some(block));
         }
-        Ok(())
+        Ok(None)
     }
 }

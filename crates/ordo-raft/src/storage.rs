@@ -76,8 +76,14 @@ impl MemLog {
         } else {
             r.conf_state
         };
+        // A received snapshot is written before the hard state of the same batch: after a crash
+        // between the two, the hard state lags the snapshot, which raft would refuse ("commit
+        // out of range"). The snapshot is committed state, so the hard state is raised to it.
+        let mut hard_state = r.hard_state;
+        hard_state.commit = hard_state.commit.max(offset.0);
+        hard_state.term = hard_state.term.max(offset.1);
         Ok(MemLog {
-            hard_state: r.hard_state,
+            hard_state,
             conf_state,
             offset,
             snapshot,

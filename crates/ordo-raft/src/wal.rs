@@ -147,10 +147,13 @@ impl RaftWal {
 
     /// Makes one batch of Raft state durable (fsync before returning). A received snapshot is
     /// written first, so a crash leaves either the old state or the snapshot, never entries that
-    /// refer to a snapshot that is not there.
+    /// refer to a snapshot that is not there; then the log up to it is dropped, before entries
+    /// after it are appended (raft-engine refuses — panics on — an append that leaves a hole
+    /// after the entries it still holds).
     pub fn persist(&mut self, p: &Persist) -> Result<(), WalError> {
         if let Some(snap) = &p.snapshot {
             self.write_snapshot_file(snap)?;
+            self.compact(snap.get_metadata().index)?;
         }
         let mut batch = LogBatch::default();
         if !p.entries.is_empty() {
@@ -172,10 +175,6 @@ impl RaftWal {
             self.engine
                 .write(&mut batch, true)
                 .map_err(|e| self.engine_err(e))?;
-        }
-        if let Some(snap) = &p.snapshot {
-            // Entries up to the snapshot are superseded by it.
-            self.compact(snap.get_metadata().index)?;
         }
         Ok(())
     }

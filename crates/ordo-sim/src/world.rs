@@ -1,0 +1,890 @@
+//! The simulated world: nodes, network, clients and the chaos that strikes them, as one
+//! event queue ordered by (simulated time, sequence number) — so a run depends on nothing but its
+//! seed.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bytes::Bytes;
+use ordo_ledger::block::{header_hash, new_block, verify_data_hash, verify_link};
+use ordo_proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload};
+use ordo_proto::etcdraft::BlockMetadata;
+use ordo_raft::blockcutter::{BatchLimits, Pending};
+use ordo_raft::chain::{
+    Action, ChainCore, ChainParams, CoreError, LastBlock, Options, Proposal, Start,
+};
+use prost::Message as _;
+use raft::eraftpb::Message;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::disk::Disk;
+
+const MS: u64 = 1_000_000;
+const CHANNEL: &str = "simchannel";
+/// The Raft tick (Fabric's default TickInterval is 500 ms; the fixtures use 250 ms).
+const TICK: u64 = 100 * MS;
+const ELECTION_TICK: usize = 10;
+/// Clients stop this long before the end, so that the last blocks reach every node.
+const QUIET: u64 = 4_000 * MS;
+
+/// A deliberately broken driver, to prove the simulator catches what it must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bug {
+    /// Raft state is fsynced only once per tick (a "group commit on a timer") while messages
+    /// leave at once: votes and acknowledgements can be lost in a crash.
+    SyncOnTickOnly,
+}
+
+/// What a run looks like; [`SimOptions::default`] is what `cargo test` runs per seed.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Cluster size; `None`: 3 or 5, from the seed.
+    pub nodes: Option<usize>,
+    /// Broadcast acknowledges an envelope only once it is in a committed block; `None`: from
+    /// the seed (half the seeds each way).
+    pub ack_after_commit: Option<bool>,
+    pub bug: Option<Bug>,
+    /// Simulated time with faults, then without (the cluster must make progress after it).
+    pub chaos_ms: u64,
+    pub heal_ms: u64,
+    /// Print every notable event.
+    pub trace: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            nodes: None,
+            ack_after_commit: None,
+            bug: None,
+            chaos_ms: 15_000,
+            heal_ms: 12_000,
+            trace: false,
+        }
+    }
+}
+
+/// What a successful run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub nodes: usize,
+    pub ack_after_commit: bool,
+    pub blocks: u64,
+    pub envelopes_ordered: u64,
+    pub acknowledged: u64,
+    pub crashes: u64,
+    pub lost_writes: u64,
+    pub partitions: u64,
+    pub catch_ups: u64,
+    pub snapshots_taken: u64,
+    pub leader_changes: u64,
+    pub messages: u64,
+    pub events: u64,
+}
+
+/// An invariant broken, with what is needed to replay it.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub seed: u64,
+    pub at_ms: u64,
+    pub what: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} failed at {} ms: {}\n  replay: cargo run -p ordo-sim --release -- --seed {} --trace",
+            self.seed, self.at_ms, self.what, self.seed
+        )
+    }
+}
+
+impl std::error::Error for Violation {}
+
+enum Net {
+    Raft(Message),
+    /// An envelope forwarded by a follower to the leader (Cluster/Step SubmitRequest).
+    Submit {
+        env: Bytes,
+        config: bool,
+    },
+}
+
+enum Ev {
+    Tick { node: usize, inc: u64 },
+    Timer { node: usize, inc: u64 },
+    CatchUp { node: usize, inc: u64 },
+    Deliver { from: usize, to: usize, msg: Net },
+    Client,
+    Chaos,
+    Restart { node: usize },
+    Heal,
+    EndChaos,
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    // Reversed: BinaryHeap is a max-heap and the earliest event must come out first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct Node {
+    id: u64,
+    core: Option<ChainCore>,
+    /// Bumped at each crash, so that timers of an earlier life are ignored.
+    inc: u64,
+    disk: Disk,
+    /// The ledger: durable (the real block store fsyncs every append before returning).
+    ledger: Vec<(Block, BlockMetadata)>,
+    election: usize,
+    /// Envelopes whose client waits for them to be committed (ack-after-commit mode).
+    waiting: BTreeSet<Bytes>,
+    timer_at: Option<u64>,
+    catch_up: Option<u64>,
+}
+
+struct NetParams {
+    drop: f64,
+    dup: f64,
+    max_delay: u64,
+    /// Chance that a message is held up for a long time (reordering across elections).
+    slow: f64,
+}
+
+struct World {
+    opts: SimOptions,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Queued>,
+    nodes: Vec<Node>,
+    net: NetParams,
+    /// Partition group of each node, while a partition lasts.
+    partition: Option<Vec<u8>>,
+    chaos: bool,
+    ack_after_commit: bool,
+    limits: BatchLimits,
+    options: Options,
+    /// Header hash of every block ever written by any node, by height.
+    written: Vec<[u8; 32]>,
+    acked: BTreeSet<Bytes>,
+    next_env: u64,
+    /// The first envelope number submitted after the heal.
+    heal_env: Option<u64>,
+    end: u64,
+    report: Report,
+}
+
+/// Runs one seed; `Ok` with what happened, or the first invariant broken.
+pub fn run(seed: u64, opts: &SimOptions) -> Result<Report, Violation> {
+    let mut w = World::new(seed, opts.clone());
+    w.run().map_err(|what| Violation {
+        seed,
+        at_ms: w.now / MS,
+        what,
+    })?;
+    Ok(w.report)
+}
+
+fn envelope(n: u64, config: bool) -> Bytes {
+    let ty = if config {
+        HeaderType::Config
+    } else {
+        HeaderType::EndorserTransaction
+    };
+    let ch = ChannelHeader {
+        r#type: ty as i32,
+        channel_id: CHANNEL.into(),
+        tx_id: format!("tx{n:08}"),
+        ..Default::default()
+    };
+    let payload = Payload {
+        header: Some(Header {
+            channel_header: ch.encode_to_vec().into(),
+            signature_header: Bytes::new(),
+        }),
+        data: vec![b'x'; 60].into(),
+    };
+    Envelope {
+        payload: payload.encode_to_vec().into(),
+        signature: vec![b's'; 16].into(),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".into()
+    }
+}
+
+impl World {
+    fn new(seed: u64, opts: SimOptions) -> World {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = opts.nodes.unwrap_or(if rng.gen_bool(0.5) { 3 } else { 5 });
+        let ack_after_commit = opts.ack_after_commit.unwrap_or(rng.gen_bool(0.5));
+        let limits = BatchLimits {
+            max_message_count: rng.gen_range(2..=20),
+            preferred_max_bytes: rng.gen_range(1..=8) * 1024,
+            timeout_ns: rng.gen_range(50..=500) * MS,
+        };
+        let options = Options {
+            election_tick: ELECTION_TICK,
+            heartbeat_tick: 1,
+            max_inflight_blocks: rng.gen_range(1..=5),
+            // Small, so that snapshots (and catch-up from them) happen often.
+            snapshot_interval_size: rng.gen_range(1..=16) * 1024,
+            max_size_per_msg: u64::from(limits.preferred_max_bytes),
+            election_timeout: None,
+        };
+        let net = NetParams {
+            drop: rng.gen_range(0.0..0.08),
+            dup: rng.gen_range(0.0..0.03),
+            max_delay: rng.gen_range(1..=40) * MS,
+            slow: rng.gen_range(0.0..0.01),
+        };
+        // Distinct fixed election timeouts keep raft-rs's own randomness out of the run.
+        let mut offsets: Vec<usize> = (0..n).map(|i| 3 * i).collect();
+        offsets.shuffle(&mut rng);
+        let genesis = new_block(0, &[], vec![envelope(u64::MAX, true)]);
+        let genesis_md = BlockMetadata {
+            consenter_ids: (1..=n as u64).collect(),
+            next_consenter_id: n as u64 + 1,
+            raft_index: 0,
+        };
+        let nodes = (0..n)
+            .map(|i| Node {
+                id: i as u64 + 1,
+                core: None,
+                inc: 0,
+                disk: Disk::default(),
+                ledger: vec![(genesis.clone(), genesis_md.clone())],
+                election: ELECTION_TICK + offsets[i],
+                waiting: BTreeSet::new(),
+                timer_at: None,
+                catch_up: None,
+            })
+            .collect();
+        let written = vec![genesis.header.as_ref().map(header_hash).unwrap_or_default()];
+        let end = (opts.chaos_ms + opts.heal_ms) * MS;
+        World {
+            report: Report {
+                seed,
+                nodes: n,
+                ack_after_commit,
+                ..Default::default()
+            },
+            opts,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            net,
+            partition: None,
+            chaos: true,
+            ack_after_commit,
+            limits,
+            options,
+            written,
+            acked: BTreeSet::new(),
+            next_env: 0,
+            heal_env: None,
+            end,
+        }
+    }
+
+    fn trace(&self, what: impl FnOnce() -> String) {
+        if self.opts.trace {
+            eprintln!("[{:>6} ms] {}", self.now / MS, what());
+        }
+    }
+
+    fn at(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Queued {
+            at,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            self.start(i)?;
+        }
+        self.at(0, Ev::Client);
+        let first_chaos = self.rng.gen_range(200..2000) * MS;
+        self.at(first_chaos, Ev::Chaos);
+        self.at(self.opts.chaos_ms * MS, Ev::EndChaos);
+        while let Some(q) = self.queue.pop() {
+            if q.at > self.end {
+                break;
+            }
+            self.now = q.at;
+            self.report.events += 1;
+            self.handle(q.ev)?;
+            self.check_leaders()?;
+        }
+        self.now = self.end;
+        self.final_check()
+    }
+
+    fn handle(&mut self, ev: Ev) -> Result<(), String> {
+        match ev {
+            Ev::Tick { node, inc } => {
+                if self.nodes[node].inc != inc || self.nodes[node].core.is_none() {
+                    return Ok(());
+                }
+                if self.opts.bug == Some(Bug::SyncOnTickOnly) {
+                    self.nodes[node].disk.sync().map_err(|e| e.to_string())?;
+                }
+                self.with_core(node, |c, _| c.tick())?;
+                self.at(self.now + TICK, Ev::Tick { node, inc });
+            }
+            Ev::Timer { node, inc } => {
+                if self.nodes[node].inc != inc {
+                    return Ok(());
+                }
+                self.nodes[node].timer_at = None;
+                self.with_core(node, |c, now| c.on_time(now))?;
+            }
+            Ev::CatchUp { node, inc } => {
+                if self.nodes[node].inc == inc {
+                    self.catch_up(node)?;
+                }
+            }
+            Ev::Deliver { from, to, msg } => {
+                if !self.reachable(from, to) || self.nodes[to].core.is_none() {
+                    return Ok(());
+                }
+                self.report.messages += 1;
+                match msg {
+                    Net::Raft(m) => self.with_core(to, |c, _| c.step(m))?,
+                    Net::Submit { env, config } => self.order(to, env, config)?,
+                }
+            }
+            Ev::Client => self.client()?,
+            Ev::Chaos => self.chaos()?,
+            Ev::Restart { node } => {
+                if self.nodes[node].core.is_none() {
+                    self.start(node)?;
+                }
+            }
+            Ev::Heal => {
+                if self.partition.take().is_some() {
+                    self.trace(|| "partition healed".into());
+                }
+            }
+            Ev::EndChaos => {
+                self.chaos = false;
+                self.partition = None;
+                self.net.drop = 0.0;
+                self.net.dup = 0.0;
+                self.net.slow = 0.0;
+                self.heal_env = Some(self.next_env);
+                self.trace(|| "end of chaos: network healed, every node restarted".into());
+                for i in 0..self.nodes.len() {
+                    if self.nodes[i].core.is_none() {
+                        self.start(i)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.partition.as_ref().is_none_or(|p| p[a] == p[b])
+    }
+
+    /// Starts (or restarts) a node from its disk and ledger, as `Channel::start` does.
+    fn start(&mut self, i: usize) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        let (tip, md) = node.ledger.last().cloned().ok_or("empty ledger")?;
+        let header = tip.header.as_ref().ok_or("block without header")?;
+        let start = if node.disk.is_fresh() {
+            Start::Fresh
+        } else {
+            Start::Restart(Box::new(node.disk.recover()))
+        };
+        let mut options = self.options.clone();
+        options.election_timeout = Some((node.election, node.election + 1));
+        let params = ChainParams {
+            channel: CHANNEL.into(),
+            id: node.id,
+            options,
+            limits: self.limits,
+            last_block: LastBlock {
+                number: header.number,
+                header_hash: header_hash(header),
+                metadata: md,
+            },
+            start,
+        };
+        let core = catch_unwind(|| ChainCore::new(params))
+            .map_err(|p| format!("node {} panicked starting: {}", i + 1, panic_text(p)))?
+            .map_err(|e| format!("node {} failed to start: {e}", i + 1))?;
+        node.core = Some(core);
+        let inc = node.inc;
+        self.trace(|| format!("node {} started", i + 1));
+        let first = self.rng.gen_range(0..TICK);
+        self.at(self.now + first, Ev::Tick { node: i, inc });
+        self.drain(i)
+    }
+
+    /// Runs `f` on node `i`'s core (if it is up), then carries out what it asked for.
+    fn with_core(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut ChainCore, u64) -> Result<(), CoreError>,
+    ) -> Result<(), String> {
+        let now = self.now;
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return Ok(());
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(core, now))) {
+            Err(p) => return Err(format!("node {} panicked: {}", i + 1, panic_text(p))),
+            Ok(Err(e)) => return Err(format!("node {} halted: {e}", i + 1)),
+            Ok(Ok(())) => {}
+        }
+        self.drain(i)
+    }
+
+    /// Carries out node `i`'s actions in order, as the real driver does.
+    fn drain(&mut self, i: usize) -> Result<(), String> {
+        loop {
+            let Some(core) = self.nodes[i].core.as_mut() else {
+                return Ok(());
+            };
+            let actions = core.take_actions();
+            if actions.is_empty() {
+                break;
+            }
+            for a in actions {
+                match a {
+                    Action::Persist(p) => self.nodes[i].disk.persist(p),
+                    Action::Send(msgs) => {
+                        self.sync(i)?;
+                        for m in msgs {
+                            let to = (m.to as usize).wrapping_sub(1);
+                            if to < self.nodes.len() {
+                                self.send(i, to, Net::Raft(m));
+                            }
+                        }
+                    }
+                    Action::WriteBlock {
+                        block,
+                        metadata,
+                        config,
+                    } => {
+                        self.sync(i)?;
+                        self.append(i, block, metadata.clone(), "committed")?;
+                        if config && let Some(core) = self.nodes[i].core.as_mut() {
+                            core.config_applied(
+                                self.limits,
+                                self.options.snapshot_interval_size,
+                                metadata,
+                            );
+                        }
+                    }
+                    Action::Snapshot {
+                        snapshot,
+                        compact_to,
+                    } => {
+                        self.report.snapshots_taken += 1;
+                        self.nodes[i].disk.save_snapshot(snapshot, compact_to);
+                    }
+                    Action::CatchUp { block } => {
+                        let target = block.header.map_or(0, |h| h.number);
+                        self.trace(|| format!("node {} must catch up to block {target}", i + 1));
+                        self.nodes[i].catch_up = Some(target);
+                        let inc = self.nodes[i].inc;
+                        let at = self.now + self.rng.gen_range(1..50) * MS;
+                        self.at(at, Ev::CatchUp { node: i, inc });
+                    }
+                    Action::BatchCut { .. } => {}
+                }
+            }
+        }
+        self.arm_timer(i);
+        Ok(())
+    }
+
+    fn sync(&mut self, i: usize) -> Result<(), String> {
+        if self.opts.bug == Some(Bug::SyncOnTickOnly) {
+            return Ok(());
+        }
+        self.nodes[i]
+            .disk
+            .sync()
+            .map_err(|e| format!("node {}: {e}", i + 1))
+    }
+
+    /// Schedules the batch timer if the core's deadline moved.
+    fn arm_timer(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let Some(deadline) = node.core.as_ref().and_then(|c| c.deadline()) else {
+            return;
+        };
+        if node.timer_at == Some(deadline) {
+            return;
+        }
+        let inc = node.inc;
+        self.nodes[i].timer_at = Some(deadline);
+        self.at(deadline.max(self.now), Ev::Timer { node: i, inc });
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: Net) {
+        if !self.reachable(from, to) || self.rng.gen_bool(self.net.drop) {
+            return;
+        }
+        let dup = matches!(msg, Net::Raft(_)) && self.rng.gen_bool(self.net.dup);
+        let mut delay = || {
+            let d = self.rng.gen_range(MS / 10..=self.net.max_delay);
+            if self.rng.gen_bool(self.net.slow) {
+                d + self.rng.gen_range(100..=1500) * MS
+            } else {
+                d
+            }
+        };
+        let first = delay();
+        let second = delay();
+        if dup && let Net::Raft(m) = &msg {
+            let copy = Net::Raft(m.clone());
+            self.at(
+                self.now + second,
+                Ev::Deliver {
+                    from,
+                    to,
+                    msg: copy,
+                },
+            );
+        }
+        self.at(self.now + first, Ev::Deliver { from, to, msg });
+    }
+
+    /// Appends a block to node `i`'s ledger with the checks the real block writer and puller
+    /// make, and the global no-fork check.
+    fn append(
+        &mut self,
+        i: usize,
+        block: Block,
+        md: BlockMetadata,
+        how: &str,
+    ) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        let prev = node
+            .ledger
+            .last()
+            .and_then(|(b, _)| b.header.clone())
+            .ok_or("empty ledger")?;
+        verify_link(&prev, &block)
+            .and_then(|()| verify_data_hash(&block))
+            .map_err(|e| {
+                format!(
+                    "node {} would write a block that breaks its chain: {e}",
+                    i + 1
+                )
+            })?;
+        let header = block.header.as_ref().ok_or("block without header")?;
+        let number = header.number as usize;
+        let hash = header_hash(header);
+        match self.written.get(number) {
+            Some(h) if *h != hash => {
+                return Err(format!(
+                    "fork: node {} wrote block {number} ({}) but another node holds a different block {number} ({})",
+                    i + 1,
+                    hex(&hash),
+                    hex(h)
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.written.push(hash);
+                self.report.blocks = number as u64;
+            }
+        }
+        let data = block
+            .data
+            .as_ref()
+            .map(|d| d.data.clone())
+            .unwrap_or_default();
+        for env in &data {
+            if node.waiting.remove(env) {
+                self.acked.insert(env.clone());
+            }
+        }
+        node.ledger.push((block, md));
+        if self.opts.trace {
+            eprintln!(
+                "[{:>6} ms] node {} {how} block {number} ({} envelopes)",
+                self.now / MS,
+                i + 1,
+                data.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// The block puller: node `i` pulls the blocks it lacks from a reachable live peer,
+    /// verifying each, until it reaches the snapshot's block; else it retries later.
+    fn catch_up(&mut self, i: usize) -> Result<(), String> {
+        let Some(target) = self.nodes[i].catch_up else {
+            return Ok(());
+        };
+        if self.nodes[i].core.is_none() {
+            return Ok(());
+        }
+        let mut peers: Vec<usize> = (0..self.nodes.len())
+            .filter(|&p| p != i && self.nodes[p].core.is_some() && self.reachable(i, p))
+            .collect();
+        peers.shuffle(&mut self.rng);
+        for p in peers {
+            loop {
+                let have = self.nodes[i].ledger.len();
+                if have as u64 > target {
+                    break;
+                }
+                let Some((block, md)) = self.nodes[p].ledger.get(have).cloned() else {
+                    break;
+                };
+                self.append(i, block, md, "pulled")?;
+            }
+        }
+        let (tip, md) = self.nodes[i].ledger.last().cloned().ok_or("empty ledger")?;
+        let header = tip.header.as_ref().ok_or("block without header")?;
+        if header.number >= target {
+            self.nodes[i].catch_up = None;
+            self.report.catch_ups += 1;
+            let last = LastBlock {
+                number: header.number,
+                header_hash: header_hash(header),
+                metadata: md,
+            };
+            self.with_core(i, |c, _| c.caught_up(last))?;
+        } else {
+            let inc = self.nodes[i].inc;
+            self.at(self.now + 200 * MS, Ev::CatchUp { node: i, inc });
+        }
+        Ok(())
+    }
+
+    /// A client sends an envelope to a random node (Broadcast).
+    fn client(&mut self) -> Result<(), String> {
+        if self.now + QUIET < self.end {
+            let next = self.now + self.rng.gen_range(2..40) * MS;
+            self.at(next, Ev::Client);
+        }
+        let i = self.rng.gen_range(0..self.nodes.len());
+        let n = self.next_env;
+        self.next_env += 1;
+        let config = self.rng.gen_ratio(1, 50);
+        let env = envelope(n, config);
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return Ok(());
+        };
+        let status = core.status();
+        if status.is_leader {
+            if !core.accepting() {
+                // The real node makes the client wait; here it simply gives up.
+                return Ok(());
+            }
+            if self.ack_after_commit {
+                self.nodes[i].waiting.insert(env.clone());
+            }
+            self.order(i, env, config)
+        } else if status.leader != 0 {
+            if self.ack_after_commit {
+                self.nodes[i].waiting.insert(env.clone());
+            }
+            let leader = status.leader as usize - 1;
+            self.send(i, leader, Net::Submit { env, config });
+            Ok(())
+        } else {
+            // SERVICE_UNAVAILABLE: no Raft leader.
+            Ok(())
+        }
+    }
+
+    /// The leader orders an envelope, as the driver's `submit` does.
+    fn order(&mut self, i: usize, env: Bytes, config: bool) -> Result<(), String> {
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return Ok(());
+        };
+        if !core.accepting() {
+            // A forward that reached a node that is not (or no longer) an accepting leader is
+            // dropped, as in Fabric.
+            return Ok(());
+        }
+        let proposal = if config {
+            Proposal::Config(env)
+        } else {
+            let size = env.len() as u32;
+            Proposal::Normal(Pending {
+                envelope: env,
+                size,
+            })
+        };
+        self.with_core(i, |c, now| {
+            c.submit(proposal, now).map_err(|e| match e {
+                ordo_raft::chain::SubmitError::Halted(e) => e,
+                other => CoreError::Log(format!("submit refused after accepting(): {other}")),
+            })
+        })
+    }
+
+    fn chaos(&mut self) -> Result<(), String> {
+        if !self.chaos {
+            return Ok(());
+        }
+        let next = self.now + self.rng.gen_range(100..1500) * MS;
+        self.at(next, Ev::Chaos);
+        let roll = self.rng.gen_range(0..100);
+        if roll < 40 {
+            let up: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].core.is_some())
+                .collect();
+            // Prefer the leader now and then: its death is the interesting case.
+            let leader = up.iter().copied().find(|&i| {
+                self.nodes[i]
+                    .core
+                    .as_ref()
+                    .is_some_and(|c| c.status().is_leader)
+            });
+            let victim = match leader {
+                Some(l) if self.rng.gen_bool(0.5) => Some(l),
+                _ => up.choose(&mut self.rng).copied(),
+            };
+            if let Some(v) = victim {
+                self.crash(v)?;
+            }
+        } else if roll < 65 && self.partition.is_none() {
+            let groups: Vec<u8> = (0..self.nodes.len())
+                .map(|_| self.rng.gen_range(0..2))
+                .collect();
+            self.trace(|| format!("partition {groups:?}"));
+            self.partition = Some(groups);
+            self.report.partitions += 1;
+            let heal = self.now + self.rng.gen_range(300..5000) * MS;
+            self.at(heal, Ev::Heal);
+        } else if roll < 75 {
+            self.net.max_delay = self.rng.gen_range(1..=60) * MS;
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self, i: usize) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        let lost = node
+            .disk
+            .crash(&mut self.rng)
+            .map_err(|e| format!("node {} after a crash: {e}", i + 1))?;
+        node.core = None;
+        node.inc += 1;
+        node.waiting.clear();
+        node.timer_at = None;
+        node.catch_up = None;
+        self.report.crashes += 1;
+        self.report.lost_writes += lost as u64;
+        self.trace(|| format!("node {} crashed, {lost} unsynced writes lost", i + 1));
+        let back = self.now + self.rng.gen_range(200..6000) * MS;
+        self.at(back, Ev::Restart { node: i });
+        Ok(())
+    }
+
+    /// At most one leader per term.
+    fn check_leaders(&mut self) -> Result<(), String> {
+        let mut leaders: BTreeMap<u64, u64> = BTreeMap::new();
+        for n in &self.nodes {
+            let Some(c) = n.core.as_ref() else { continue };
+            let s = c.status();
+            if s.is_leader
+                && let Some(other) = leaders.insert(s.term, s.id)
+            {
+                return Err(format!(
+                    "two leaders in term {}: nodes {other} and {}",
+                    s.term, s.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn final_check(&mut self) -> Result<(), String> {
+        let heights: Vec<usize> = self.nodes.iter().map(|n| n.ledger.len()).collect();
+        let written = self.written.len();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.ledger.len() < written {
+                return Err(format!(
+                    "after the heal node {} has {} blocks but {written} were written (heights {heights:?}): not converged or a committed block was lost",
+                    i + 1,
+                    n.ledger.len()
+                ));
+            }
+        }
+        // Same height everywhere; the no-fork check made them identical block by block.
+        let ledger = &self.nodes[0].ledger;
+        let mut ordered = BTreeSet::new();
+        for (b, _) in ledger.iter().skip(1) {
+            for env in b.data.iter().flat_map(|d| d.data.iter()) {
+                ordered.insert(env.clone());
+            }
+        }
+        self.report.envelopes_ordered = ordered.len() as u64;
+        self.report.acknowledged = self.acked.len() as u64;
+        if let Some(lost) = self.acked.iter().find(|e| !ordered.contains(*e)) {
+            return Err(format!(
+                "an envelope acknowledged after commit is not in the ledger ({} bytes)",
+                lost.len()
+            ));
+        }
+        let heal_env = self.heal_env.unwrap_or(u64::MAX);
+        let progressed = (heal_env..self.next_env)
+            .any(|n| ordered.contains(&envelope(n, false)) || ordered.contains(&envelope(n, true)));
+        if !progressed {
+            return Err(format!(
+                "no envelope submitted after the heal was ordered (heights {heights:?})"
+            ));
+        }
+        self.report.leader_changes = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .map(|c| c.status().leader_changes)
+            .sum();
+        Ok(())
+    }
+}
+
+fn hex(h: &[u8; 32]) -> String {
+    h[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
