@@ -351,13 +351,7 @@ impl Comm {
             .map_err(|e| SendError::Tls(e.to_string()))?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         let config = Arc::new(config);
-        let host = host_of(&node.endpoint);
-        let server_name = match host.parse::<IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(host.to_string())
-                .map_err(|e| SendError::Tls(format!("{}: {e}", node.endpoint)))?,
-        };
-        Ok((config, server_name))
+        Ok((config, server_name_of(&node.endpoint)?))
     }
 
     /// Dials `node` now and reports whether the TLS handshake (chain and pinned key) succeeds;
@@ -388,38 +382,94 @@ impl Comm {
             return Ok(c.clone());
         }
         let (config, server_name) = self.tls_for(node)?;
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("https://{}", node.endpoint))
-                .map_err(|e| SendError::Tls(format!("{}: {e}", node.endpoint)))?
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(20));
-        let addr = node.endpoint.clone();
-        let dial = self.0.cfg.dial_timeout;
-        let connector = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
-            let (config, server_name, addr) = (config.clone(), server_name.clone(), addr.clone());
-            async move {
-                let attempt = async {
-                    let tcp = TcpStream::connect(&addr).await?;
-                    let _ = tcp.set_nodelay(true);
-                    let tls = tokio_rustls::TlsConnector::from(config)
-                        .connect(server_name, tcp)
-                        .await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(tls))
-                };
-                match tokio::time::timeout(dial, attempt).await {
-                    Ok(r) => r,
-                    Err(_) => Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("dialing {addr}: timed out after {dial:?}"),
-                    )),
-                }
-            }
-        });
-        let channel = endpoint.connect_with_connector_lazy(connector);
+        let channel = lazy_channel(&node.endpoint, config, server_name, self.0.cfg.dial_timeout)?;
         conns.insert(key, channel.clone());
         Ok(channel)
     }
+
+    /// A connection to an orderer's Deliver service (its general listener), for the block
+    /// puller: the server's chain is checked against `roots_pem` and its name against the
+    /// endpoint's host, as Go's TLS client does, and this node's client certificate is
+    /// presented. Dialled on first use.
+    pub fn deliver_connection(
+        &self,
+        endpoint: &str,
+        roots_pem: &[Bytes],
+    ) -> Result<tonic::transport::Channel, SendError> {
+        let tls = |e: &dyn std::fmt::Display| SendError::Tls(e.to_string());
+        let mut store = rustls::RootCertStore::empty();
+        for pem in roots_pem {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                store.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls(&e))?
+            .with_root_certificates(store)
+            .with_client_auth_cert(self.0.client_chain.clone(), self.0.client_key.clone_key())
+            .map_err(|e| tls(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let server_name = server_name_of(endpoint)?;
+        lazy_channel(
+            endpoint,
+            Arc::new(config),
+            server_name,
+            self.0.cfg.dial_timeout,
+        )
+    }
+
+    /// SHA-256 of this node's TLS client certificate: the TLS binding of its Deliver requests.
+    pub fn client_cert_hash(&self) -> Bytes {
+        Bytes::copy_from_slice(&ordo_crypto::sha256(&self.0.client_chain[0]))
+    }
+}
+
+fn server_name_of(endpoint: &str) -> Result<ServerName<'static>, SendError> {
+    let host = host_of(endpoint);
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(ServerName::IpAddress(ip.into())),
+        Err(_) => ServerName::try_from(host.to_string())
+            .map_err(|e| SendError::Tls(format!("{endpoint}: {e}"))),
+    }
+}
+
+/// A gRPC channel to `endpoint` over TLS, dialled lazily (TCP connect plus handshake within
+/// `dial`).
+fn lazy_channel(
+    endpoint: &str,
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+    dial: Duration,
+) -> Result<tonic::transport::Channel, SendError> {
+    let addr = endpoint.to_string();
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{endpoint}"))
+        .map_err(|e| SendError::Tls(format!("{endpoint}: {e}")))?
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let connector = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
+        let (config, server_name, addr) = (config.clone(), server_name.clone(), addr.clone());
+        async move {
+            let attempt = async {
+                let tcp = TcpStream::connect(&addr).await?;
+                let _ = tcp.set_nodelay(true);
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(server_name, tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            };
+            match tokio::time::timeout(dial, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("dialing {addr}: timed out after {dial:?}"),
+                )),
+            }
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
 fn host_of(endpoint: &str) -> &str {
@@ -438,6 +488,9 @@ struct StreamWorker {
 
 impl StreamWorker {
     async fn run(self, mut queue: mpsc::Receiver<StepRequest>) {
+        // Like Fabric's `logSendFailure`: the first failure of a streak is a warning, the
+        // repeats (one per Raft message while the node is down) are debug.
+        let mut failing = false;
         // Opened by the first request; a failed stream drops the request that found it broken.
         while let Some(first) = queue.recv().await {
             let (tx, rx) = mpsc::channel::<StepRequest>(1);
@@ -447,14 +500,26 @@ impl StreamWorker {
                 .max_encoding_message_size(usize::MAX);
             let opened =
                 tokio::time::timeout(self.rpc_timeout, client.step(ReceiverStream::new(rx))).await;
-            let mut responses = match opened {
-                Ok(Ok(r)) => r.into_inner(),
-                Ok(Err(e)) => {
-                    tracing::warn!(channel = %self.channel, to = %self.endpoint, error = %e, "cannot open a cluster stream");
-                    continue;
+            let failure = match opened {
+                Ok(Ok(r)) => Ok(r.into_inner()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("timed out after {:?}", self.rpc_timeout)),
+            };
+            let mut responses = match failure {
+                Ok(r) => {
+                    if failing {
+                        tracing::info!(channel = %self.channel, to = %self.endpoint, "cluster stream open again");
+                        failing = false;
+                    }
+                    r
                 }
-                Err(_) => {
-                    tracing::warn!(channel = %self.channel, to = %self.endpoint, "opening a cluster stream timed out");
+                Err(error) => {
+                    if failing {
+                        tracing::debug!(channel = %self.channel, to = %self.endpoint, %error, "cannot open a cluster stream");
+                    } else {
+                        tracing::warn!(channel = %self.channel, to = %self.endpoint, %error, "cannot open a cluster stream (further failures are logged at debug level until it opens)");
+                        failing = true;
+                    }
                     continue;
                 }
             };

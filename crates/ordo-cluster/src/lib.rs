@@ -14,8 +14,13 @@
 //!   sender's TLS client certificate to a [`service::StepHandler`] (the orderer identifies the
 //!   consenter by the certificate's public key).
 //!
-//! It knows nothing of Raft or blocks: it moves `ConsensusRequest`s and `SubmitRequest`s.
+//! - [`puller`]: the block puller, a Deliver client over mutual TLS (with TLS binding) that
+//!   fetches a channel's blocks from other orderers, checking the hash chain and handing each
+//!   block to the caller's verifier.
+//!
+//! It knows nothing of Raft: it moves `ConsensusRequest`s and `SubmitRequest`s, and pulls blocks.
 
 pub mod comm;
+pub mod puller;
 pub mod service;
 pub mod tls;

@@ -7,18 +7,28 @@
 //! local MSP identity (Fabric's `BlockWriter`), then is appended to the ledger (fsync). A config
 //! block is parsed and checked before it is written and becomes the channel's config right after.
 //!
+//! A snapshot ahead of the ledger (this node was down or cut off while the others compacted
+//! their logs) makes the driver pull the missing blocks from the channel's orderers with
+//! `ordo_cluster::puller`, writing each as it arrives (re-signed, with the consenter metadata it
+//! carries, as Fabric's `catchUp` does) while the core keeps taking part in Raft; the core applies
+//! what was committed meanwhile once the ledger has reached the snapshot.
+//!
 //! Broadcast hands envelopes to the driver through a bounded queue that the driver reads only
 //! while the core can take them, so MaxInflightBlocks pushes back on clients as in Fabric.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ordo_cluster::comm::{Comm, RemoteNode};
+use ordo_cluster::puller::{Pulled, Puller, PullerConfig};
 use ordo_config::ChannelConfig;
 use ordo_config::duration::parse_go_duration;
-use ordo_ledger::block::{BlockError, header_hash, last_config_index, sign_block};
+use ordo_ledger::block::{
+    BlockError, consenter_metadata, header_hash, is_config_block, last_config_index, sign_block,
+};
 use ordo_ledger::store::{BlockStore, StoreError};
 use ordo_msp::SigningIdentity;
 use ordo_proto::common::{Block, Envelope};
@@ -30,9 +40,10 @@ use ordo_raft::chain::{
 };
 use ordo_raft::wal::{RaftWal, WalError};
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::catchup::{ChannelSource, Replication};
 use crate::configupdate::revalidate_config;
 use crate::metrics::Metrics;
 use crate::msgprocessor::{FilterSettings, process_normal};
@@ -118,6 +129,64 @@ impl Ledger {
     }
 }
 
+/// Broadcasts waiting for their envelope to be in a committed block (ack-after-commit mode), by
+/// the envelope's SHA-256. The driver looks each written block's envelopes up here; with no
+/// waiter it costs one lock per block.
+#[derive(Debug, Default)]
+pub struct CommitWaiters(std::sync::Mutex<HashMap<[u8; 32], Vec<oneshot::Sender<u64>>>>);
+
+impl CommitWaiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Vec<oneshot::Sender<u64>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the waiters of `block`'s envelopes that it is committed.
+    fn notify(&self, block: &Block) {
+        let mut map = self.lock();
+        if map.is_empty() {
+            return;
+        }
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        for env in block.data.iter().flat_map(|d| d.data.iter()) {
+            if let Some(txs) = map.remove(&ordo_crypto::sha256(env)) {
+                for tx in txs {
+                    let _ = tx.send(number);
+                }
+            }
+        }
+    }
+}
+
+/// A Broadcast's wait for its envelope's block; dropping it forgets the wait.
+#[derive(Debug)]
+pub struct CommitWait {
+    rx: oneshot::Receiver<u64>,
+    hash: [u8; 32],
+    waiters: Arc<CommitWaiters>,
+}
+
+impl CommitWait {
+    /// The number of the block holding the envelope, once this node has written it (written
+    /// means committed by a quorum: a node writes only committed entries), or `None` after
+    /// `timeout`.
+    pub async fn committed(mut self, timeout: Duration) -> Option<u64> {
+        tokio::time::timeout(timeout, &mut self.rx).await.ok()?.ok()
+    }
+}
+
+impl Drop for CommitWait {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut map = self.waiters.lock();
+        if let Some(txs) = map.get_mut(&self.hash) {
+            txs.retain(|tx| !tx.is_closed());
+            if txs.is_empty() {
+                map.remove(&self.hash);
+            }
+        }
+    }
+}
+
 /// What other parts of the node see of a running chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainState {
@@ -137,6 +206,8 @@ pub struct NodeServices {
     pub on_config: Arc<dyn Fn() + Send + Sync>,
     /// The transport to the other consenters (absent without TLS: single-node channels only).
     pub comm: Option<Comm>,
+    /// How blocks are pulled when catching up.
+    pub replication: Replication,
 }
 
 /// A consenter of the channel: its Raft ID and its `etcdraft.Consenter` entry.
@@ -191,6 +262,7 @@ pub struct Channel {
     state: watch::Receiver<ChainState>,
     stop: watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    waiters: Arc<CommitWaiters>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -330,11 +402,13 @@ impl Channel {
             last_block,
             start,
         })?;
-        // The fresh bootstrap state must be durable before the task starts.
-        let early = core.take_actions();
-        for a in &early {
-            if let Action::Persist(p) = a {
-                wal.persist(p)?;
+        // The fresh bootstrap state must be durable before the task starts; the rest (a
+        // catch-up a restart left unfinished) is the task's first work.
+        let mut startup = Vec::new();
+        for a in core.take_actions() {
+            match a {
+                Action::Persist(p) => wal.persist(&p)?,
+                other => startup.push(other),
             }
         }
         let members = Arc::new(ArcSwap::from_pointee(members(&config, &last_block_md)));
@@ -347,6 +421,7 @@ impl Channel {
         };
         let (state_tx, state) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
+        let waiters = Arc::new(CommitWaiters::default());
         services.metrics.ledger_height(name, ledger.height());
         // Active consenter (Fabric's participation gauges).
         services.metrics.participation(name, 1, 1);
@@ -362,9 +437,11 @@ impl Channel {
             services,
             state: state_tx,
             origin: Instant::now(),
+            catch_up: None,
+            waiters: waiters.clone(),
         };
         driver.configure_comm();
-        let task = tokio::spawn(driver.run(queue, inbound_rx, stop_rx, tick));
+        let task = tokio::spawn(driver.run(startup, queue, inbound_rx, stop_rx, tick));
         Ok(Arc::new(Channel {
             name: name.to_string(),
             id,
@@ -376,6 +453,7 @@ impl Channel {
             state,
             stop,
             task: std::sync::Mutex::new(Some(task)),
+            waiters,
         }))
     }
 
@@ -403,6 +481,19 @@ impl Channel {
             .send(s)
             .await
             .map_err(|_| "the chain is halted".to_string())
+    }
+
+    /// Starts waiting for `envelope` (its marshalled bytes) to be committed; call it before
+    /// submitting or forwarding the envelope, so that the block cannot slip by.
+    pub fn wait_commit(&self, envelope: &[u8]) -> CommitWait {
+        let (tx, rx) = oneshot::channel();
+        let hash = ordo_crypto::sha256(envelope);
+        self.waiters.lock().entry(hash).or_default().push(tx);
+        CommitWait {
+            rx,
+            hash,
+            waiters: self.waiters.clone(),
+        }
     }
 
     /// The consenters as of the last config block.
@@ -450,6 +541,27 @@ struct Driver {
     services: NodeServices,
     state: watch::Sender<ChainState>,
     origin: Instant,
+    catch_up: Option<CatchUp>,
+    waiters: Arc<CommitWaiters>,
+}
+
+/// A catch-up under way: blocks up to `target` are being pulled.
+struct CatchUp {
+    target: u64,
+    /// The header hash of the snapshot's block: the pulled one must match it.
+    target_hash: [u8; 32],
+    puller: Puller,
+    blocks: mpsc::UnboundedReceiver<Pulled>,
+    started: std::time::Instant,
+    pulled: u64,
+}
+
+/// The next pulled block, or never when no catch-up is under way.
+async fn next_pulled(c: &mut Option<CatchUp>) -> Option<Pulled> {
+    match c {
+        Some(c) => c.blocks.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver {
@@ -477,6 +589,7 @@ impl Driver {
 
     async fn run(
         mut self,
+        startup: Vec<Action>,
         mut queue: mpsc::Receiver<Submission>,
         mut inbound: mpsc::Receiver<RaftMessage>,
         mut stop: watch::Receiver<bool>,
@@ -484,7 +597,14 @@ impl Driver {
     ) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = Some(startup);
         loop {
+            if let Some(actions) = first.take()
+                && let Err(e) = self.perform(actions)
+            {
+                self.halt(e);
+                return;
+            }
             let deadline = self
                 .core
                 .deadline()
@@ -495,6 +615,7 @@ impl Driver {
                 _ = ticker.tick() => self.core.tick().map_err(Into::into),
                 Some(m) = inbound.recv() => self.core.step(m).map_err(Into::into),
                 Some(s) = queue.recv(), if accepting => self.submit(s),
+                Some(p) = next_pulled(&mut self.catch_up) => self.on_pulled(p),
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = self.now_ns();
                     self.core.on_time(now).map_err(Into::into)
@@ -502,9 +623,7 @@ impl Driver {
             };
             let result = step.and_then(|()| self.carry_out());
             if let Err(e) = result {
-                tracing::error!(channel = %self.name, error = %e, "chain halted");
-                self.services.metrics.participation(&self.name, 3, 1);
-                self.publish(Some(e.to_string()));
+                self.halt(e);
                 return;
             }
             self.publish(None);
@@ -512,6 +631,12 @@ impl Driver {
         if let Some(comm) = &self.services.comm {
             comm.remove_channel(&self.name);
         }
+    }
+
+    fn halt(&self, e: ChannelError) {
+        tracing::error!(channel = %self.name, error = %e, "chain halted");
+        self.services.metrics.participation(&self.name, 3, 1);
+        self.publish(Some(e.to_string()));
     }
 
     fn publish(&self, halted: Option<String>) {
@@ -595,7 +720,12 @@ impl Driver {
 
     /// Carries out the core's actions in order.
     fn carry_out(&mut self) -> Result<(), ChannelError> {
-        for action in self.core.take_actions() {
+        let actions = self.core.take_actions();
+        self.perform(actions)
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) -> Result<(), ChannelError> {
+        for action in actions {
             match action {
                 Action::Persist(p) => {
                     let t = std::time::Instant::now();
@@ -623,14 +753,95 @@ impl Driver {
                     .services
                     .metrics
                     .block_fill(&self.name, Duration::from_nanos(fill_ns)),
-                Action::CatchUp { block } => {
-                    let n = block.header.map_or(0, |h| h.number);
-                    return Err(ChannelError::Config(format!(
-                        "the leader's snapshot is at block {n}, ahead of this ledger; pulling blocks from other orderers is not implemented yet"
-                    )));
-                }
+                Action::CatchUp { block } => self.start_catch_up(&block)?,
             }
         }
+        Ok(())
+    }
+
+    /// Starts pulling the blocks up to the snapshot's `block`, or raises the target of the pull
+    /// under way.
+    fn start_catch_up(&mut self, block: &Block) -> Result<(), ChannelError> {
+        let header = block
+            .header
+            .as_ref()
+            .ok_or_else(|| ChannelError::Config("snapshot block without header".into()))?;
+        let (target, target_hash) = (header.number, header_hash(header));
+        self.services.metrics.catch_up_target(&self.name, target);
+        if let Some(c) = &mut self.catch_up {
+            if target > c.target {
+                tracing::info!(channel = %self.name, target, "a newer snapshot: catching up further");
+                c.target = target;
+                c.target_hash = target_hash;
+                c.puller.set_target(target);
+            }
+            return Ok(());
+        }
+        let comm = self.services.comm.clone().ok_or_else(|| {
+            ChannelError::Config("catching up needs the cluster transport (TLS)".into())
+        })?;
+        let height = self.ledger.height();
+        let prev = self
+            .ledger
+            .block(height - 1)?
+            .header
+            .ok_or_else(|| ChannelError::Config("ledger block without header".into()))?;
+        tracing::info!(channel = %self.name, from = height, to = target, "the leader's snapshot is ahead of this ledger: pulling the missing blocks from the channel's orderers");
+        let r = self.services.replication;
+        let cfg = PullerConfig {
+            channel: self.name.clone(),
+            buffer_bytes: r.buffer_bytes,
+            pull_timeout: r.pull_timeout,
+            retry_timeout: r.retry_timeout,
+        };
+        let source = ChannelSource::new(
+            &self.name,
+            (**self.config.load()).clone(),
+            self.services.signer.clone(),
+        );
+        let (puller, blocks) = Puller::start(cfg, comm, source, prev, target);
+        self.catch_up = Some(CatchUp {
+            target,
+            target_hash,
+            puller,
+            blocks,
+            started: std::time::Instant::now(),
+            pulled: 0,
+        });
+        Ok(())
+    }
+
+    /// Writes a pulled block (already checked by the puller) and, at the target, hands the
+    /// ledger back to the core.
+    fn on_pulled(&mut self, p: Pulled) -> Result<(), ChannelError> {
+        let Pulled { block, .. } = p;
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        let hash = block.header.as_ref().map(header_hash).unwrap_or_default();
+        let metadata = BlockMetadata::decode(consenter_metadata(&block)?).map_err(|e| {
+            ChannelError::Config(format!("pulled block {number}: consenter metadata: {e}"))
+        })?;
+        let config = is_config_block(&block);
+        self.write_block(block, metadata, config)?;
+        self.services.metrics.block_pulled(&self.name);
+        let Some(c) = &mut self.catch_up else {
+            return Ok(());
+        };
+        c.pulled += 1;
+        if c.pulled % 100 == 0 {
+            tracing::info!(channel = %self.name, block = number, target = c.target, "catching up");
+        }
+        if number < c.target {
+            return Ok(());
+        }
+        if hash != c.target_hash {
+            return Err(ChannelError::Config(format!(
+                "pulled block {number} differs from the block in the leader's snapshot"
+            )));
+        }
+        tracing::info!(channel = %self.name, blocks = c.pulled, to = number, took = ?c.started.elapsed(), "caught up with the snapshot");
+        self.catch_up = None;
+        let last = tip_metadata(&self.ledger, &self.config.load())?;
+        self.core.caught_up(last)?;
         Ok(())
     }
 
@@ -665,6 +876,7 @@ impl Driver {
         )?;
         let t = std::time::Instant::now();
         self.ledger.append(&block)?;
+        self.waiters.notify(&block);
         let m = &self.services.metrics;
         m.block_committed(&self.name, number, t.elapsed());
         if let Some(next) = new_config {

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Streaming};
 
-use crate::channel::{Channel, Submission, unix_now};
+use crate::channel::{Channel, CommitWait, Submission, unix_now};
 use crate::configupdate::{Membership, process_config_update};
 use crate::deliver::{
     DeliverRefusal, SeekPlan, Step, decode_seek_info, fails_on_consenter_error, parse_seek_envelope,
@@ -53,6 +53,9 @@ pub struct AtomicBroadcastService {
     pub metrics: Metrics,
     /// The cluster transport, to forward envelopes to the leader.
     pub comm: Option<ordo_cluster::comm::Comm>,
+    /// Ack-after-commit mode (`Consensus.AckAfterCommit`): SUCCESS only once the envelope is in
+    /// a committed block, waiting at most this long. `None`: Fabric's answer on hand-over.
+    pub ack_after_commit: Option<std::time::Duration>,
 }
 
 /// The client's TLS certificate (DER) on this connection, if it presented one.
@@ -76,6 +79,45 @@ struct Checked {
     channel: String,
     kind: &'static str,
     result: Result<Validated, Rejection>,
+}
+
+/// Most answers a Broadcast stream keeps pending (in ack-after-commit mode they wait for
+/// blocks); beyond this the stream stops reading.
+const MAX_UNANSWERED: usize = 4096;
+
+/// An envelope handed over (or refused), its answer pending.
+struct Answer {
+    channel: String,
+    kind: &'static str,
+    outcome: Result<Option<CommitWait>, Rejection>,
+    timeout: std::time::Duration,
+}
+
+impl Answer {
+    fn is_err_now(&self) -> bool {
+        self.outcome.is_err()
+    }
+
+    /// The answer: at once, or when the envelope's block is committed (SERVICE_UNAVAILABLE if
+    /// that takes longer than the timeout: the envelope may still be ordered, so a client
+    /// that retries may see it twice, which peers' duplicate-txid check absorbs).
+    async fn wait(self) -> (String, &'static str, Result<(), Rejection>) {
+        let result = match self.outcome {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => match wait.committed(self.timeout).await {
+                Some(_) => Ok(()),
+                None => Err(Rejection {
+                    status: Status::ServiceUnavailable,
+                    info: format!(
+                        "the envelope was not committed within {:?} (ack-after-commit); it may still be ordered",
+                        self.timeout
+                    ),
+                }),
+            },
+            Err(r) => Err(r),
+        };
+        (self.channel, self.kind, result)
+    }
 }
 
 impl AtomicBroadcastService {
@@ -143,8 +185,18 @@ impl AtomicBroadcastService {
         })
     }
 
-    /// Hands a checked envelope to its channel's chain, in the stream's order.
-    async fn enqueue(&self, v: Validated, kind: &str) -> Result<(), Rejection> {
+    /// Hands a checked envelope to its channel's chain, in the stream's order; in
+    /// ack-after-commit mode, returns the wait for its block.
+    async fn enqueue(&self, v: Validated, kind: &str) -> Result<Option<CommitWait>, Rejection> {
+        // Registered before the hand-over, so that the block cannot be written unseen.
+        let wait = self
+            .ack_after_commit
+            .map(|_| v.channel.wait_commit(&v.submission.envelope));
+        self.hand_over(v, kind).await?;
+        Ok(wait)
+    }
+
+    async fn hand_over(&self, v: Validated, kind: &str) -> Result<(), Rejection> {
         let state = v.channel.state();
         if let Some(e) = state.halted {
             return Err(Rejection {
@@ -211,16 +263,25 @@ impl AtomicBroadcastService {
         let window = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         let svc = Arc::new(self);
         let mut checking = FuturesOrdered::new();
+        let mut answering = FuturesOrdered::new();
         let mut input_open = true;
+        // After the first refusal nothing more is handed over; the answers before it still go.
+        let mut refused = false;
         loop {
             tokio::select! {
                 biased;
-                Some(checked) = checking.next(), if !checking.is_empty() => {
-                    if !svc.answer(checked, &out).await {
+                Some(answer) = answering.next(), if !answering.is_empty() => {
+                    if !svc.respond(answer, &out).await {
                         return;
                     }
                 }
-                msg = input.message(), if input_open && checking.len() < window => {
+                Some(checked) = checking.next(), if !checking.is_empty() && !refused => {
+                    let answer = svc.enqueue_checked(checked).await;
+                    refused = answer.is_err_now();
+                    answering.push_back(answer.wait());
+                }
+                msg = input.message(), if input_open && !refused
+                    && checking.len() < window && answering.len() < MAX_UNANSWERED => {
                     let env = match msg {
                         Ok(Some(env)) => env,
                         Ok(None) => { input_open = false; continue; }
@@ -257,22 +318,31 @@ impl AtomicBroadcastService {
         }
     }
 
-    /// Enqueues one checked envelope and sends its response. Returns whether the stream
-    /// goes on.
-    async fn answer(
-        &self,
-        checked: Checked,
-        out: &mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
-    ) -> bool {
+    /// Hands one checked envelope over; its answer may still have to wait for the commit.
+    async fn enqueue_checked(&self, checked: Checked) -> Answer {
         let Checked {
             channel,
             kind,
             result,
         } = checked;
-        let result = match result {
+        let outcome = match result {
             Ok(v) => self.enqueue(v, kind).await,
             Err(r) => Err(r),
         };
+        Answer {
+            channel,
+            kind,
+            outcome,
+            timeout: self.ack_after_commit.unwrap_or_default(),
+        }
+    }
+
+    /// Sends one answer. Returns whether the stream goes on.
+    async fn respond(
+        &self,
+        (channel, kind, result): (String, &'static str, Result<(), Rejection>),
+        out: &mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
+    ) -> bool {
         let (status, info) = match &result {
             Ok(()) => (Status::Success, String::new()),
             Err(r) => (r.status, r.info.clone()),

@@ -6,11 +6,12 @@
 //!
 //! - [`node`] assembles a node from [`localconfig`] (orderer.yaml): [`registrar`] (which channels
 //!   run, crash-safe join and removal), [`channel`] (a channel's config, ledger and the driver of
-//!   its Raft core, with the block writer), [`grpc`] (Broadcast and Deliver over
+//!   its Raft core, with the block writer; [`catchup`] for pulling blocks behind a snapshot), [`grpc`] (Broadcast and Deliver over
 //!   [`msgprocessor`], [`configupdate`] and [`deliver`]), [`participation`] and [`operations`]
 //!   (the admin and operations HTTP APIs over [`http`] and [`tls`]), [`metrics`], [`logging`];
 //! - [`client`]: clients of those APIs, for the CLI, the benchmark and tests.
 
+pub mod catchup;
 pub mod channel;
 pub mod client;
 pub mod cluster;

@@ -101,6 +101,10 @@ pub struct LocalConfig {
     pub ledger_location: PathBuf,
     pub wal_dir: PathBuf,
     pub snap_dir: PathBuf,
+    /// `Consensus.AckAfterCommit` (Ordo's, off by default): Broadcast answers SUCCESS only once
+    /// the envelope is in a block committed by a quorum, waiting at most this long
+    /// (`Consensus.AckAfterCommitTimeout`, default 10s) before answering SERVICE_UNAVAILABLE.
+    pub ack_after_commit_timeout_ns: Option<i64>,
     pub operations: HttpListener,
     pub metrics_provider: String,
     pub admin: HttpListener,
@@ -355,7 +359,7 @@ impl LocalConfig {
         }
         g.finish()?;
 
-        let (ledger_location, wal_dir, snap_dir) = {
+        let (ledger_location, wal_dir, snap_dir, ack_after_commit_timeout_ns) = {
             let mut f = Obj::new(top.get("FileLedger").unwrap_or(&empty), "FileLedger")?;
             let loc = or_default(f.string("Location")?, "/var/hyperledger/production/orderer");
             let _ = f.get("Prefix");
@@ -372,8 +376,15 @@ impl LocalConfig {
             for ignored in ["EvictionSuspicion", "TickIntervalOverride"] {
                 let _ = c.get(ignored);
             }
+            let ack = c.boolean("AckAfterCommit")?;
+            let ack_timeout = duration(&mut c, "AckAfterCommitTimeout", 10_000_000_000)?;
             c.finish()?;
-            (PathBuf::from(loc), PathBuf::from(wal), PathBuf::from(snap))
+            (
+                PathBuf::from(loc),
+                PathBuf::from(wal),
+                PathBuf::from(snap),
+                ack.then_some(ack_timeout),
+            )
         };
         let operations = r.http(top.get("Operations"), "Operations", "127.0.0.1:8443", false)?;
         let metrics_provider = match top.get("Metrics") {
@@ -411,6 +422,7 @@ impl LocalConfig {
             general,
             ledger_location,
             wal_dir,
+            ack_after_commit_timeout_ns,
             snap_dir,
             operations,
             metrics_provider,

@@ -44,6 +44,8 @@ struct Inner {
     active_nodes: IntGaugeVec,
     committed_block_number: IntGaugeVec,
     snapshot_block_number: IntGaugeVec,
+    catch_up_target: IntGaugeVec,
+    blocks_pulled: IntCounterVec,
     leader_changes: IntCounterVec,
     proposal_failures: IntCounterVec,
     normal_proposals_received: IntCounterVec,
@@ -231,6 +233,20 @@ impl Metrics {
                 &r,
                 "consensus_etcdraft_snapshot_block_number",
                 "The block number of the latest snapshot.",
+                ch,
+            )?,
+            // Not Fabric's (it reports catch-up only in its log): how far a snapshot catch-up
+            // has to go and how far it got.
+            catch_up_target: gauge_vec(
+                &r,
+                "ordo_catchup_target_block_number",
+                "The block number of the latest snapshot this node had to catch up to by pulling blocks.",
+                ch,
+            )?,
+            blocks_pulled: counter_vec(
+                &r,
+                "ordo_catchup_blocks_pulled",
+                "The number of blocks pulled from other orderers and written while catching up.",
                 ch,
             )?,
             leader_changes: counter_vec(
@@ -524,6 +540,19 @@ impl Metrics {
             .set(number as i64);
     }
 
+    /// A catch-up to block `target` started (or was extended).
+    pub fn catch_up_target(&self, channel: &str, target: u64) {
+        self.0
+            .catch_up_target
+            .with_label_values(&[channel])
+            .set(target as i64);
+    }
+
+    /// A pulled block was written.
+    pub fn block_pulled(&self, channel: &str) {
+        self.0.blocks_pulled.with_label_values(&[channel]).inc();
+    }
+
     /// Participation gauges: status (0 inactive, 1 active, 2 onboarding, 3 failed) and relation
     /// (0 other, 1 consenter, 2 follower, 3 config-tracker).
     pub fn participation(&self, channel: &str, status: i64, relation: i64) {
@@ -547,6 +576,7 @@ impl Metrics {
             &i.active_nodes,
             &i.committed_block_number,
             &i.snapshot_block_number,
+            &i.catch_up_target,
             &i.participation_status,
             &i.participation_consensus_relation,
         ] {
@@ -555,6 +585,7 @@ impl Metrics {
         for c in [
             &i.leader_changes,
             &i.proposal_failures,
+            &i.blocks_pulled,
             &i.normal_proposals_received,
             &i.config_proposals_received,
         ] {

@@ -15,6 +15,7 @@ use ordo_proto::orderer::atomic_broadcast_server::AtomicBroadcastServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::catchup::Replication;
 use crate::channel::NodeServices;
 use crate::grpc::AtomicBroadcastService;
 use crate::localconfig::LocalConfig;
@@ -159,6 +160,7 @@ impl Node {
         };
         // The outbound cluster transport presents Cluster.ClientCertificate (default: the
         // general TLS certificate).
+        let ns = |v: i64| std::time::Duration::from_nanos(v.max(0) as u64);
         let comm = if g.tls.enabled {
             let or_general = |p: &std::path::Path, general: &std::path::Path| {
                 if p.as_os_str().is_empty() {
@@ -169,7 +171,6 @@ impl Node {
             };
             let cert = or_general(&g.cluster.client_certificate, &g.tls.certificate);
             let key = or_general(&g.cluster.client_private_key, &g.tls.private_key);
-            let ns = |v: i64| std::time::Duration::from_nanos(v.max(0) as u64);
             Some(
                 ordo_cluster::comm::Comm::new(
                     ordo_cluster::comm::CommConfig {
@@ -203,6 +204,12 @@ impl Node {
             metrics: metrics.clone(),
             on_config,
             comm: comm.clone(),
+            replication: Replication {
+                buffer_bytes: usize::try_from(g.cluster.replication_buffer_size)
+                    .unwrap_or(usize::MAX),
+                pull_timeout: ns(g.cluster.replication_pull_timeout_ns),
+                retry_timeout: ns(g.cluster.replication_retry_timeout_ns),
+            },
         };
         let dirs = Dirs {
             ledger: cfg.ledger_location.clone(),
@@ -274,6 +281,7 @@ impl Node {
             mutual_tls: g.tls.enabled && g.tls.client_auth_required,
             metrics: metrics.clone(),
             comm: comm.clone(),
+            ack_after_commit: cfg.ack_after_commit_timeout_ns.map(ns),
         };
         let server = AtomicBroadcastServer::new(svc)
             .max_decoding_message_size(g.max_recv_msg_size as usize)

@@ -32,6 +32,7 @@ fn open(root: &Path) -> Arc<Registrar> {
         metrics: Metrics::new("test").unwrap(),
         on_config: Arc::new(|| {}),
         comm: None,
+        replication: Default::default(),
     };
     let cert = read(&format!("{ORDERER1}/tls/server.crt"));
     Registrar::open(dirs(root), Some(&cert), services).unwrap()
@@ -109,6 +110,7 @@ async fn a_node_that_is_not_a_consenter_is_refused_before_anything_is_written() 
         metrics: Metrics::new("test").unwrap(),
         on_config: Arc::new(|| {}),
         comm: None,
+        replication: Default::default(),
     };
     let other = tempfile::tempdir().unwrap();
     let cert2 = read(

@@ -54,8 +54,8 @@ pub struct Options {
     pub snapshot_interval_size: u64,
     /// Raft's MaxSizePerMsg: Fabric sets it to BatchSize.PreferredMaxBytes.
     pub max_size_per_msg: u64,
-    /// A fixed election timeout range `[min, max)` in ticks. `None` is raft's randomized
-    /// `[election_tick, 2 × election_tick)`; a simulation fixes it per node to be replayable.
+    /// A fixed election timeout range `[min, max)` in ticks (a simulation fixes it per node to
+    /// be replayable). `None` is [`election_range`]'s.
     pub election_timeout: Option<(usize, usize)>,
 }
 
@@ -245,6 +245,16 @@ impl std::fmt::Debug for ChainCore {
     }
 }
 
+/// The range `[min, max)` of ticks a follower waits without hearing from a leader before it
+/// campaigns: `[ElectionTick, ElectionTick + ElectionTick/3 + 1)`. etcd/raft (and so Fabric)
+/// draws from `[ElectionTick, 2 × ElectionTick)`, so replacing a dead leader can take twice the
+/// configured election timeout; Ordo promises a new leader within the election timeout plus a
+/// second or so. The spread left (a third of the timeout, 750 ms with Fabric's defaults) is still
+/// hundreds of round trips, which keeps split votes rare; a split vote just draws again.
+pub fn election_range(election_tick: usize) -> (usize, usize) {
+    (election_tick, election_tick + election_tick / 3 + 1)
+}
+
 /// Records the destinations of the snapshots among `msgs`.
 fn note_snapshots(msgs: &[Message], to: &mut Vec<u64>) {
     to.extend(
@@ -302,10 +312,12 @@ impl ChainCore {
             pre_vote: true,
             ..Default::default()
         };
-        if let Some((min, max)) = p.options.election_timeout {
-            cfg.min_election_tick = min;
-            cfg.max_election_tick = max;
-        }
+        let (min, max) = p
+            .options
+            .election_timeout
+            .unwrap_or_else(|| election_range(p.options.election_tick));
+        cfg.min_election_tick = min;
+        cfg.max_election_tick = max;
         cfg.validate()?;
         let logger = crate::logger::raft_logger(&p.channel, p.id);
         let raw = RawNode::new(&cfg, log, &logger)?;

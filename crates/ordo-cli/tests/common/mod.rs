@@ -1,0 +1,539 @@
+//! Shared by the process-level test binaries: orderer.yaml files for the fixture's orderers,
+//! a running `ordo node start` (killed when dropped), and Fabric-client helpers (Broadcast,
+//! Deliver, chain checks) over the fixtures' identities.
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub use std::io::{BufRead, BufReader};
+pub use std::net::SocketAddr;
+pub use std::path::{Path, PathBuf};
+pub use std::process::{Child, Command, Stdio};
+pub use std::sync::mpsc;
+pub use std::time::Duration;
+
+pub use bytes::Bytes;
+pub use ordo_config::envelope::{create_signed_envelope, create_signed_envelope_with_tls_binding};
+pub use ordo_msp::SigningIdentity;
+pub use ordo_orderer::client::{ClientTls, HttpClient, grpc_channel};
+pub use ordo_proto::common::{Block, Envelope, HeaderType, Status};
+pub use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+pub use ordo_proto::orderer::seek_info::{SeekBehavior, SeekErrorResponse};
+pub use ordo_proto::orderer::{SeekInfo, deliver_response};
+pub use ordo_testkit::fixture;
+pub use prost::Message;
+
+pub const ORDERER1: &str =
+    "crypto-config/ordererOrganizations/example.com/orderers/orderer1.example.com";
+pub const ADMIN_TLS: &str =
+    "crypto-config/ordererOrganizations/example.com/users/Admin@example.com/tls";
+pub const TLSCA: &str =
+    "crypto-config/ordererOrganizations/example.com/tlsca/tlsca.example.com-cert.pem";
+pub const USER1: &str =
+    "crypto-config/peerOrganizations/org1.example.com/users/User1@org1.example.com/msp";
+pub const ADMIN_MSP: &str =
+    "crypto-config/ordererOrganizations/example.com/users/Admin@example.com/msp";
+pub const ORG2_USER1: &str =
+    "crypto-config/peerOrganizations/org2.example.com/users/User1@org2.example.com/msp";
+/// Held by the tests that join channel-3: its genesis block names fixed cluster ports
+/// (37151-37153), so a lone orderer1 on it would dial the three-node test's nodes.
+pub static CHANNEL_3: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long any single wait in these tests may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn p(rel: &str) -> String {
+    fixture(rel).display().to_string()
+}
+
+/// A port nothing listens on now (Fabric reads ListenPort 0 as its default 7050, so the
+/// general listener cannot ask the kernel for one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An orderer.yaml for orderer1 with every listener on a free port and data under `dir`;
+/// `mutual_tls` requires client certificates on the general listener (trusting the orderer
+/// TLS CA from the file, and the channels' TLS CAs as they are joined).
+pub fn write_config(dir: &Path, mutual_tls: bool) -> PathBuf {
+    write_node_config(dir, 1, mutual_tls, None)
+}
+
+/// The orderer.yaml of orderer`n` (its MSP and TLS material), data under `dir`; with
+/// `cluster_port`, a separate cluster listener there (the fixture channels name 3715n).
+pub fn write_node_config(
+    dir: &Path,
+    n: u32,
+    mutual_tls: bool,
+    cluster_port: Option<u16>,
+) -> PathBuf {
+    node_yaml(dir, n, mutual_tls, free_port(), cluster_port, "")
+}
+
+/// The orderer.yaml of orderer`n` as a member of the fixture channels' clusters: general port
+/// 3705n and cluster port 3715n, as their configs name them (consenters and the orderer
+/// organization's endpoints, which a catching-up node pulls blocks from); `consensus` adds
+/// keys to the `Consensus` section.
+pub fn write_cluster_node_config(dir: &Path, n: u32, consensus: &str) -> PathBuf {
+    let n16 = n as u16;
+    node_yaml(dir, n, false, 37050 + n16, Some(37150 + n16), consensus)
+}
+
+fn node_yaml(
+    dir: &Path,
+    n: u32,
+    mutual_tls: bool,
+    port: u16,
+    cluster_port: Option<u16>,
+    consensus: &str,
+) -> PathBuf {
+    let o = p(&format!(
+        "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com"
+    ));
+    let cluster = match cluster_port {
+        Some(port) => format!(
+            "\n    Cluster: {{ListenAddress: 127.0.0.1, ListenPort: {port}, ServerCertificate: {o}/tls/server.crt, ServerPrivateKey: {o}/tls/server.key, ClientCertificate: {o}/tls/server.crt, ClientPrivateKey: {o}/tls/server.key}}"
+        ),
+        None => String::new(),
+    };
+    let yaml = format!(
+        r#"General:
+    ListenAddress: 127.0.0.1
+    ListenPort: {port}
+    TLS:
+        Enabled: true
+        PrivateKey: {o}/tls/server.key
+        Certificate: {o}/tls/server.crt
+        RootCAs: [{o}/tls/ca.crt]
+        ClientAuthRequired: {mutual_tls}
+        ClientRootCAs: [{ca}]
+    BootstrapMethod: none{cluster}
+    LocalMSPDir: {o}/msp
+    LocalMSPID: OrdererMSP
+    Authentication: {{TimeWindow: 15m}}
+FileLedger: {{Location: {d}/ledger}}
+Operations: {{ListenAddress: 127.0.0.1:0, TLS: {{Enabled: false}}}}
+Metrics: {{Provider: prometheus}}
+Admin:
+    ListenAddress: 127.0.0.1:0
+    TLS:
+        Enabled: true
+        Certificate: {o}/tls/server.crt
+        PrivateKey: {o}/tls/server.key
+        ClientAuthRequired: true
+        ClientRootCAs: [{ca}]
+ChannelParticipation: {{Enabled: true, MaxRequestBodySize: 1 MB}}
+Consensus: {{WALDir: {d}/etcdraft/wal, SnapDir: {d}/etcdraft/snapshot{consensus}}}
+"#,
+        ca = p(TLSCA),
+        d = dir.display()
+    );
+    let path = dir.join(format!("orderer{n}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+pub struct Addrs {
+    pub general: SocketAddr,
+    pub admin: SocketAddr,
+    pub operations: SocketAddr,
+}
+
+/// A running `ordo node start`, killed (-9) when dropped.
+pub struct OrdoProcess {
+    pub child: Child,
+    pub addrs: Addrs,
+}
+
+impl OrdoProcess {
+    pub fn start(config: &Path) -> OrdoProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["node", "start", "--config"])
+            .arg(config)
+            .env("FABRIC_LOGGING_SPEC", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ordo");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(rest) = line.strip_prefix("ordo node started: ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the node did not report its listeners");
+        let addr = |key: &str| -> SocketAddr {
+            line.split(' ')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        OrdoProcess {
+            addrs: Addrs {
+                general: addr("general"),
+                admin: addr("admin"),
+                operations: addr("operations"),
+            },
+            child,
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn admin(&self) -> HttpClient {
+        let cert = std::fs::read(fixture(&format!("{ADMIN_TLS}/client.crt"))).unwrap();
+        let key = std::fs::read(fixture(&format!("{ADMIN_TLS}/client.key"))).unwrap();
+        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
+        HttpClient {
+            addr: self.addrs.admin,
+            tls: Some(
+                ClientTls::new(&[root], Some((&cert, &key)), "127.0.0.1", &[b"http/1.1"]).unwrap(),
+            ),
+        }
+    }
+
+    pub async fn grpc(&self) -> AtomicBroadcastClient<tonic::transport::Channel> {
+        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
+        let tls = ClientTls::new(&[root], None, "127.0.0.1", &[b"h2"]).unwrap();
+        AtomicBroadcastClient::new(grpc_channel(self.addrs.general, Some(tls)).await.unwrap())
+    }
+}
+
+impl Drop for OrdoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signer(msp_dir: &str, msp_id: &str) -> SigningIdentity {
+    ordo_msp::local::load_signing_identity(&fixture(msp_dir), msp_id)
+        .unwrap()
+        .signer
+}
+
+pub fn tx(signer: &SigningIdentity, channel: &str, i: u64) -> Envelope {
+    create_signed_envelope(
+        HeaderType::EndorserTransaction,
+        channel,
+        signer,
+        Bytes::from(format!("transaction {i}").into_bytes()),
+    )
+    .unwrap()
+}
+
+/// Broadcasts envelopes on one stream; returns the (status, info) answers.
+pub async fn broadcast(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    envs: Vec<Envelope>,
+) -> Vec<(i32, String)> {
+    let resp = tokio::time::timeout(WAIT, client.broadcast(futures::stream::iter(envs)))
+        .await
+        .expect("broadcast timed out")
+        .unwrap();
+    let mut stream = resp.into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("broadcast response timed out")
+        .unwrap()
+    {
+        out.push((r.status, r.info));
+    }
+    out
+}
+
+/// Broadcasts one envelope until the channel has a leader (a fresh channel elects within a few
+/// ticks); any other answer is returned.
+pub async fn broadcast_when_led(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    env: Envelope,
+) -> (i32, String) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = broadcast(client, vec![env.clone()]).await.remove(0);
+        if r.0 != Status::ServiceUnavailable as i32 || tokio::time::Instant::now() > deadline {
+            return r;
+        }
+        // Waiting for an election; the answer itself is the event we poll for.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn seek(
+    signer: &SigningIdentity,
+    channel: &str,
+    start: u64,
+    stop: u64,
+    fail_if_not_ready: bool,
+) -> Envelope {
+    seek_bound(
+        signer,
+        channel,
+        start,
+        stop,
+        fail_if_not_ready,
+        Bytes::new(),
+    )
+}
+
+/// A seek request carrying `tls_cert_hash` (Fabric's TLS binding).
+pub fn seek_bound(
+    signer: &SigningIdentity,
+    channel: &str,
+    start: u64,
+    stop: u64,
+    fail_if_not_ready: bool,
+    tls_cert_hash: Bytes,
+) -> Envelope {
+    let info = SeekInfo {
+        start: Some(ordo_orderer::deliver::specified(start)),
+        stop: Some(ordo_orderer::deliver::specified(stop)),
+        behavior: if fail_if_not_ready {
+            SeekBehavior::FailIfNotReady as i32
+        } else {
+            SeekBehavior::BlockUntilReady as i32
+        },
+        error_response: SeekErrorResponse::Strict as i32,
+    };
+    create_signed_envelope_with_tls_binding(
+        HeaderType::DeliverSeekInfo,
+        channel,
+        signer,
+        info.encode_to_vec().into(),
+        tls_cert_hash,
+    )
+    .unwrap()
+}
+
+/// Opens a Deliver stream carrying one seek request.
+pub async fn open_deliver(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    env: Envelope,
+) -> tonic::Streaming<ordo_proto::orderer::DeliverResponse> {
+    tokio::time::timeout(WAIT, client.deliver(futures::stream::iter(vec![env])))
+        .await
+        .expect("deliver timed out")
+        .unwrap()
+        .into_inner()
+}
+
+/// The next response on a Deliver stream (a block or a status).
+pub async fn next_response(
+    stream: &mut tonic::Streaming<ordo_proto::orderer::DeliverResponse>,
+) -> Option<deliver_response::Type> {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("deliver response timed out")
+        .unwrap()
+        .expect("stream ended early")
+        .r#type
+}
+
+/// Delivers blocks start..=stop; returns them and the final status.
+pub async fn deliver(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    env: Envelope,
+) -> (Vec<Block>, i32) {
+    let mut stream = open_deliver(client, env).await;
+    let mut blocks = Vec::new();
+    loop {
+        match next_response(&mut stream).await {
+            Some(deliver_response::Type::Block(b)) => blocks.push(b),
+            Some(deliver_response::Type::Status(s)) => return (blocks, s),
+            None => panic!("empty deliver response"),
+        }
+    }
+}
+
+/// Delivers from block 0 until the blocks after the genesis block hold `n` envelopes.
+pub async fn deliver_envelopes(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    signer: &SigningIdentity,
+    channel: &str,
+    n: usize,
+) -> Vec<Block> {
+    let env = seek(signer, channel, 0, u64::MAX, false);
+    let mut stream = open_deliver(client, env).await;
+    let mut blocks = Vec::new();
+    while blocks.len() < 2 || envelope_count(&blocks) < n {
+        match next_response(&mut stream).await {
+            Some(deliver_response::Type::Block(b)) => blocks.push(b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    blocks
+}
+
+/// A CONFIG_UPDATE setting channel-1's BatchSize.MaxMessageCount, signed by the orderer admin
+/// (the BatchSize mod_policy is /Channel/Orderer/Admins).
+pub fn batch_size_update(genesis: &Block, max_message_count: u32) -> Envelope {
+    let cfg = ordo_orderer::channel::config_of_block(genesis).unwrap();
+    let original = cfg.config().clone();
+    let mut updated = original.clone();
+    let orderer = updated
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Orderer")
+        .unwrap();
+    let value = orderer.values.get_mut("BatchSize").unwrap();
+    let mut bs = ordo_proto::orderer::BatchSize::decode(value.value.clone()).unwrap();
+    bs.max_message_count = max_message_count;
+    value.value = bs.encode_to_vec().into();
+    let update = ordo_protolator::compute_update("channel-1", &original, &updated).unwrap();
+    let admin = signer(ADMIN_MSP, "OrdererMSP");
+    let mut cue = ordo_proto::common::ConfigUpdateEnvelope {
+        config_update: update.encode_to_vec().into(),
+        signatures: vec![],
+    };
+    ordo_config::envelope::add_config_signature(&mut cue, &admin).unwrap();
+    create_signed_envelope(
+        HeaderType::ConfigUpdate,
+        "channel-1",
+        &admin,
+        cue.encode_to_vec().into(),
+    )
+    .unwrap()
+}
+
+/// Hash chain, data hashes and every block's signatures against BlockValidation.
+pub fn verify_chain(blocks: &[Block]) {
+    let genesis_cfg = ordo_orderer::channel::config_of_block(&blocks[0]).unwrap();
+    let policy = genesis_cfg
+        .policies()
+        .get_policy("/Channel/Orderer/BlockValidation")
+        .unwrap();
+    for (i, b) in blocks.iter().enumerate() {
+        assert_eq!(b.header.as_ref().unwrap().number, i as u64);
+        ordo_ledger::block::verify_data_hash(b).unwrap();
+        if i > 0 {
+            ordo_ledger::block::verify_link(blocks[i - 1].header.as_ref().unwrap(), b).unwrap();
+            ordo_ledger::block::verify_signatures(b, &policy, genesis_cfg.msp_manager()).unwrap();
+        }
+    }
+}
+
+/// The payload data of every envelope after the genesis block, as text.
+pub fn payload_texts(blocks: &[Block]) -> Vec<String> {
+    blocks[1..]
+        .iter()
+        .flat_map(|b| b.data.as_ref().unwrap().data.iter())
+        .map(|raw| {
+            let env = Envelope::decode(raw.as_ref()).unwrap();
+            let payload = ordo_proto::common::Payload::decode(env.payload.as_ref()).unwrap();
+            String::from_utf8(payload.data.to_vec()).unwrap()
+        })
+        .collect()
+}
+
+pub fn envelope_count(blocks: &[Block]) -> usize {
+    blocks[1..]
+        .iter()
+        .map(|b| b.data.as_ref().unwrap().data.len())
+        .sum()
+}
+
+/// Whether `node` reports itself as channel-3's Raft leader in its metrics.
+pub async fn leads(node: &OrdoProcess, channel: &str) -> bool {
+    let ops = HttpClient {
+        addr: node.addrs.operations,
+        tls: None,
+    };
+    let Ok(r) = ops.get("/metrics").await else {
+        return false;
+    };
+    let page = String::from_utf8_lossy(&r.body).to_string();
+    page.lines()
+        .any(|l| l == format!("consensus_etcdraft_is_leader{{channel=\"{channel}\"}} 1"))
+}
+
+/// Header and data of each block: what every node must agree on (the metadata holds each
+/// node's own signature).
+pub fn agreed(
+    blocks: &[Block],
+) -> Vec<(
+    Option<ordo_proto::common::BlockHeader>,
+    Option<ordo_proto::common::BlockData>,
+)> {
+    blocks
+        .iter()
+        .map(|b| (b.header.clone(), b.data.clone()))
+        .collect()
+}
+
+/// Delivers blocks 0..height from `node`, waiting until it has them all. A node that has no
+/// leader yet answers SERVICE_UNAVAILABLE (strict seek), so that answer is retried.
+pub async fn blocks_of(
+    node: &OrdoProcess,
+    signer: &SigningIdentity,
+    channel: &str,
+    height: u64,
+) -> Vec<Block> {
+    let mut client = node.grpc().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (blocks, status) =
+            deliver(&mut client, seek(signer, channel, 0, height - 1, false)).await;
+        if status == Status::Success as i32 {
+            return blocks;
+        }
+        assert_eq!(status, Status::ServiceUnavailable as i32);
+        assert!(tokio::time::Instant::now() < deadline, "no leader in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An envelope whose payload is `transaction {i}` padded to `size` bytes.
+pub fn big_tx(signer: &SigningIdentity, channel: &str, i: u64, size: usize) -> Envelope {
+    let mut text = format!("transaction {i} ");
+    text.extend(std::iter::repeat_n('x', size.saturating_sub(text.len())));
+    create_signed_envelope(
+        HeaderType::EndorserTransaction,
+        channel,
+        signer,
+        Bytes::from(text.into_bytes()),
+    )
+    .unwrap()
+}
+
+/// The value of the metric series `series` (name with labels, as `/metrics` prints it).
+pub async fn metric(node: &OrdoProcess, series: &str) -> Option<f64> {
+    let ops = HttpClient {
+        addr: node.addrs.operations,
+        tls: None,
+    };
+    let page = ops.get("/metrics").await.ok()?;
+    let page = String::from_utf8_lossy(&page.body).to_string();
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits until `cond` holds, polling every 50 ms, failing the test after `WAIT`.
+pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

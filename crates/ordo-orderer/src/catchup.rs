@@ -1,0 +1,132 @@
+//! What a channel tells the block puller (`ordo_cluster::puller`) when it catches up with a Raft
+//! snapshot (Fabric's etcdraft `catchUp`): the orderers of the channel's config to pull from,
+//! requests signed by the node's identity, and how a pulled block is judged — well-formed
+//! envelopes (Fabric's `VerifyTransactionsAreWellFormed`) and signatures satisfying
+//! `/Channel/Orderer/BlockValidation` of the newest config seen, which a pulled config block
+//! replaces for the blocks after it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ordo_cluster::puller::Source;
+use ordo_config::ChannelConfig;
+use ordo_config::envelope::create_signed_envelope_with_tls_binding;
+use ordo_ledger::block::{is_config_block, verify_signatures};
+use ordo_msp::SigningIdentity;
+use ordo_proto::common::{Block, Envelope, HeaderType};
+use ordo_proto::orderer::SeekInfo;
+use prost::Message;
+
+use crate::channel::config_of_block;
+
+/// `General.Cluster.Replication*` (Fabric's defaults: 20 MB, 5 s, 5 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub buffer_bytes: usize,
+    pub pull_timeout: Duration,
+    pub retry_timeout: Duration,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            buffer_bytes: 20 * 1024 * 1024,
+            pull_timeout: Duration::from_secs(5),
+            retry_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The puller's view of one channel.
+pub struct ChannelSource {
+    channel: String,
+    config: ChannelConfig,
+    signer: Arc<SigningIdentity>,
+}
+
+impl ChannelSource {
+    pub fn new(channel: &str, config: ChannelConfig, signer: Arc<SigningIdentity>) -> Self {
+        ChannelSource {
+            channel: channel.to_string(),
+            config,
+            signer,
+        }
+    }
+}
+
+/// The orderer endpoints of a config: every orderer organization's `Endpoints`, or the global
+/// `OrdererAddresses` when no organization names any (Fabric's `EndpointconfigFromConfigBlock`).
+pub fn orderer_endpoints(config: &ChannelConfig) -> Vec<String> {
+    let per_org: Vec<String> = config
+        .orderer
+        .iter()
+        .flat_map(|o| o.orgs.values())
+        .flat_map(|org| org.endpoints.iter().cloned())
+        .collect();
+    if per_org.is_empty() {
+        config.orderer_addresses.clone()
+    } else {
+        per_org
+    }
+}
+
+/// Fabric's `VerifyTransactionsAreWellFormed`: each envelope re-encodes to its own bytes (no
+/// trailing or unknown data) and has a payload and a signature.
+pub fn well_formed(block: &Block) -> Result<(), String> {
+    let number = block.header.as_ref().map_or(0, |h| h.number);
+    let data = block.data.as_ref().map(|d| &d.data[..]).unwrap_or_default();
+    if data.is_empty() {
+        return Err(format!("block {number} has no transactions"));
+    }
+    for (i, raw) in data.iter().enumerate() {
+        let env = Envelope::decode(raw.clone())
+            .map_err(|e| format!("block {number} transaction {i}: {e}"))?;
+        if env.encode_to_vec()[..] != raw[..] {
+            return Err(format!(
+                "block {number} transaction {i} has trailing or non-canonical bytes"
+            ));
+        }
+        if env.payload.is_empty() || env.signature.is_empty() {
+            return Err(format!(
+                "block {number} transaction {i} has an empty payload or signature"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Source for ChannelSource {
+    fn endpoints(&self) -> Vec<String> {
+        orderer_endpoints(&self.config)
+    }
+
+    fn tls_roots(&self) -> Vec<Bytes> {
+        self.config.orderer_tls_cas()
+    }
+
+    fn seek_envelope(&self, seek: SeekInfo, tls_cert_hash: Bytes) -> Result<Envelope, String> {
+        create_signed_envelope_with_tls_binding(
+            HeaderType::DeliverSeekInfo,
+            &self.channel,
+            &self.signer,
+            seek.encode_to_vec().into(),
+            tls_cert_hash,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn verify(&mut self, block: &Block) -> Result<(), String> {
+        well_formed(block)?;
+        let policy = self
+            .config
+            .policies()
+            .get_policy("/Channel/Orderer/BlockValidation")
+            .ok_or("the channel config has no /Channel/Orderer/BlockValidation policy")?;
+        verify_signatures(block, &policy, self.config.msp_manager()).map_err(|e| e.to_string())?;
+        if is_config_block(block) {
+            self.config = config_of_block(block).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
