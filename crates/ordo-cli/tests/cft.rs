@@ -413,6 +413,15 @@ async fn five_nodes_keep_ordering_with_a_minority_down_and_recover_from_quorum_l
         assert_eq!(r.0, Status::Success as i32, "node {}: {}", i + 1, r.1);
     }
 
+    // Every node counts five active consenters (the leader's count, disseminated).
+    let active = format!("consensus_etcdraft_active_nodes{{channel=\"{channel}\"}}");
+    for node in nodes.iter().flatten() {
+        wait_for("five active nodes", || async {
+            metric(node, &active).await == Some(5.0)
+        })
+        .await;
+    }
+
     // A minority down (the leader and one more): the other three go on.
     let leader = leader_of(&nodes, channel).await;
     let second = (leader + 1) % 5;
@@ -421,6 +430,12 @@ async fn five_nodes_keep_ordering_with_a_minority_down_and_recover_from_quorum_l
         nodes[d].take().unwrap().kill9();
     }
     leader_of(&nodes, channel).await;
+    for node in nodes.iter().flatten() {
+        wait_for("three active nodes", || async {
+            metric(node, &active).await == Some(3.0)
+        })
+        .await;
+    }
     let mut sent = 5;
     for node in nodes.iter().flatten() {
         let r = send(node, sent).await;

@@ -69,6 +69,13 @@ pub enum ChannelError {
     Config(String),
 }
 
+/// A Raft message from another consenter, with the ActiveNodes the leader piggybacks on it.
+#[derive(Debug)]
+pub struct Inbound {
+    pub msg: RaftMessage,
+    pub active_nodes: Option<Vec<u64>>,
+}
+
 /// An envelope validated by Broadcast, on its way to the leader's block cutter.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -256,7 +263,7 @@ pub struct Channel {
     pub id: u64,
     config: Arc<ArcSwap<ChannelConfig>>,
     members: Arc<ArcSwap<Vec<Member>>>,
-    inbound: mpsc::Sender<RaftMessage>,
+    inbound: mpsc::Sender<Inbound>,
     ledger: Arc<Ledger>,
     submit: mpsc::Sender<Submission>,
     state: watch::Receiver<ChainState>,
@@ -387,6 +394,7 @@ impl Channel {
     ) -> Result<Arc<Channel>, ChannelError> {
         let (config, last_config) = config_at_tip(&ledger)?;
         let (options, limits, tick) = raft_settings(&config)?;
+        let election_tick = u32::try_from(options.election_tick).unwrap_or(u32::MAX);
         let last_block = tip_metadata(&ledger, &config)?;
         let last_block_md = last_block.metadata.clone();
         let start = if wal.is_fresh()? {
@@ -439,6 +447,8 @@ impl Channel {
             origin: Instant::now(),
             catch_up: None,
             waiters: waiters.clone(),
+            active_sent: HashMap::new(),
+            election_timeout: tick * election_tick,
         };
         driver.configure_comm();
         let task = tokio::spawn(driver.run(startup, queue, inbound_rx, stop_rx, tick));
@@ -512,7 +522,7 @@ impl Channel {
     }
 
     /// A Raft message from another consenter; dropped when the driver is this far behind.
-    pub fn step(&self, msg: RaftMessage) -> Result<(), String> {
+    pub fn step(&self, msg: Inbound) -> Result<(), String> {
         self.inbound.try_send(msg).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => "the chain's inbound queue is full".to_string(),
             mpsc::error::TrySendError::Closed(_) => "the chain is halted".to_string(),
@@ -543,6 +553,10 @@ struct Driver {
     origin: Instant,
     catch_up: Option<CatchUp>,
     waiters: Arc<CommitWaiters>,
+    /// The ActiveNodes last sent to each follower.
+    active_sent: HashMap<u64, Vec<u64>>,
+    /// ElectionTick × TickInterval.
+    election_timeout: Duration,
 }
 
 /// A catch-up under way: blocks up to `target` are being pulled.
@@ -591,7 +605,7 @@ impl Driver {
         mut self,
         startup: Vec<Action>,
         mut queue: mpsc::Receiver<Submission>,
-        mut inbound: mpsc::Receiver<RaftMessage>,
+        mut inbound: mpsc::Receiver<Inbound>,
         mut stop: watch::Receiver<bool>,
         tick: Duration,
     ) {
@@ -613,7 +627,12 @@ impl Driver {
             let step: Result<(), ChannelError> = tokio::select! {
                 _ = stop.changed() => break,
                 _ = ticker.tick() => self.core.tick().map_err(Into::into),
-                Some(m) = inbound.recv() => self.core.step(m).map_err(Into::into),
+                Some(m) = inbound.recv() => {
+                    if let Some(active) = m.active_nodes {
+                        self.core.set_active_nodes(m.msg.from, active);
+                    }
+                    self.core.step(m.msg).map_err(Into::into)
+                }
                 Some(s) = queue.recv(), if accepting => self.submit(s),
                 Some(p) = next_pulled(&mut self.catch_up) => self.on_pulled(p),
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -701,16 +720,31 @@ impl Driver {
 
     /// Raft messages to the other consenters. Losses are Raft's to repair, so a failed send is
     /// only logged.
-    fn send(&self, msgs: Vec<RaftMessage>) {
-        let Some(comm) = &self.services.comm else {
+    fn send(&mut self, msgs: Vec<RaftMessage>) {
+        let Some(comm) = self.services.comm.clone() else {
             return;
         };
+        let leading = self.core.status().is_leader;
         for m in msgs {
             let to = m.to;
+            // Fabric's disseminator: the leader's ActiveNodes ride on the next message to each
+            // follower after they change.
+            let active = self.core.active_nodes();
+            let metadata =
+                if leading && self.active_sent.get(&to).map(Vec::as_slice) != Some(active) {
+                    self.active_sent.insert(to, active.to_vec());
+                    ordo_proto::etcdraft::ClusterMetadata {
+                        active_nodes: active.to_vec(),
+                    }
+                    .encode_to_vec()
+                    .into()
+                } else {
+                    Bytes::new()
+                };
             let req = ordo_proto::orderer::ConsensusRequest {
                 channel: self.name.clone(),
                 payload: encode_message(&m).into(),
-                metadata: Bytes::new(),
+                metadata,
             };
             if let Err(e) = comm.send_consensus(&self.name, to, req) {
                 tracing::debug!(channel = %self.name, to, error = %e, "raft message not sent");
@@ -730,7 +764,12 @@ impl Driver {
                 Action::Persist(p) => {
                     let t = std::time::Instant::now();
                     self.wal.persist(&p)?;
-                    self.services.metrics.data_persist(&self.name, t.elapsed());
+                    let took = t.elapsed();
+                    self.services.metrics.data_persist(&self.name, took);
+                    if took > self.election_timeout / 2 {
+                        // Fabric's warning: a sync this slow holds back heartbeats and votes.
+                        tracing::warn!(channel = %self.name, ?took, election_timeout = ?self.election_timeout, "WAL sync took more than half the election timeout: the disk is too slow and may cause loss of quorum and trigger leadership elections");
+                    }
                 }
                 Action::Send(msgs) => self.send(msgs),
                 Action::WriteBlock {

@@ -15,7 +15,7 @@ use ordo_proto::orderer::{ConsensusRequest, SubmitRequest};
 use ordo_raft::chain::decode_message;
 use prost::Message;
 
-use crate::channel::{Channel, Submission};
+use crate::channel::{Channel, Inbound, Submission};
 use crate::registrar::Registrar;
 
 /// Routes `orderer.Cluster/Step` requests to the registrar's channels.
@@ -57,7 +57,15 @@ impl StepHandler for ClusterHandler {
                 msg.to, ch.id, req.channel
             ));
         }
-        ch.step(msg)
+        // ActiveNodes from the leader (the core keeps them only if `from` leads).
+        let active_nodes = if req.metadata.is_empty() {
+            None
+        } else {
+            ordo_proto::etcdraft::ClusterMetadata::decode(req.metadata)
+                .map(|m| Some(m.active_nodes))
+                .map_err(|e| format!("bad cluster metadata from node {sender}: {e}"))?
+        };
+        ch.step(Inbound { msg, active_nodes })
     }
 
     async fn submit(&self, from: &Sender, req: SubmitRequest) -> Result<(), String> {

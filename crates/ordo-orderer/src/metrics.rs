@@ -491,12 +491,9 @@ impl Metrics {
         i.is_leader
             .with_label_values(&[channel])
             .set(i64::from(s.is_leader));
-        // Without the cluster transport, the active nodes are those this node knows to be up:
-        // itself, and the whole group while it has a leader.
-        let active = if s.leader != 0 { s.cluster_size } else { 1 };
         i.active_nodes
             .with_label_values(&[channel])
-            .set(active as i64);
+            .set(s.active_nodes as i64);
         let mut seen = i.seen.lock().unwrap_or_else(|p| p.into_inner());
         let last = seen.entry(channel.to_string()).or_insert((0, 0));
         if s.leader_changes > last.0 {

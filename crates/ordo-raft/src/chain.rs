@@ -42,6 +42,9 @@ use crate::storage::{MemLog, Recovered};
 /// entries rather than a whole snapshot (Fabric's `SnapshotCatchUpEntries`).
 pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 4;
 
+/// Ticks the leader's ActiveNodes must hold before it is published (Fabric's tracker).
+pub const ACTIVE_NODES_STABLE_TICKS: u32 = 3;
+
 /// Fabric's `DefaultSnapshotIntervalSize` (16 MB), used when the channel says 0.
 pub const DEFAULT_SNAPSHOT_INTERVAL_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -201,6 +204,9 @@ pub struct ChainStatus {
     pub applied_index: u64,
     pub leader_changes: u64,
     pub proposal_failures: u64,
+    /// The consenters the leader has heard from recently (its own count, or the last count it
+    /// sent this follower); Fabric's `consensus_etcdraft_active_nodes`.
+    pub active_nodes: usize,
 }
 
 /// The consensus core of one channel; see the module doc.
@@ -233,6 +239,10 @@ pub struct ChainCore {
     ticks: u64,
     leader_changes: u64,
     proposal_failures: u64,
+    /// ActiveNodes as published: computed by the leader, received by a follower.
+    active: Vec<u64>,
+    /// The leader's latest computation and for how many ticks it has held.
+    active_seen: (Vec<u64>, u32),
     actions: Vec<Action>,
 }
 
@@ -368,6 +378,8 @@ impl ChainCore {
             ticks: 0,
             leader_changes: 0,
             proposal_failures: 0,
+            active: Vec::new(),
+            active_seen: (Vec::new(), 0),
             actions,
             raw,
         })
@@ -384,6 +396,7 @@ impl ChainCore {
             applied_index: self.applied_index,
             leader_changes: self.leader_changes,
             proposal_failures: self.proposal_failures,
+            active_nodes: self.active.len(),
         }
     }
 
@@ -411,6 +424,7 @@ impl ChainCore {
     pub fn tick(&mut self) -> Result<(), CoreError> {
         self.ticks += 1;
         self.raw.tick();
+        self.track_active();
         if let Some(left) = self.campaign_in.as_mut() {
             *left = left.saturating_sub(1);
             if *left == 0 {
@@ -423,6 +437,48 @@ impl ChainCore {
             }
         }
         self.advance()
+    }
+
+    /// Fabric's tracker: the leader's set of recently active voters (itself included), published
+    /// once it has held for [`ACTIVE_NODES_STABLE_TICKS`] ticks, so that CheckQuorum's periodic
+    /// reset of the flags does not make it flicker.
+    fn track_active(&mut self) {
+        if self.role != StateRole::Leader {
+            return;
+        }
+        let id = self.raw.raft.id;
+        let mut now: Vec<u64> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(pid, pr)| **pid == id || pr.recent_active)
+            .map(|(pid, _)| *pid)
+            .filter(|pid| self.raw.raft.prs().conf().voters().contains(*pid))
+            .collect();
+        now.sort_unstable();
+        if now == self.active_seen.0 {
+            self.active_seen.1 += 1;
+        } else {
+            self.active_seen = (now, 1);
+        }
+        if self.active_seen.1 >= ACTIVE_NODES_STABLE_TICKS && self.active != self.active_seen.0 {
+            self.active = self.active_seen.0.clone();
+            tracing::info!(channel = %self.channel, active = ?self.active, "active nodes changed");
+        }
+    }
+
+    /// The consenters the leader counts as active (see [`ChainStatus::active_nodes`]).
+    pub fn active_nodes(&self) -> &[u64] {
+        &self.active
+    }
+
+    /// ActiveNodes piggybacked by node `from` on a Raft message (`ClusterMetadata`); taken
+    /// only from the leader this node follows, as Fabric does.
+    pub fn set_active_nodes(&mut self, from: u64, active: Vec<u64>) {
+        if from == self.leader && self.role != StateRole::Leader {
+            self.active = active;
+        }
     }
 
     /// A Raft message from another consenter.
@@ -640,6 +696,7 @@ impl ChainCore {
         }
         let was_leader = self.role == StateRole::Leader;
         self.role = role;
+        self.active_seen = (Vec::new(), 0);
         if role == StateRole::Leader {
             // Build on the last block only after every entry of earlier terms is applied: the
             // leader's own empty entry marks that point.
