@@ -1,6 +1,7 @@
-//! `ordo demo`: a one-node orderer on a freshly generated channel, fed by a small client, with
-//! every block printed as Deliver hands it out — what Ordo does, in one command, with nothing
-//! installed but Ordo.
+//! `ordo demo`: a local Raft cluster (three orderers by default) on a freshly generated channel,
+//! fed by a small client through one orderer, with every block printed as another orderer's
+//! Deliver hands it out, and a final check that every orderer holds the same blocks — what Ordo
+//! does, in one command, with nothing installed but Ordo.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,9 @@ pub struct DemoArgs {
     /// Envelopes the client sends per second.
     #[arg(long, default_value_t = 20)]
     rate: u32,
+    /// Orderers in the cluster (all consenters of the channel).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    nodes: u32,
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -56,47 +60,57 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let material = generate(&dir, "demo").context("generating the demo network")?;
+    let material = generate(&dir, "demo", args.nodes).context("generating the demo network")?;
     println!(
-        "Generated an orderer org, an application org and channel '{}' in {}",
+        "Generated an orderer org with {} orderers, an application org and channel '{}' in {}",
+        args.nodes,
         material.channel,
         dir.display()
     );
 
-    let cfg = LocalConfig::load(&material.orderer_yaml)?;
-    let node = Node::start(cfg).await?;
-    let a = node.addresses;
-    println!(
-        "Orderer started: gRPC {} · admin {} · operations http://{}",
-        a.general, a.admin, a.operations
-    );
+    let mut nodes = Vec::new();
+    for (i, yaml) in material.orderer_yamls.iter().enumerate() {
+        let cfg = LocalConfig::load(yaml)?;
+        let node = Node::start(cfg).await?;
+        let a = &node.addresses;
+        println!(
+            "orderer{} started: gRPC {} (also Raft) · admin {} · operations http://{}",
+            i + 1,
+            a.general,
+            a.admin,
+            a.operations
+        );
+        nodes.push(node);
+    }
 
     let ca = std::fs::read(&material.tls_ca_cert)?;
-    let admin = HttpClient {
-        addr: a.admin,
-        tls: Some(ClientTls::new(
-            std::slice::from_ref(&ca),
-            Some((
-                &std::fs::read(&material.admin_tls_cert)?,
-                &std::fs::read(&material.admin_tls_key)?,
-            )),
-            "127.0.0.1",
-            &[b"http/1.1"],
-        )?),
-    };
-    let joined = admin.join(&material.genesis_block).await?;
-    if joined.status != 201 {
-        bail!(
-            "joining the channel: HTTP {}: {}",
-            joined.status,
-            String::from_utf8_lossy(&joined.body)
-        );
+    let admin_cert = std::fs::read(&material.admin_tls_cert)?;
+    let admin_key = std::fs::read(&material.admin_tls_key)?;
+    for (i, node) in nodes.iter().enumerate() {
+        let admin = HttpClient {
+            addr: node.addresses.admin,
+            tls: Some(ClientTls::new(
+                std::slice::from_ref(&ca),
+                Some((&admin_cert, &admin_key)),
+                "127.0.0.1",
+                &[b"http/1.1"],
+            )?),
+        };
+        let joined = admin.join(&material.genesis_block).await?;
+        if joined.status != 201 {
+            bail!(
+                "orderer{} joining the channel: HTTP {}: {}",
+                i + 1,
+                joined.status,
+                String::from_utf8_lossy(&joined.body)
+            );
+        }
     }
     println!(
-        "Joined channel '{}' through the channel participation API (HTTP 201)",
+        "Every orderer joined channel '{}' through the channel participation API (HTTP 201)",
         material.channel
     );
-    let channel_handle = node
+    let channel_handle = nodes[0]
         .registrar
         .get(&material.channel)
         .context("the joined channel is not running")?;
@@ -108,12 +122,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     .await
     .context("no Raft leader after 30 s")??;
     println!(
-        "Raft leader elected (node {})",
-        channel_handle.state().status.leader
+        "Raft leader elected (orderer{} of {})",
+        channel_handle.state().status.leader,
+        args.nodes
     );
 
+    // The client talks to the last orderer (a follower forwards to the leader); blocks are read
+    // from the first.
+    let a = nodes[0].addresses;
+    let through = nodes[nodes.len() - 1].addresses.general;
     let tls = ClientTls::new(std::slice::from_ref(&ca), None, "127.0.0.1", &[b"h2"])?;
-    let client = AtomicBroadcastClient::new(grpc_channel(a.general, Some(tls)).await?);
+    let client = AtomicBroadcastClient::new(grpc_channel(a.general, Some(tls.clone())).await?);
+    let sender = AtomicBroadcastClient::new(grpc_channel(through, Some(tls)).await?);
     let signer = std::sync::Arc::new(
         ordo_msp::local::load_signing_identity(&material.client_msp_dir, &material.client_msp_id)?
             .signer,
@@ -142,7 +162,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let mut bc = client.clone();
+    let mut bc = sender.clone();
     let broadcaster = tokio::spawn(async move {
         let stream = tokio_stream_from(rx);
         match bc.broadcast(stream).await {
@@ -177,6 +197,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .await?
         .into_inner();
     let mut prev: Option<[u8; 32]> = None;
+    let mut last_printed = None;
     let stop_after = if args.blocks == 0 {
         u64::MAX
     } else {
@@ -216,6 +237,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                     }
                 );
                 prev = Some(hash);
+                last_printed = Some(h.number);
                 if h.number + 1 >= stop_after.saturating_add(1) {
                     break;
                 }
@@ -229,15 +251,53 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     producer.abort();
     broadcaster.abort();
-    // Close the client's connections first so that the node's graceful stop has nothing to wait for.
+    // Close the client's connections first so that the nodes' graceful stop has nothing to wait
+    // for.
     drop(blocks);
     drop(dc);
     drop(client);
+    drop(sender);
     let _ = broadcaster.await;
-    node.stop().await;
+    if let Some(last) = last_printed {
+        same_blocks_everywhere(&nodes, &material.channel, last).await?;
+    }
+    for node in nodes {
+        node.stop().await;
+    }
     if args.dir.is_some() {
         println!("Data kept in {}", dir.display());
     }
+    Ok(())
+}
+
+/// Checks that every orderer holds blocks 0..=last with the same headers (the metadata differs:
+/// each orderer signs the blocks it writes).
+async fn same_blocks_everywhere(nodes: &[Node], channel: &str, last: u64) -> anyhow::Result<()> {
+    let mut reference = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let ch = node
+            .registrar
+            .get(channel)
+            .with_context(|| format!("orderer{} lost the channel", i + 1))?;
+        let ledger = ch.ledger();
+        let mut height = ledger.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), height.wait_for(|h| *h > last))
+            .await
+            .with_context(|| format!("orderer{} did not reach block {last}", i + 1))??;
+        let headers: Vec<_> = (0..=last)
+            .map(|n| ledger.block(n).map(|b| b.header))
+            .collect::<Result<_, _>>()?;
+        if i == 0 {
+            reference = headers;
+        } else if headers != reference {
+            bail!("orderer{} holds different blocks than orderer1", i + 1);
+        }
+    }
+    println!(
+        "All {} orderers hold the same {} blocks ✓",
+        nodes.len(),
+        last + 1
+    );
     Ok(())
 }
 

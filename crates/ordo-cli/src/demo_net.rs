@@ -1,7 +1,9 @@
 //! The network `ordo demo` runs on, generated from nothing: what Fabric's cryptogen makes for an
 //! orderer org and an application org (CAs, TLS CAs, NodeOUs, node/admin/user MSP folders, TLS
-//! certificates for `localhost` and `127.0.0.1`), a configtx.yaml with a one-consenter etcdraft
-//! profile, the channel's genesis block (built by Ordo's configtxgen path), and an orderer.yaml.
+//! certificates for `localhost` and `127.0.0.1`), a configtx.yaml whose etcdraft profile has N
+//! consenters on free ports of 127.0.0.1, the channel's genesis block (built by Ordo's
+//! configtxgen path), and an orderer.yaml per orderer (its cluster traffic shares the general
+//! port, which is the consenter's port in the channel config).
 //! Everything is in Fabric's layouts, so Fabric's tools could use the same folder.
 
 use std::fs;
@@ -13,9 +15,10 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 
-/// What the demo needs to run a node and a client.
+/// What the demo needs to run the nodes and a client.
 pub struct DemoNet {
-    pub orderer_yaml: PathBuf,
+    /// One orderer.yaml per orderer, orderer1 first.
+    pub orderer_yamls: Vec<PathBuf>,
     pub genesis_block: Vec<u8>,
     pub channel: String,
     pub client_msp_dir: PathBuf,
@@ -135,27 +138,35 @@ fn msp(dir: &Path, ca: &Ca, tlsca: &Ca, signer: Option<&(String, String)>) -> Re
     Ok(())
 }
 
-/// Generates the demo network in `dir` for `channel`.
-pub fn generate(dir: &Path, channel: &str) -> Result<DemoNet> {
+/// A port nothing listens on now (the consenters' ports must be in the genesis block before
+/// the nodes start, so they cannot ask the kernel when they bind).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Generates the demo network in `dir` for `channel`, with `orderers` consenters.
+pub fn generate(dir: &Path, channel: &str, orderers: u32) -> Result<DemoNet> {
     let oo = dir.join("crypto/ordererOrganizations/example.com");
     let (o_ca, o_tlsca) = (ca("example.com", "ca")?, ca("example.com", "tlsca")?);
     msp(&oo.join("msp"), &o_ca, &o_tlsca, None)?;
-    let node = oo.join("orderers/orderer1.example.com");
-    msp(
-        &node.join("msp"),
-        &o_ca,
-        &o_tlsca,
-        Some(&leaf(
+    let mut ports = Vec::new();
+    for n in 1..=orderers {
+        let host = format!("orderer{n}.example.com");
+        let node = oo.join(format!("orderers/{host}"));
+        msp(
+            &node.join("msp"),
             &o_ca,
-            "orderer1.example.com",
-            Some("orderer"),
-            false,
-        )?),
-    )?;
-    let (tls_cert, tls_key) = leaf(&o_tlsca, "orderer1.example.com", None, true)?;
-    write(&node.join("tls/server.crt"), &tls_cert)?;
-    write(&node.join("tls/server.key"), &tls_key)?;
-    write(&node.join("tls/ca.crt"), o_tlsca.pem())?;
+            &o_tlsca,
+            Some(&leaf(&o_ca, &host, Some("orderer"), false)?),
+        )?;
+        let (tls_cert, tls_key) = leaf(&o_tlsca, &host, None, true)?;
+        write(&node.join("tls/server.crt"), &tls_cert)?;
+        write(&node.join("tls/server.key"), &tls_key)?;
+        write(&node.join("tls/ca.crt"), o_tlsca.pem())?;
+        ports.push(free_port()?);
+    }
     let admin = oo.join("users/Admin@example.com");
     msp(
         &admin.join("msp"),
@@ -186,32 +197,60 @@ pub fn generate(dir: &Path, channel: &str) -> Result<DemoNet> {
         )?),
     )?;
 
+    let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let consenters: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let tls = format!(
+                "crypto/ordererOrganizations/example.com/orderers/orderer{}.example.com/tls/server.crt",
+                i + 1
+            );
+            format!(
+                "\n                  - {{Host: 127.0.0.1, Port: {port}, ClientTLSCert: {tls}, ServerTLSCert: {tls}}}"
+            )
+        })
+        .collect();
     let configtx = dir.join("configtx.yaml");
-    write(&configtx, CONFIGTX)?;
+    write(
+        &configtx,
+        CONFIGTX
+            .replace("ORDERER_ENDPOINTS", &endpoints.join(", "))
+            .replace("CONSENTERS", &consenters),
+    )?;
     let block = ordo_config::genesis::genesis_block(&configtx, "Demo", channel)
         .context("building the genesis block")?;
 
-    let orderer_yaml = dir.join("orderer.yaml");
-    // Fabric reads the ledger and WAL folders as written (relative to the working directory),
-    // so they are made absolute here.
-    let data = dir.join("data");
-    write(
-        &orderer_yaml,
-        ORDERER_YAML.replace("data/", &format!("{}/", data.display())),
-    )?;
+    let mut orderer_yamls = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let n = i + 1;
+        let path = dir.join(format!("orderer{n}.yaml"));
+        // Fabric reads the ledger and WAL folders as written (relative to the working
+        // directory), so they are made absolute here.
+        let data = dir.join(format!("data/orderer{n}"));
+        write(
+            &path,
+            ORDERER_YAML
+                .replace("data/", &format!("{}/", data.display()))
+                .replace("orderer1.example.com", &format!("orderer{n}.example.com"))
+                .replace("LISTEN_PORT", &port.to_string()),
+        )?;
+        orderer_yamls.push(path);
+    }
     Ok(DemoNet {
-        orderer_yaml,
+        orderer_yamls,
         genesis_block: prost::Message::encode_to_vec(&block),
         channel: channel.to_string(),
         client_msp_dir: user,
         client_msp_id: "Org1MSP".to_string(),
         admin_tls_cert: admin.join("tls/client.crt"),
         admin_tls_key: admin.join("tls/client.key"),
-        tls_ca_cert: node.join("tls/ca.crt"),
+        tls_ca_cert: oo.join("orderers/orderer1.example.com/tls/ca.crt"),
     })
 }
 
-/// One orderer org with one consenter, one application org; Fabric's sample policies.
+/// One orderer org whose orderers are all consenters, one application org; Fabric's sample
+/// policies. ORDERER_ENDPOINTS and CONSENTERS are filled in by [`generate`].
 const CONFIGTX: &str = r#"Organizations:
     - &OrdererOrg
         Name: OrdererOrg
@@ -221,7 +260,7 @@ const CONFIGTX: &str = r#"Organizations:
             Readers: {Type: Signature, Rule: "OR('OrdererMSP.member')"}
             Writers: {Type: Signature, Rule: "OR('OrdererMSP.member')"}
             Admins: {Type: Signature, Rule: "OR('OrdererMSP.admin')"}
-        OrdererEndpoints: [127.0.0.1:7050]
+        OrdererEndpoints: [ORDERER_ENDPOINTS]
     - &Org1
         Name: Org1MSP
         ID: Org1MSP
@@ -247,11 +286,7 @@ Profiles:
             BatchTimeout: 1s
             BatchSize: {MaxMessageCount: 10, AbsoluteMaxBytes: 10 MB, PreferredMaxBytes: 2 MB}
             EtcdRaft:
-                Consenters:
-                  - Host: 127.0.0.1
-                    Port: 7050
-                    ClientTLSCert: crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/tls/server.crt
-                    ServerTLSCert: crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/tls/server.crt
+                Consenters:CONSENTERS
                 Options: {TickInterval: 100ms, ElectionTick: 10, HeartbeatTick: 1, MaxInflightBlocks: 5, SnapshotIntervalSize: 16 MB}
             Organizations: [*OrdererOrg]
             Policies:
@@ -271,10 +306,11 @@ Profiles:
             Capabilities: *ApplicationCapabilities
 "#;
 
-/// Every listener on a free port (the node prints the ones it got); data next to the file.
+/// orderer1's; the general port (also the cluster's) is the consenter's, the other listeners on
+/// free ports (the node prints the ones it got); data next to the file.
 const ORDERER_YAML: &str = r#"General:
     ListenAddress: 127.0.0.1
-    ListenPort: 0
+    ListenPort: LISTEN_PORT
     TLS:
         Enabled: true
         PrivateKey: crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/tls/server.key

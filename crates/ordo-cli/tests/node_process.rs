@@ -505,6 +505,10 @@ fn the_demo_produces_linked_blocks() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("Raft leader elected"), "{text}");
+    assert!(
+        text.contains("All 3 orderers hold the same 4 blocks ✓"),
+        "{text}"
+    );
     for n in 1..=3 {
         let line = text
             .lines()
