@@ -422,6 +422,7 @@ impl Comm {
 
     /// SHA-256 of this node's TLS client certificate: the TLS binding of its Deliver requests.
     pub fn client_cert_hash(&self) -> Bytes {
+        // `Comm::new` refuses an empty chain, so the leaf is there.
         Bytes::copy_from_slice(&ordo_crypto::sha256(&self.0.client_chain[0]))
     }
 }
