@@ -256,13 +256,13 @@ impl std::fmt::Debug for ChainCore {
 }
 
 /// The range `[min, max)` of ticks a follower waits without hearing from a leader before it
-/// campaigns: `[ElectionTick, ElectionTick + ElectionTick/3 + 1)`. etcd/raft (and so Fabric)
+/// campaigns: `[ElectionTick, ElectionTick + ElectionTick/4 + 1)`. etcd/raft (and so Fabric)
 /// draws from `[ElectionTick, 2 × ElectionTick)`, so replacing a dead leader can take twice the
 /// configured election timeout; Ordo promises a new leader within the election timeout plus a
-/// second or so. The spread left (a third of the timeout, 750 ms with Fabric's defaults) is still
-/// hundreds of round trips, which keeps split votes rare; a split vote just draws again.
+/// second. The spread left (three ticks, 750 ms, with Fabric's defaults) is still hundreds of
+/// round trips, which keeps split votes rare; a split vote just draws again.
 pub fn election_range(election_tick: usize) -> (usize, usize) {
-    (election_tick, election_tick + election_tick / 3 + 1)
+    (election_tick, election_tick + election_tick / 4 + 1)
 }
 
 /// Records the destinations of the snapshots among `msgs`.
