@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_cmd;
 mod config_cmd;
 mod demo_cmd;
 mod demo_net;
@@ -23,10 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load generator for any Fabric-compatible orderer (`ordo bench calibrate`: the machine's
+    /// signature rates).
+    Bench(bench_cmd::BenchArgs),
     /// Channel configuration tools: what configtxlator and configtxgen do, without Fabric.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
-    /// Runs a one-node orderer on a generated channel and shows the blocks it produces.
+    /// Runs a local Raft cluster on a generated channel and shows the blocks it produces.
     Demo(demo_cmd::DemoArgs),
     /// Runs an orderer node.
     #[command(subcommand)]
@@ -36,6 +40,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(a) => bench_cmd::run_cmd(a),
         Command::Config(c) => config_cmd::run(c),
         Command::Node(c) => node_cmd::run(c),
         Command::Demo(a) => demo_cmd::run(a),

@@ -1,0 +1,82 @@
+//! `ordo bench` as CI runs it: a short smoke run against a real node (not a measurement), checking
+//! that every envelope was acknowledged and delivered exactly once, in hash-chained blocks;
+//! and `ordo bench calibrate` reporting the machine's signature rates.
+
+mod common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smoke_run_orders_every_envelope_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = OrdoProcess::start(&write_config(dir.path(), false));
+    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(node.admin().join(&genesis).await.unwrap().status, 201);
+    // The run needs a leader to be answered SUCCESS; one envelope through first.
+    let user1 = signer(USER1, "Org1MSP");
+    let mut client = node.grpc().await;
+    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 0)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["bench", "--orderer"])
+        .arg(node.addrs.general.to_string())
+        .args(["--channel", "channel-1", "--msp-id", "Org1MSP", "--msp-dir"])
+        .arg(fixture(USER1))
+        .arg("--tls-ca")
+        .arg(fixture(&format!("{ORDERER1}/tls/ca.crt")))
+        .args(["--envelopes", "3000", "--streams", "4", "--window", "64"])
+        .args(["--json", "--check"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["delivered"], 3000, "{v}");
+    assert_eq!(v["statuses"]["SUCCESS"], 3000, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert_eq!(v["chain_ok"], true, "{v}");
+    assert!(
+        v["blocks"].as_u64().unwrap() >= 30,
+        "BatchSize is 100 messages: {v}"
+    );
+    assert!(v["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(
+        v["calibration"]["verify_per_core_per_sec"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+
+    // What the node holds agrees: the bench's envelopes are in its blocks.
+    let texts = payload_texts(&deliver_envelopes(&mut client, &user1, "channel-1", 3001).await);
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.starts_with("ordo-bench "))
+            .count(),
+        3000
+    );
+}
+
+#[test]
+fn calibrate_reports_positive_rates() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["bench", "calibrate", "--seconds", "0.2", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in [
+        "verify_per_core_per_sec",
+        "sign_per_core_per_sec",
+        "ceiling_tx_per_sec",
+    ] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{v}");
+    }
+}
