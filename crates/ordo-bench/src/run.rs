@@ -154,7 +154,6 @@ struct Shared {
     sent_at: Vec<AtomicU64>,
     next: AtomicU64,
     sent: AtomicU64,
-    answered: AtomicU64,
     success: AtomicU64,
     delivered: AtomicU64,
 }
@@ -215,7 +214,6 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, BenchError> {
         sent_at: (0..cfg.envelopes).map(|_| AtomicU64::new(0)).collect(),
         next: AtomicU64::new(0),
         sent: AtomicU64::new(0),
-        answered: AtomicU64::new(0),
         success: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
     });
@@ -265,7 +263,6 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, BenchError> {
                     |s| s.as_str_name().trim_start_matches("STATUS_").to_string(),
                 );
                 *statuses.entry(name).or_default() += 1;
-                shared.answered.fetch_add(1, Ordering::Relaxed);
                 if s == Status::Success as i32 {
                     shared.success.fetch_add(1, Ordering::Relaxed);
                 }
