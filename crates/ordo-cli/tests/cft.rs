@@ -28,10 +28,10 @@ async fn start_cluster(
             write_cluster_node_config(&d, i, consensus)
         })
         .collect();
-    let nodes: Vec<Option<OrdoProcess>> = configs
-        .iter()
-        .map(|c| Some(OrdoProcess::start(c)))
-        .collect();
+    let mut nodes = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        nodes.push(Some(OrdoProcess::start_cluster_node(c, i as u32 + 1).await));
+    }
     let genesis = std::fs::read(fixture(&format!("channel-genesis/channel-{n}.block"))).unwrap();
     for node in nodes.iter().flatten() {
         assert_eq!(node.admin().join(&genesis).await.unwrap().status, 201);
@@ -108,7 +108,8 @@ async fn an_orderer_behind_the_latest_snapshot_catches_up_using_the_block_stored
     verify_chain(&reference);
 
     // Back, it catches up by pulling blocks (not from the leader's log, which is compacted).
-    nodes[lagging] = Some(OrdoProcess::start(&configs[lagging]));
+    nodes[lagging] =
+        Some(OrdoProcess::start_cluster_node(&configs[lagging], lagging as u32 + 1).await);
     let back = nodes[lagging].as_ref().unwrap();
     let caught_up = blocks_of(back, &user1, "channel-3", reference.len() as u64).await;
     assert!(
@@ -217,7 +218,8 @@ async fn orderer_stops_and_restarts_keeps_network_up_and_running() {
     assert!(agreed(&after[..reference.len()]) == agreed(&reference));
 
     // The killed node comes back and catches up with the same blocks.
-    nodes[leader] = Some(OrdoProcess::start(&configs[leader]));
+    nodes[leader] =
+        Some(OrdoProcess::start_cluster_node(&configs[leader], leader as u32 + 1).await);
     let back = nodes[leader].as_ref().unwrap();
     let caught_up = blocks_of(back, &user1, "channel-3", after.len() as u64).await;
     assert!(
@@ -324,7 +326,8 @@ async fn the_leader_dies_elects_a_new_leader() {
             "acknowledged envelope {i} lost"
         );
     }
-    nodes[leader] = Some(OrdoProcess::start(&configs[leader]));
+    nodes[leader] =
+        Some(OrdoProcess::start_cluster_node(&configs[leader], leader as u32 + 1).await);
     for node in nodes.iter().flatten() {
         let blocks = blocks_of(node, &user1, "channel-3", reference.len() as u64).await;
         assert!(agreed(&blocks) == agreed(&reference), "the nodes disagree");
@@ -380,7 +383,7 @@ async fn leader_cannot_reach_quorum_steps_down() {
     wait_unavailable(alone, &user1, 1000).await;
 
     for f in &followers {
-        nodes[*f] = Some(OrdoProcess::start(&configs[*f]));
+        nodes[*f] = Some(OrdoProcess::start_cluster_node(&configs[*f], *f as u32 + 1).await);
     }
     let r = broadcast_when_led(&mut client, tx(&user1, "channel-3", 1)).await;
     assert_eq!(r.0, Status::Success as i32, "{}", r.1);
@@ -457,7 +460,7 @@ async fn five_nodes_keep_ordering_with_a_minority_down_and_recover_from_quorum_l
 
     // Everyone back: a leader again, ordering again, the same blocks everywhere.
     for d in [leader, second, third] {
-        nodes[d] = Some(OrdoProcess::start(&configs[d]));
+        nodes[d] = Some(OrdoProcess::start_cluster_node(&configs[d], d as u32 + 1).await);
     }
     let r = send(nodes[leader].as_ref().unwrap(), sent).await;
     assert_eq!(r.0, Status::Success as i32, "{}", r.1);

@@ -149,6 +149,34 @@ pub struct OrdoProcess {
 
 impl OrdoProcess {
     pub fn start(config: &Path) -> OrdoProcess {
+        Self::try_start(config).expect("the node exited before reporting its listeners")
+    }
+
+    /// Starts orderer`n` of the fixture clusters (see [`write_cluster_node_config`]). Its fixed
+    /// ports 3705n and 3715n lie in the kernel's ephemeral port range, so a client connection
+    /// elsewhere may hold one for a moment: wait until both can be bound, and start again if
+    /// the node still lost the race.
+    pub async fn start_cluster_node(config: &Path, n: u32) -> OrdoProcess {
+        let ports = [37050 + n as u16, 37150 + n as u16];
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let free = ports
+                .iter()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
+            if free && let Some(p) = Self::try_start(config) {
+                return p;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ports {ports:?} stayed taken"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts a node; `None` if it exited without reporting its listeners (its error is on
+    /// stderr).
+    pub fn try_start(config: &Path) -> Option<OrdoProcess> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
             .args(["node", "start", "--config"])
             .arg(config)
@@ -167,9 +195,15 @@ impl OrdoProcess {
                 }
             }
         });
-        let line = rx
-            .recv_timeout(WAIT)
-            .expect("the node did not report its listeners");
+        let line = match rx.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the node did not report its listeners"),
+        };
         let addr = |key: &str| -> SocketAddr {
             line.split(' ')
                 .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
@@ -177,14 +211,14 @@ impl OrdoProcess {
                 .parse()
                 .unwrap()
         };
-        OrdoProcess {
+        Some(OrdoProcess {
             addrs: Addrs {
                 general: addr("general"),
                 admin: addr("admin"),
                 operations: addr("operations"),
             },
             child,
-        }
+        })
     }
 
     pub fn kill9(mut self) {
