@@ -160,7 +160,7 @@ struct Shared {
 
 /// Runs the benchmark.
 pub async fn run(cfg: BenchConfig) -> Result<BenchResult, BenchError> {
-    let run_id = hex(&ordo_crypto::random_nonce()[..6]);
+    let run_id = hex::encode(&ordo_crypto::random_nonce()[..6]);
     let presigned: Option<Arc<Vec<Envelope>>> = if cfg.presign {
         let all = (0..cfg.envelopes)
             .map(|i| sign(&cfg, &run_id, i))
@@ -468,8 +468,4 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -32,16 +32,25 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::comm::Comm;
 
-/// `General.Cluster` replication settings.
-#[derive(Debug, Clone)]
-pub struct PullerConfig {
-    pub channel: String,
+/// `General.Cluster.Replication*` (Fabric's defaults: 20 MB, 5 s, 5 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
     /// `ReplicationBufferSize`: bytes of pulled blocks waiting to be written.
     pub buffer_bytes: usize,
     /// `ReplicationPullTimeout`: the longest wait for the next block on a stream.
     pub pull_timeout: Duration,
     /// `ReplicationRetryTimeout`: the pause after a round in which no endpoint could serve.
     pub retry_timeout: Duration,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            buffer_bytes: 20 * 1024 * 1024,
+            pull_timeout: Duration::from_secs(5),
+            retry_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// What the channel supplies: where to pull from, how to sign requests, how to judge blocks.
@@ -90,10 +99,11 @@ impl Drop for Puller {
 }
 
 impl Puller {
-    /// Starts pulling the blocks after `prev` up to block `target`, in order, into the returned
-    /// receiver.
+    /// Starts pulling `channel`'s blocks after `prev` up to block `target`, in order, into the
+    /// returned receiver.
     pub fn start<S: Source>(
-        cfg: PullerConfig,
+        channel: &str,
+        cfg: Replication,
         comm: Comm,
         source: S,
         prev: BlockHeader,
@@ -103,6 +113,7 @@ impl Puller {
         let (out, rx) = mpsc::unbounded_channel();
         let buffer = Arc::new(Semaphore::new(cfg.buffer_bytes.max(1)));
         let worker = Worker {
+            channel: channel.to_string(),
             cfg,
             comm,
             source,
@@ -134,7 +145,8 @@ impl Puller {
 }
 
 struct Worker<S> {
-    cfg: PullerConfig,
+    channel: String,
+    cfg: Replication,
     comm: Comm,
     source: S,
     prev: BlockHeader,
@@ -151,7 +163,7 @@ fn specified(number: u64) -> SeekPosition {
 
 impl<S: Source> Worker<S> {
     async fn run(mut self) {
-        let channel = self.cfg.channel.clone();
+        let channel = self.channel.clone();
         loop {
             let target = *self.target.borrow_and_update();
             if self.prev.number >= target {
@@ -189,7 +201,7 @@ impl<S: Source> Worker<S> {
                 Ok(h) if *h > next => Some(e),
                 Ok(_) => None,
                 Err(err) => {
-                    tracing::debug!(channel = %self.cfg.channel, endpoint = %e, error = %err, "block puller: probe failed");
+                    tracing::debug!(channel = %self.channel, endpoint = %e, error = %err, "block puller: probe failed");
                     None
                 }
             })
@@ -200,7 +212,7 @@ impl<S: Source> Worker<S> {
         // Fabric picks at random, spreading catching-up nodes over the orderers.
         let pick = usize::from(ordo_crypto::random_nonce()[0]) % able.len();
         let endpoint = able[pick].clone();
-        tracing::info!(channel = %self.cfg.channel, %endpoint, from = next, to = target, "block puller: pulling blocks");
+        tracing::info!(channel = %self.channel, %endpoint, from = next, to = target, "block puller: pulling blocks");
         self.stream(&endpoint, &roots, next, target).await
     }
 

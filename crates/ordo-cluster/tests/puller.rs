@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use ordo_cluster::comm::{Comm, CommConfig};
-use ordo_cluster::puller::{Puller, PullerConfig, Source};
+use ordo_cluster::puller::{Puller, Replication, Source};
 use ordo_cluster::tls::{Alpn, ClientAuth, TlsServer, incoming};
 use ordo_proto::common::{Block, ChannelHeader, Envelope, Header, Payload};
 use ordo_proto::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
@@ -189,9 +189,8 @@ fn comm() -> Comm {
     .unwrap()
 }
 
-fn config() -> PullerConfig {
-    PullerConfig {
-        channel: "channel-3".into(),
+fn config() -> Replication {
+    Replication {
         // Smaller than the whole range: the buffer must let blocks through as they are taken.
         buffer_bytes: 64 * 1024,
         pull_timeout: Duration::from_secs(2),
@@ -225,7 +224,7 @@ async fn skips_a_dead_endpoint_rejects_a_tampered_block_and_binds_its_requests()
     ));
     assert_eq!(c.client_cert_hash(), expected_binding);
     let prev = blocks[0].header.clone().unwrap();
-    let (puller, mut rx) = Puller::start(config(), c, source, prev, 8);
+    let (puller, mut rx) = Puller::start("channel-3", config(), c, source, prev, 8);
     let mut got = Vec::new();
     while got.len() < 8 {
         let p = tokio::time::timeout(WAIT, rx.recv())

@@ -6,7 +6,6 @@
 //! replaces for the blocks after it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use ordo_cluster::puller::Source;
@@ -19,24 +18,6 @@ use ordo_proto::orderer::SeekInfo;
 use prost::Message;
 
 use crate::channel::config_of_block;
-
-/// `General.Cluster.Replication*` (Fabric's defaults: 20 MB, 5 s, 5 s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replication {
-    pub buffer_bytes: usize,
-    pub pull_timeout: Duration,
-    pub retry_timeout: Duration,
-}
-
-impl Default for Replication {
-    fn default() -> Self {
-        Replication {
-            buffer_bytes: 20 * 1024 * 1024,
-            pull_timeout: Duration::from_secs(5),
-            retry_timeout: Duration::from_secs(5),
-        }
-    }
-}
 
 /// The puller's view of one channel.
 pub struct ChannelSource {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ordo_cluster::comm::{Comm, RemoteNode};
-use ordo_cluster::puller::{Pulled, Puller, PullerConfig};
+use ordo_cluster::puller::{Pulled, Puller, Replication};
 use ordo_config::ChannelConfig;
 use ordo_config::duration::parse_go_duration;
 use ordo_ledger::block::{
@@ -43,7 +43,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::catchup::{ChannelSource, Replication};
+use crate::catchup::ChannelSource;
 use crate::configupdate::revalidate_config;
 use crate::metrics::Metrics;
 use crate::msgprocessor::{FilterSettings, process_normal};
@@ -826,19 +826,19 @@ impl Driver {
             .header
             .ok_or_else(|| ChannelError::Config("ledger block without header".into()))?;
         tracing::info!(channel = %self.name, from = height, to = target, "the leader's snapshot is ahead of this ledger: pulling the missing blocks from the channel's orderers");
-        let r = self.services.replication;
-        let cfg = PullerConfig {
-            channel: self.name.clone(),
-            buffer_bytes: r.buffer_bytes,
-            pull_timeout: r.pull_timeout,
-            retry_timeout: r.retry_timeout,
-        };
         let source = ChannelSource::new(
             &self.name,
             (**self.config.load()).clone(),
             self.services.signer.clone(),
         );
-        let (puller, blocks) = Puller::start(cfg, comm, source, prev, target);
+        let (puller, blocks) = Puller::start(
+            &self.name,
+            self.services.replication,
+            comm,
+            source,
+            prev,
+            target,
+        );
         self.catch_up = Some(CatchUp {
             target,
             target_hash,

@@ -15,7 +15,6 @@ use ordo_proto::orderer::atomic_broadcast_server::AtomicBroadcastServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::catchup::Replication;
 use crate::channel::NodeServices;
 use crate::grpc::AtomicBroadcastService;
 use crate::localconfig::LocalConfig;
@@ -204,7 +203,7 @@ impl Node {
             metrics: metrics.clone(),
             on_config,
             comm: comm.clone(),
-            replication: Replication {
+            replication: ordo_cluster::puller::Replication {
                 buffer_bytes: usize::try_from(g.cluster.replication_buffer_size)
                     .unwrap_or(usize::MAX),
                 pull_timeout: ns(g.cluster.replication_pull_timeout_ns),
