@@ -39,22 +39,6 @@ async fn start_cluster(
     (configs, nodes)
 }
 
-/// The index of the node that reports itself leader of `channel`, once one does.
-async fn leader_of(nodes: &[Option<OrdoProcess>], channel: &str) -> usize {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        for (i, n) in nodes.iter().enumerate() {
-            if let Some(n) = n
-                && leads(n, channel).await
-            {
-                return i;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no leader reported");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The latest snapshot's block number on `node` (0 before any).
 async fn snapshot_block(node: &OrdoProcess, channel: &str) -> u64 {
     metric(
@@ -227,45 +211,6 @@ async fn orderer_stops_and_restarts_keeps_network_up_and_running() {
         "the restarted node disagrees"
     );
     verify_chain(&caught_up);
-}
-
-/// A client broadcasting through `node` in batches of ten until `stop`, retrying whatever was
-/// not acknowledged; returns the numbers of the acknowledged envelopes.
-fn start_load(
-    node: &OrdoProcess,
-    channel: &'static str,
-    first: u64,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    acked: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
-) -> tokio::task::JoinHandle<()> {
-    let general = node.addrs.general;
-    tokio::spawn(async move {
-        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
-        let tls = ClientTls::new(&[root], None, "127.0.0.1", &[b"h2"]).unwrap();
-        let mut client =
-            AtomicBroadcastClient::new(grpc_channel(general, Some(tls)).await.unwrap());
-        let user1 = signer(USER1, "Org1MSP");
-        let mut pending: Vec<u64> = Vec::new();
-        let mut next = first;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            while pending.len() < 10 {
-                pending.push(next);
-                next += 1;
-            }
-            let envs = pending.iter().map(|i| tx(&user1, channel, *i)).collect();
-            let answers = broadcast(&mut client, envs).await;
-            let ok = answers
-                .iter()
-                .take_while(|(status, _)| *status == Status::Success as i32)
-                .count();
-            acked.lock().unwrap().extend(pending.drain(..ok));
-            if ok < 10 {
-                // Refused (no leader yet, or not committed in time): retried on a fresh stream
-                // once the cluster can take it again.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    })
 }
 
 /// cft_test.go "The leader dies / Elects a new leader", with a client keeping up a load under

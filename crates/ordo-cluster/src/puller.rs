@@ -99,14 +99,15 @@ impl Drop for Puller {
 }
 
 impl Puller {
-    /// Starts pulling `channel`'s blocks after `prev` up to block `target`, in order, into the
-    /// returned receiver.
+    /// Starts pulling `channel`'s blocks after `prev` (from block 0 if `None`) up to block
+    /// `target`, in order, into the returned receiver. With `target` [`FOLLOW`] it never ends:
+    /// it keeps up with the channel (a follower), polling quietly while nothing is new.
     pub fn start<S: Source>(
         channel: &str,
         cfg: Replication,
         comm: Comm,
         source: S,
-        prev: BlockHeader,
+        prev: Option<BlockHeader>,
         target: u64,
     ) -> (Puller, mpsc::UnboundedReceiver<Pulled>) {
         let (target_tx, target_rx) = watch::channel(target);
@@ -144,12 +145,19 @@ impl Puller {
     }
 }
 
+/// The target of a puller that follows the channel for good.
+pub const FOLLOW: u64 = u64::MAX;
+
+/// A follower's first wait before asking again for a block nobody has yet; it grows by half up
+/// to `ReplicationRetryTimeout` while the channel stays idle (Fabric's follower: 500 ms to 10 s).
+const FOLLOW_POLL_MIN: Duration = Duration::from_millis(500);
+
 struct Worker<S> {
     channel: String,
     cfg: Replication,
     comm: Comm,
     source: S,
-    prev: BlockHeader,
+    prev: Option<BlockHeader>,
     target: watch::Receiver<u64>,
     out: mpsc::UnboundedSender<Pulled>,
     buffer: Arc<Semaphore>,
@@ -162,26 +170,48 @@ fn specified(number: u64) -> SeekPosition {
 }
 
 impl<S: Source> Worker<S> {
+    /// The number of the next block wanted.
+    fn next(&self) -> u64 {
+        self.prev.as_ref().map_or(0, |p| p.number + 1)
+    }
+
     async fn run(mut self) {
         let channel = self.channel.clone();
+        let mut poll = FOLLOW_POLL_MIN;
         loop {
             let target = *self.target.borrow_and_update();
-            if self.prev.number >= target {
+            if self.prev.as_ref().is_some_and(|p| p.number >= target) {
                 // Done unless the target moves; the writer dropping the puller ends the task.
                 if self.target.changed().await.is_err() {
                     return;
                 }
                 continue;
             }
-            match self.round(target).await {
+            let before = self.next();
+            let result = self.round(target).await;
+            let follow = target == FOLLOW;
+            if self.next() > before {
+                poll = FOLLOW_POLL_MIN;
+            }
+            match result {
                 Ok(()) => {}
                 Err(RoundError::Closed) => return,
+                Err(e @ RoundError::NobodyHasIt(_)) if follow => {
+                    // A follower that is up to date: nothing is wrong, ask again later.
+                    tracing::debug!(%channel, next = self.next(), error = %e, retry_in = ?poll, "block puller: up to date");
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 3 / 2).min(self.cfg.retry_timeout.max(FOLLOW_POLL_MIN));
+                }
                 Err(e @ RoundError::NobodyHasIt(_)) => {
-                    tracing::warn!(%channel, next = self.prev.number + 1, target, error = %e, retry_in = ?self.cfg.retry_timeout, "block puller: waiting to retry");
+                    tracing::warn!(%channel, next = self.next(), target, error = %e, retry_in = ?self.cfg.retry_timeout, "block puller: waiting to retry");
                     tokio::time::sleep(self.cfg.retry_timeout).await;
                 }
+                Err(e) if follow && self.next() > before => {
+                    // The stream went quiet after serving blocks: the channel is idle.
+                    tracing::debug!(%channel, next = self.next(), error = %e, "block puller: stream ended");
+                }
                 Err(e) => {
-                    tracing::warn!(%channel, next = self.prev.number + 1, target, error = %e, "block puller: switching endpoint");
+                    tracing::warn!(%channel, next = self.next(), target, error = %e, "block puller: switching endpoint");
                 }
             }
         }
@@ -189,7 +219,7 @@ impl<S: Source> Worker<S> {
 
     /// One round: probe, pick an endpoint, stream from it until the target or a failure.
     async fn round(&mut self, target: u64) -> Result<(), RoundError> {
-        let next = self.prev.number + 1;
+        let next = self.next();
         let endpoints = self.source.endpoints();
         let roots = self.source.tls_roots();
         let probes = endpoints.iter().map(|e| self.probe(e, &roots));
@@ -302,13 +332,13 @@ impl<S: Source> Worker<S> {
             error_response: SeekErrorResponse::BestEffort as i32,
         };
         let mut stream = self.open(endpoint, roots, seek).await?;
-        while self.prev.number < target {
+        while self.prev.as_ref().is_none_or(|p| p.number < target) {
             let block = match self.recv(endpoint, &mut stream).await? {
                 Response::Block(b) => b,
                 Response::Status(s) => {
                     return Err(RoundError::Endpoint(format!(
                         "{endpoint} answered status {s} before block {}",
-                        self.prev.number + 1
+                        self.next()
                     )));
                 }
             };
@@ -321,7 +351,7 @@ impl<S: Source> Worker<S> {
                 .acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
                 .await
                 .map_err(|_| RoundError::Closed)?;
-            self.prev = block.header.clone().unwrap_or_default();
+            self.prev = Some(block.header.clone().unwrap_or_default());
             self.out
                 .send(Pulled { block, _room: room })
                 .map_err(|_| RoundError::Closed)?;
@@ -332,9 +362,16 @@ impl<S: Source> Worker<S> {
     /// Fabric's `VerifyBlockHash` (sequence, previous hash, data hash), then the source's
     /// checks.
     fn check(&mut self, block: &Block) -> Result<(), String> {
-        verify_link(&self.prev, block)
-            .and_then(|()| verify_data_hash(block))
-            .map_err(|e| e.to_string())?;
+        match &self.prev {
+            Some(prev) => verify_link(prev, block).map_err(|e| e.to_string())?,
+            None => {
+                let number = block.header.as_ref().map_or(0, |h| h.number);
+                if number != 0 {
+                    return Err(format!("expected block 0, got block {number}"));
+                }
+            }
+        }
+        verify_data_hash(block).map_err(|e| e.to_string())?;
         self.source.verify(block)
     }
 }

@@ -89,10 +89,66 @@ struct SwappableVerifier {
     shift: Duration,
 }
 
+/// The verifier of a listener that trusts no client root yet (a node that has joined no
+/// channel): every client certificate is refused. rustls would otherwise hand back its
+/// `NoClientAuth`, whose methods panic when called behind a verifier that offers client auth.
+#[derive(Debug)]
+struct NoRoots {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for NoRoots {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 fn build_verifier(
     roots: &[CertificateDer<'static>],
     mandatory: bool,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    if roots.is_empty() {
+        return Ok(Arc::new(NoRoots {
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        }));
+    }
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         // Go's cert pool trusts whatever it is given, intermediates included; so do we.
@@ -205,12 +261,8 @@ impl TlsServer {
                         "client authentication is required but no client root CA is configured",
                     ));
                 }
-                let inner = if client_roots.is_empty() {
-                    // Nothing to verify against yet: accept no certificate until roots arrive.
-                    Arc::new(rustls::server::NoClientAuth) as Arc<dyn ClientCertVerifier>
-                } else {
-                    build_verifier(&client_roots, mandatory)?
-                };
+                // With no roots yet, no certificate is accepted until roots arrive.
+                let inner = build_verifier(&client_roots, mandatory)?;
                 let v = Arc::new(SwappableVerifier {
                     inner: ArcSwap::from_pointee(inner),
                     mandatory,

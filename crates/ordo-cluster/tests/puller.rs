@@ -224,7 +224,7 @@ async fn skips_a_dead_endpoint_rejects_a_tampered_block_and_binds_its_requests()
     ));
     assert_eq!(c.client_cert_hash(), expected_binding);
     let prev = blocks[0].header.clone().unwrap();
-    let (puller, mut rx) = Puller::start("channel-3", config(), c, source, prev, 8);
+    let (puller, mut rx) = Puller::start("channel-3", config(), c, source, Some(prev), 8);
     let mut got = Vec::new();
     while got.len() < 8 {
         let p = tokio::time::timeout(WAIT, rx.recv())

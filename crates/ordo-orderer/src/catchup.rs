@@ -3,7 +3,9 @@
 //! requests signed by the node's identity, and how a pulled block is judged — well-formed
 //! envelopes (Fabric's `VerifyTransactionsAreWellFormed`) and signatures satisfying
 //! `/Channel/Orderer/BlockValidation` of the newest config seen, which a pulled config block
-//! replaces for the blocks after it.
+//! replaces for the blocks after it. A follower that starts from an empty ledger has no config
+//! to check block 0 with: block 0 bootstraps the checks (as in Fabric's follower), and the hash
+//! chain up to the join block the operator gave vouches for it.
 
 use std::sync::Arc;
 
@@ -22,7 +24,10 @@ use crate::channel::config_of_block;
 /// The puller's view of one channel.
 pub struct ChannelSource {
     channel: String,
-    config: ChannelConfig,
+    /// The config blocks are checked against; `None` until block 0 is pulled.
+    config: Option<ChannelConfig>,
+    /// The newest config known, whose orderers are pulled from.
+    newest: ChannelConfig,
     signer: Arc<SigningIdentity>,
 }
 
@@ -30,7 +35,24 @@ impl ChannelSource {
     pub fn new(channel: &str, config: ChannelConfig, signer: Arc<SigningIdentity>) -> Self {
         ChannelSource {
             channel: channel.to_string(),
-            config,
+            newest: config.clone(),
+            config: Some(config),
+            signer,
+        }
+    }
+
+    /// A source for a ledger that is still empty: block 0 is taken as it comes (its hash chain
+    /// to a later trusted block is the caller's to check), and `newest` (the join block's
+    /// config) names the orderers.
+    pub fn from_genesis(
+        channel: &str,
+        newest: ChannelConfig,
+        signer: Arc<SigningIdentity>,
+    ) -> Self {
+        ChannelSource {
+            channel: channel.to_string(),
+            config: None,
+            newest,
             signer,
         }
     }
@@ -79,11 +101,11 @@ pub fn well_formed(block: &Block) -> Result<(), String> {
 
 impl Source for ChannelSource {
     fn endpoints(&self) -> Vec<String> {
-        orderer_endpoints(&self.config)
+        orderer_endpoints(&self.newest)
     }
 
     fn tls_roots(&self) -> Vec<Bytes> {
-        self.config.orderer_tls_cas()
+        self.newest.orderer_tls_cas()
     }
 
     fn seek_envelope(&self, seek: SeekInfo, tls_cert_hash: Bytes) -> Result<Envelope, String> {
@@ -98,15 +120,24 @@ impl Source for ChannelSource {
     }
 
     fn verify(&mut self, block: &Block) -> Result<(), String> {
+        let Some(config) = &self.config else {
+            // Block 0 (the puller checked its number): it carries the first config.
+            let genesis = config_of_block(block).map_err(|e| format!("block 0: {e}"))?;
+            self.config = Some(genesis);
+            return Ok(());
+        };
         well_formed(block)?;
-        let policy = self
-            .config
+        let policy = config
             .policies()
             .get_policy("/Channel/Orderer/BlockValidation")
             .ok_or("the channel config has no /Channel/Orderer/BlockValidation policy")?;
-        verify_signatures(block, &policy, self.config.msp_manager()).map_err(|e| e.to_string())?;
+        verify_signatures(block, &policy, config.msp_manager()).map_err(|e| e.to_string())?;
         if is_config_block(block) {
-            self.config = config_of_block(block).map_err(|e| e.to_string())?;
+            let next = config_of_block(block).map_err(|e| e.to_string())?;
+            if next.sequence() > self.newest.sequence() {
+                self.newest = next.clone();
+            }
+            self.config = Some(next);
         }
         Ok(())
     }

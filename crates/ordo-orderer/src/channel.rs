@@ -194,12 +194,33 @@ impl Drop for CommitWait {
     }
 }
 
+/// How this node takes part in a channel (Fabric's `consensusRelation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// A member of the channel's Raft group.
+    Consenter,
+    /// Not a consenter: it pulls the channel's blocks from the orderers of its config.
+    /// `onboarding` until its ledger has reached the block it joined with.
+    Follower { onboarding: bool },
+}
+
 /// What other parts of the node see of a running chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainState {
     pub status: ChainStatus,
     /// Set when the chain stopped on an error (the channel is then "failed").
     pub halted: Option<String>,
+    pub relation: Relation,
+}
+
+/// A change of relation the registrar must carry out for a channel (the chain cannot replace
+/// itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Switch {
+    /// This consenter was removed from the channel: follow it instead.
+    ToFollower(String),
+    /// This follower's ledger reached a config block that makes the node a consenter.
+    ToConsenter(String),
 }
 
 /// Everything the driver needs from the node.
@@ -213,8 +234,13 @@ pub struct NodeServices {
     pub on_config: Arc<dyn Fn() + Send + Sync>,
     /// The transport to the other consenters (absent without TLS: single-node channels only).
     pub comm: Option<Comm>,
-    /// How blocks are pulled when catching up.
+    /// How blocks are pulled when catching up or following.
     pub replication: Replication,
+    /// Where a channel asks the registrar to change its relation (set by the registrar).
+    pub switch: Option<mpsc::UnboundedSender<Switch>>,
+    /// The public key (SEC1 point) of this node's server TLS certificate, by which it finds
+    /// itself among a config's consenters (set by the registrar).
+    pub self_key: Option<Vec<u8>>,
 }
 
 /// A consenter of the channel: its Raft ID and its `etcdraft.Consenter` entry.
@@ -255,6 +281,37 @@ pub fn members(cfg: &ChannelConfig, metadata: &BlockMetadata) -> Vec<Member> {
             server_tls_cert: c.server_tls_cert,
         })
         .collect()
+}
+
+/// The consenters' client TLS certificates of a config, in config order (what the Raft core
+/// pairs with the consenter IDs).
+pub fn consenter_certs(cfg: &ChannelConfig) -> Vec<Bytes> {
+    cfg.orderer
+        .as_ref()
+        .and_then(|o| o.etcdraft().ok().flatten())
+        .map(|m| {
+            m.consenters
+                .into_iter()
+                .map(|c| c.client_tls_cert)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the node whose server TLS key is `key` is a consenter of `cfg` (Fabric's
+/// `detectSelfID`, by the public key of the server certificate).
+pub fn is_consenter(cfg: &ChannelConfig, key: Option<&[u8]>) -> bool {
+    let Some(key) = key else {
+        return false;
+    };
+    cfg.orderer
+        .as_ref()
+        .and_then(|o| o.etcdraft().ok().flatten())
+        .is_some_and(|m| {
+            m.consenters
+                .iter()
+                .any(|c| crate::registrar::cert_key(&c.server_tls_cert).as_deref() == Some(key))
+        })
 }
 
 /// A running channel; see the module doc.
@@ -397,17 +454,27 @@ impl Channel {
         let election_tick = u32::try_from(options.election_tick).unwrap_or(u32::MAX);
         let last_block = tip_metadata(&ledger, &config)?;
         let last_block_md = last_block.metadata.clone();
-        let start = if wal.is_fresh()? {
+        let start = if !wal.is_fresh()? {
+            Start::Restart(Box::new(wal.recover()?))
+        } else if ledger.height() == 1 {
             Start::Fresh
         } else {
-            Start::Restart(Box::new(wal.recover()?))
+            // The ledger was pulled from the others (a follower that became a consenter).
+            Start::Join
         };
+        let consenters_of: ordo_raft::chain::ConsentersOf = Arc::new(|block: &Block| {
+            config_of_block(block)
+                .map(|c| consenter_certs(&c))
+                .map_err(|e| e.to_string())
+        });
         let mut core = ChainCore::new(ChainParams {
             channel: name.to_string(),
             id,
             options,
             limits,
             last_block,
+            consenters: consenter_certs(&config),
+            consenters_of,
             start,
         })?;
         // The fresh bootstrap state must be durable before the task starts; the rest (a
@@ -426,6 +493,7 @@ impl Channel {
         let initial = ChainState {
             status: core.status(),
             halted: None,
+            relation: Relation::Consenter,
         };
         let (state_tx, state) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
@@ -449,14 +517,38 @@ impl Channel {
             waiters: waiters.clone(),
             active_sent: HashMap::new(),
             election_timeout: tick * election_tick,
+            evicted: false,
+            config_members: members.load().to_vec(),
+            voters: Vec::new(),
         };
         driver.configure_comm();
         let task = tokio::spawn(driver.run(startup, queue, inbound_rx, stop_rx, tick));
-        Ok(Arc::new(Channel {
+        let mut channel = Channel::assemble(
+            name, id, config, ledger, submit, inbound, state, stop, task, waiters,
+        );
+        channel.members = members;
+        Ok(Arc::new(channel))
+    }
+
+    /// A channel around a running task (a Raft driver or a follower).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        name: &str,
+        id: u64,
+        config: Arc<ArcSwap<ChannelConfig>>,
+        ledger: Arc<Ledger>,
+        submit: mpsc::Sender<Submission>,
+        inbound: mpsc::Sender<Inbound>,
+        state: watch::Receiver<ChainState>,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+        waiters: Arc<CommitWaiters>,
+    ) -> Channel {
+        Channel {
             name: name.to_string(),
             id,
             config,
-            members,
+            members: Arc::new(ArcSwap::from_pointee(Vec::new())),
             inbound,
             ledger,
             submit,
@@ -464,7 +556,7 @@ impl Channel {
             stop,
             task: std::sync::Mutex::new(Some(task)),
             waiters,
-        }))
+        }
     }
 
     pub fn config(&self) -> Arc<ChannelConfig> {
@@ -557,6 +649,12 @@ struct Driver {
     active_sent: HashMap<u64, Vec<u64>>,
     /// ElectionTick × TickInterval.
     election_timeout: Duration,
+    /// The core reported this node's eviction: the driver stops after this step.
+    evicted: bool,
+    /// The consenters of the config in force (`members` adds removed ones still voting).
+    config_members: Vec<Member>,
+    /// The Raft voters when `members` was last computed.
+    voters: Vec<u64>,
 }
 
 /// A catch-up under way: blocks up to `target` are being pulled.
@@ -581,6 +679,28 @@ async fn next_pulled(c: &mut Option<CatchUp>) -> Option<Pulled> {
 impl Driver {
     fn now_ns(&self) -> u64 {
         self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// The consenters the transport talks to and accepts: those of the config, plus a removed
+    /// one until the Raft group has removed it too (its acknowledgements may be what commits
+    /// its removal; Fabric likewise reconfigures the transport only once the conf change is
+    /// applied).
+    fn refresh_members(&mut self) {
+        let voters = self.core.voters();
+        if self.config_members.is_empty() {
+            return;
+        }
+        let mut now = self.config_members.clone();
+        for m in self.members.load().iter() {
+            if voters.contains(&m.id) && !now.iter().any(|n| n.id == m.id) {
+                now.push(m.clone());
+            }
+        }
+        self.voters = voters;
+        if **self.members.load() != now {
+            self.members.store(Arc::new(now));
+            self.configure_comm();
+        }
     }
 
     /// Tells the transport who the other consenters are.
@@ -645,7 +765,16 @@ impl Driver {
                 self.halt(e);
                 return;
             }
+            if self.core.voters() != self.voters {
+                self.refresh_members();
+            }
             self.publish(None);
+            if self.evicted {
+                if let Some(switch) = &self.services.switch {
+                    let _ = switch.send(Switch::ToFollower(self.name.clone()));
+                }
+                break;
+            }
         }
         if let Some(comm) = &self.services.comm {
             comm.remove_channel(&self.name);
@@ -666,6 +795,7 @@ impl Driver {
             let next = ChainState {
                 status,
                 halted: halted.or_else(|| s.halted.clone()),
+                relation: s.relation,
             };
             let changed = *s != next;
             *s = next;
@@ -793,6 +923,10 @@ impl Driver {
                     .metrics
                     .block_fill(&self.name, Duration::from_nanos(fill_ns)),
                 Action::CatchUp { block } => self.start_catch_up(&block)?,
+                Action::Evicted => {
+                    tracing::info!(channel = %self.name, "this node was removed from the channel's consenters: it will follow the channel instead");
+                    self.evicted = true;
+                }
             }
         }
         Ok(())
@@ -836,7 +970,7 @@ impl Driver {
             self.services.replication,
             comm,
             source,
-            prev,
+            Some(prev),
             target,
         );
         self.catch_up = Some(CatchUp {
@@ -880,7 +1014,8 @@ impl Driver {
         tracing::info!(channel = %self.name, blocks = c.pulled, to = number, took = ?c.started.elapsed(), "caught up with the snapshot");
         self.catch_up = None;
         let last = tip_metadata(&self.ledger, &self.config.load())?;
-        self.core.caught_up(last)?;
+        let consenters = consenter_certs(&self.config.load());
+        self.core.caught_up(last, consenters)?;
         Ok(())
     }
 
@@ -920,13 +1055,10 @@ impl Driver {
         m.block_committed(&self.name, number, t.elapsed());
         if let Some(next) = new_config {
             let (options, limits, _) = raft_settings(&next)?;
-            let now_members = members(&next, &metadata);
             self.core
-                .config_applied(limits, options.snapshot_interval_size, metadata);
-            if !now_members.is_empty() {
-                self.members.store(Arc::new(now_members));
-                self.configure_comm();
-            }
+                .config_applied(limits, options.snapshot_interval_size);
+            self.config_members = members(&next, &metadata);
+            self.refresh_members();
             self.config.store(Arc::new(next));
             tracing::info!(channel = %self.name, block = number, "applied a new channel config");
             (self.services.on_config)();

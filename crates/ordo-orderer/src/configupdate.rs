@@ -32,10 +32,17 @@ const STATE_NORMAL: i32 = 0;
 /// What the node knows of the Raft group, for the quorum-loss check.
 #[derive(Debug, Clone, Default)]
 pub struct Membership {
-    /// Consenters currently reachable (Fabric's "active nodes"), counted among the current ones.
-    pub active: usize,
-    /// Whether the node being removed or rotated is among the active ones.
-    pub changed_is_active: bool,
+    /// The client TLS certificates of the consenters the leader counts as active (Fabric's
+    /// ActiveNodes); `None` when nothing is known yet, and then every consenter counts.
+    pub active: Option<Vec<bytes::Bytes>>,
+}
+
+impl Membership {
+    fn is_active(&self, cert: &[u8]) -> bool {
+        self.active
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|c| c.as_ref() == cert))
+    }
 }
 
 fn bad(info: String) -> Rejection {
@@ -168,24 +175,33 @@ fn check_consensus_metadata(
             )
         })?;
     }
-    // UnacceptableQuorumLoss, on the runtime set of active nodes.
+    // UnacceptableQuorumLoss, on the runtime set of active nodes. The node whose certificate
+    // is rotated counts only if it is active: rotating a node that is down, while the others
+    // hold a quorum, is accepted (Fabric counts it wrongly, hyperledger/fabric#3562).
     let size = new_md.consenters.len();
     let quorum = size / 2 + 1;
-    let alive = match change {
+    let active = old_md
+        .consenters
+        .iter()
+        .filter(|c| membership.is_active(&c.client_tls_cert))
+        .count();
+    let alive = match &change {
         ConsenterChange::None => return Ok(()),
         ConsenterChange::Add(_) => {
             if size <= 2 {
                 return Ok(());
             }
-            membership.active
+            active
         }
-        ConsenterChange::Rotate { .. } => {
+        ConsenterChange::Rotate { old, .. } => {
             if size <= 2 {
                 return Ok(());
             }
-            membership.active - usize::from(membership.changed_is_active)
+            active - usize::from(membership.is_active(&old.client_tls_cert))
         }
-        ConsenterChange::Remove(_) => membership.active - usize::from(membership.changed_is_active),
+        ConsenterChange::Remove(gone) => {
+            active - usize::from(membership.is_active(&gone.client_tls_cert))
+        }
     };
     if alive < quorum {
         return Err(format!(

@@ -152,12 +152,19 @@ impl AtomicBroadcastService {
                 }
             }
             MsgClass::ConfigUpdate => {
-                let size = channel.state().status.cluster_size;
+                // The leader's ActiveNodes (a follower has them from the leader), mapped to
+                // the consenters' certificates; none yet (a leader elected moments ago) means
+                // every consenter counts, rather than refusing every membership change.
+                let active = channel.state().status.active;
                 let membership = Membership {
-                    // A single-node view: every consenter counts as active until the cluster
-                    // transport reports reachability.
-                    active: size,
-                    changed_is_active: true,
+                    active: (!active.is_empty()).then(|| {
+                        channel
+                            .members()
+                            .iter()
+                            .filter(|m| active.contains(&m.id))
+                            .map(|m| m.client_tls_cert.clone())
+                            .collect()
+                    }),
                 };
                 let (config_env, seq) = process_config_update(
                     &env,
@@ -198,6 +205,17 @@ impl AtomicBroadcastService {
 
     async fn hand_over(&self, v: Validated, kind: &str) -> Result<(), Rejection> {
         let state = v.channel.state();
+        if let crate::channel::Relation::Follower { .. } = state.relation {
+            // Fabric's registrar has no chain for a followed channel and answers as for an
+            // unknown one.
+            return Err(Rejection {
+                status: Status::BadRequest,
+                info: format!(
+                    "channel {} is followed, not ordered, by this node: it is not one of its consenters",
+                    v.name
+                ),
+            });
+        }
         if let Some(e) = state.halted {
             return Err(Rejection {
                 status: Status::ServiceUnavailable,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::channel::Relation;
 use crate::operations::{FailedCheck, HealthChecker};
 use crate::registrar::Registrar;
 
@@ -28,7 +29,7 @@ impl HealthChecker for NodeHealth {
                     component: format!("channel {}", ch.name),
                     reason: format!("chain halted: {e}"),
                 });
-            } else if state.status.leader == 0 {
+            } else if state.status.leader == 0 && state.relation == Relation::Consenter {
                 failed.push(FailedCheck {
                     component: format!("channel {}", ch.name),
                     reason: "no Raft leader".to_string(),

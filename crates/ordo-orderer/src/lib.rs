@@ -6,7 +6,8 @@
 //!
 //! - [`node`] assembles a node from [`localconfig`] (orderer.yaml): [`registrar`] (which channels
 //!   run, crash-safe join and removal), [`channel`] (a channel's config, ledger and the driver of
-//!   its Raft core, with the block writer; [`catchup`] for pulling blocks behind a snapshot), [`grpc`] (Broadcast and Deliver over
+//!   its Raft core, with the block writer; [`catchup`] for pulling blocks behind a snapshot;
+//!   [`follower`] for channels it follows without being a consenter), [`grpc`] (Broadcast and Deliver over
 //!   [`msgprocessor`], [`configupdate`] and [`deliver`]), [`participation`] and [`operations`]
 //!   (the admin and operations HTTP APIs over [`http`] and [`tls`]), [`metrics`], [`logging`];
 //! - [`client`]: clients of those APIs, for the CLI, the benchmark and tests.
@@ -17,6 +18,7 @@ pub mod client;
 pub mod cluster;
 pub mod configupdate;
 pub mod deliver;
+pub mod follower;
 pub mod grpc;
 pub mod health;
 pub mod http;

@@ -493,7 +493,7 @@ impl Metrics {
             .set(i64::from(s.is_leader));
         i.active_nodes
             .with_label_values(&[channel])
-            .set(s.active_nodes as i64);
+            .set(s.active.len() as i64);
         let mut seen = i.seen.lock().unwrap_or_else(|p| p.into_inner());
         let last = seen.entry(channel.to_string()).or_insert((0, 0));
         if s.leader_changes > last.0 {

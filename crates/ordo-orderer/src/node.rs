@@ -209,6 +209,8 @@ impl Node {
                 pull_timeout: ns(g.cluster.replication_pull_timeout_ns),
                 retry_timeout: ns(g.cluster.replication_retry_timeout_ns),
             },
+            switch: None,
+            self_key: None,
         };
         let dirs = Dirs {
             ledger: cfg.ledger_location.clone(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use ordo_proto::common::Block;
 
+use crate::channel::Relation;
 use crate::participation::{
     BoxFuture, ChannelInfo, ChannelParticipation, ChannelStatus, ConsensusRelation,
     ParticipationError, URL_BASE,
@@ -23,13 +24,19 @@ impl Backend {
 }
 
 fn info_of(ch: &crate::channel::Channel) -> ChannelInfo {
-    let failed = ch.state().halted.is_some();
+    let state = ch.state();
+    let (consensus_relation, onboarding) = match state.relation {
+        Relation::Consenter => (ConsensusRelation::Consenter, false),
+        Relation::Follower { onboarding } => (ConsensusRelation::Follower, onboarding),
+    };
     ChannelInfo {
         name: ch.name.clone(),
         url: format!("{URL_BASE}/channels/{}", ch.name),
-        consensus_relation: ConsensusRelation::Consenter,
-        status: if failed {
+        consensus_relation,
+        status: if state.halted.is_some() {
             ChannelStatus::Failed
+        } else if onboarding {
+            ChannelStatus::Onboarding
         } else {
             ChannelStatus::Active
         },

@@ -9,9 +9,19 @@
 //!   gets the genesis block and the WAL its bootstrap state; the marker is removed **before** the
 //!   chain starts, so nothing can have been ordered while a marker exists. A restart that finds a
 //!   marker wipes whatever the half-done join left and joins again from the marker's block.
+//!   That is for a consenter joining with the genesis block. Every other join (a later config
+//!   block, or a block whose consenters do not include this node) makes the node a **follower**
+//!   ([`crate::follower`]) and the marker stays until the node becomes a consenter: a restart
+//!   that finds it keeps what was pulled and goes on following towards the join block.
 //! - **remove**: `<channel>.remove` is written, the chain is stopped, the ledger, WAL and
 //!   snapshots are deleted (Fabric leaves the WAL behind, hyperledger/fabric#4016, so re-joining
 //!   breaks there), then the marker goes. A restart that finds a marker finishes the removal.
+//!
+//! A channel changes relation while running: a follower whose ledger reaches a config block
+//! listing this node becomes a consenter, and a consenter removed from the channel becomes a
+//! follower ([`Switch`]). Either way the Raft WAL and snapshots are wiped: they belong to a
+//! membership that is over, and a node re-added after its eviction gets a new Raft ID (reusing
+//! the old state is what makes Fabric loop forever, hyperledger/fabric#3992).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,7 +36,10 @@ use ordo_proto::common::Block;
 use ordo_raft::wal::RaftWal;
 use prost::Message;
 
-use crate::channel::{Channel, ChannelError, Ledger, NodeServices, config_of_block};
+use crate::channel::{
+    Channel, ChannelError, Ledger, NodeServices, Relation, Switch, config_of_block, is_consenter,
+};
+use crate::follower::JoinBlock;
 
 /// Why a join or removal was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +144,7 @@ impl Registrar {
     pub fn open(
         dirs: Dirs,
         server_cert_pem: Option<&[u8]>,
-        services: NodeServices,
+        mut services: NodeServices,
     ) -> Result<Arc<Registrar>, RegistrarError> {
         for d in [
             dirs.chains(),
@@ -141,13 +154,26 @@ impl Registrar {
         ] {
             fs::create_dir_all(&d).map_err(|e| io_failed("cannot create", &d, e))?;
         }
+        let self_key = server_cert_pem.and_then(cert_key);
+        let (switch_tx, mut switches) = tokio::sync::mpsc::unbounded_channel();
+        services.switch = Some(switch_tx);
+        services.self_key = self_key.clone();
         let reg = Arc::new(Registrar {
-            self_key: server_cert_pem.and_then(cert_key),
+            self_key,
             dirs,
             services,
             channels: RwLock::new(BTreeMap::new()),
             ops: tokio::sync::Mutex::new(()),
         });
+        {
+            let weak = Arc::downgrade(&reg);
+            tokio::spawn(async move {
+                while let Some(s) = switches.recv().await {
+                    let Some(reg) = weak.upgrade() else { return };
+                    reg.switch(s).await;
+                }
+            });
+        }
         let pending = reg.dirs.pending();
         let mut markers: Vec<PathBuf> = fs::read_dir(&pending)
             .map_err(|e| io_failed("cannot read", &pending, e))?
@@ -168,13 +194,20 @@ impl Registrar {
                     remove_file(&m).map_err(|e| io_failed("cannot delete", &m, e))?;
                 }
                 "join" => {
-                    tracing::info!(channel = %ch, "redoing an interrupted channel join");
                     let bytes = fs::read(&m).map_err(|e| io_failed("cannot read", &m, e))?;
-                    reg.delete_channel_files(&ch)?;
                     let block = Block::decode(bytes.as_slice()).map_err(|e| {
                         RegistrarError::Failed(format!("join marker {}: {e}", m.display()))
                     })?;
-                    let channel = reg.create(&ch, &block, &m)?;
+                    let channel = if reg.joins_as_consenter(&block)? {
+                        tracing::info!(channel = %ch, "redoing an interrupted channel join");
+                        reg.delete_channel_files(&ch)?;
+                        reg.create(&ch, &block, &m)?
+                    } else {
+                        tracing::info!(channel = %ch, "resuming to follow a joined channel");
+                        let join = JoinBlock::of(&block)?;
+                        let ledger = reg.open_ledger(&ch)?;
+                        Channel::follow(&ch, ledger, Some(join), reg.services.clone())?
+                    };
                     reg.insert(channel);
                 }
                 // Temporary files of an interrupted marker write.
@@ -245,29 +278,56 @@ impl Registrar {
             .iter()
             .position(|c| cert_key(&c.server_tls_cert).as_deref() == Some(key.as_slice()))
             .ok_or_else(|| {
-                RegistrarError::BadRequest(
-                    "this node is not a consenter of the channel; following a channel (onboarding from other orderers) is not supported yet".into(),
-                )
+                RegistrarError::BadRequest("this node is not a consenter of the channel".into())
             })?;
         ids.get(pos).copied().ok_or_else(|| {
             RegistrarError::Failed("the consenter IDs do not match the consenters".into())
         })
     }
 
-    fn open_parts(&self, ch: &str) -> Result<(Arc<Ledger>, RaftWal), RegistrarError> {
+    fn open_ledger(&self, ch: &str) -> Result<Arc<Ledger>, RegistrarError> {
         let store = BlockStore::open(&self.dirs.chain(ch)).map_err(ChannelError::from)?;
-        let wal =
-            RaftWal::open(&self.dirs.wal(ch), &self.dirs.snap(ch)).map_err(ChannelError::from)?;
-        Ok((Arc::new(Ledger::new(store)), wal))
+        Ok(Arc::new(Ledger::new(store)))
+    }
+
+    fn open_wal(&self, ch: &str) -> Result<RaftWal, RegistrarError> {
+        Ok(RaftWal::open(&self.dirs.wal(ch), &self.dirs.snap(ch)).map_err(ChannelError::from)?)
+    }
+
+    fn open_parts(&self, ch: &str) -> Result<(Arc<Ledger>, RaftWal), RegistrarError> {
+        Ok((self.open_ledger(ch)?, self.open_wal(ch)?))
+    }
+
+    /// Whether joining with `block` starts the Raft chain at once (the genesis block, listing
+    /// this node as a consenter) rather than following first.
+    fn joins_as_consenter(&self, block: &Block) -> Result<bool, RegistrarError> {
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        let cfg = config_of_block(block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
+        Ok(number == 0 && is_consenter(&cfg, self.self_key.as_deref()))
     }
 
     fn restart(&self, ch: &str) -> Result<Arc<Channel>, RegistrarError> {
-        let (ledger, wal) = self.open_parts(ch)?;
+        let ledger = self.open_ledger(ch)?;
         if ledger.height() == 0 {
             return Err(RegistrarError::Failed(format!(
                 "channel {ch}: the ledger is empty and no join is pending"
             )));
         }
+        let (cfg, _) = crate::channel::config_at_tip(&ledger)?;
+        if !is_consenter(&cfg, self.self_key.as_deref()) {
+            tracing::info!(channel = %ch, "this node is not a consenter of the channel's last config: following it");
+            return Ok(Channel::follow(ch, ledger, None, self.services.clone())?);
+        }
+        self.start_consenter(ch, ledger, self.open_wal(ch)?)
+    }
+
+    /// Starts the Raft chain of a channel whose ledger's last config lists this node.
+    fn start_consenter(
+        &self,
+        ch: &str,
+        ledger: Arc<Ledger>,
+        wal: RaftWal,
+    ) -> Result<Arc<Channel>, RegistrarError> {
         let (cfg, _) = crate::channel::config_at_tip(&ledger)?;
         let tip = ledger
             .block(ledger.height() - 1)
@@ -321,7 +381,8 @@ impl Registrar {
         Ok(())
     }
 
-    /// Joins a channel from a config block (already checked to be a config block of `ch`).
+    /// Joins a channel from a config block (already checked to be a config block of `ch`): as a
+    /// consenter from the genesis block, otherwise as a follower.
     pub async fn join(
         &self,
         ch: &str,
@@ -332,11 +393,8 @@ impl Registrar {
         if self.get(ch).is_some() {
             return Err(RegistrarError::AlreadyExists);
         }
-        let number = block.header.as_ref().map_or(0, |h| h.number);
-        if number != 0 {
-            return Err(RegistrarError::BadRequest(format!(
-                "joining with config block {number}: onboarding from other orderers is not supported yet; join with the genesis block"
-            )));
+        if !self.joins_as_consenter(&block)? {
+            return self.join_as_follower(ch, &block, &bytes);
         }
         // Refuse before touching the disk what would fail anyway.
         let cfg = config_of_block(&block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
@@ -365,6 +423,86 @@ impl Registrar {
         }
     }
 
+    fn join_as_follower(
+        &self,
+        ch: &str,
+        block: &Block,
+        bytes: &[u8],
+    ) -> Result<Arc<Channel>, RegistrarError> {
+        if self.services.comm.is_none() {
+            return Err(RegistrarError::BadRequest(
+                "following a channel (joining with a config block other than the genesis block, or without being a consenter) needs TLS and the cluster transport".into(),
+            ));
+        }
+        let join = JoinBlock::of(block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
+        self.delete_channel_files(ch)?;
+        let marker = self.dirs.marker(ch, "join");
+        write_synced(&marker, bytes).map_err(|e| io_failed("cannot write", &marker, e))?;
+        let started = self.open_ledger(ch).and_then(|ledger| {
+            Ok(Channel::follow(
+                ch,
+                ledger,
+                Some(join),
+                self.services.clone(),
+            )?)
+        });
+        match started {
+            Ok(channel) => {
+                self.insert(channel.clone());
+                (self.services.on_config)();
+                Ok(channel)
+            }
+            Err(e) => {
+                let _ = self.delete_channel_files(ch);
+                let _ = remove_file(&marker);
+                Err(e)
+            }
+        }
+    }
+
+    /// Carries out a channel's change of relation (see the module doc). A failure leaves the
+    /// channel stopped and reported as failed.
+    async fn switch(&self, s: Switch) {
+        let _op = self.ops.lock().await;
+        let (ch, to_consenter) = match &s {
+            Switch::ToConsenter(ch) => (ch.clone(), true),
+            Switch::ToFollower(ch) => (ch.clone(), false),
+        };
+        let Some(old) = self.get(&ch) else {
+            return;
+        };
+        let is_follower = matches!(old.state().relation, Relation::Follower { .. });
+        if is_follower != to_consenter {
+            return;
+        }
+        old.stop().await;
+        let ledger = old.ledger().clone();
+        let started: Result<Arc<Channel>, RegistrarError> = (|| {
+            for d in [self.dirs.wal(&ch), self.dirs.snap(&ch)] {
+                remove_dir(&d).map_err(|e| io_failed("cannot delete", &d, e))?;
+            }
+            if to_consenter {
+                let channel = self.start_consenter(&ch, ledger, self.open_wal(&ch)?)?;
+                let marker = self.dirs.marker(&ch, "join");
+                remove_file(&marker).map_err(|e| io_failed("cannot delete", &marker, e))?;
+                Ok(channel)
+            } else {
+                Ok(Channel::follow(&ch, ledger, None, self.services.clone())?)
+            }
+        })();
+        match started {
+            Ok(channel) => {
+                tracing::info!(channel = %ch, relation = if to_consenter { "consenter" } else { "follower" }, raft_id = channel.id, "channel relation changed");
+                self.insert(channel);
+                (self.services.on_config)();
+            }
+            Err(e) => {
+                tracing::error!(channel = %ch, error = %e, "channel relation change failed");
+                self.services.metrics.participation(&ch, 3, 0);
+            }
+        }
+    }
+
     /// Removes a channel: stops it and deletes its ledger, WAL and snapshots.
     pub async fn remove(&self, ch: &str) -> Result<(), RegistrarError> {
         let _op = self.ops.lock().await;
@@ -380,6 +518,8 @@ impl Registrar {
             .remove(ch);
         self.services.metrics.channel_removed(ch);
         self.delete_channel_files(ch)?;
+        let join = self.dirs.marker(ch, "join");
+        remove_file(&join).map_err(|e| io_failed("cannot delete", &join, e))?;
         remove_file(&marker).map_err(|e| io_failed("cannot delete", &marker, e))?;
         (self.services.on_config)();
         tracing::info!(channel = %ch, "channel removed");

@@ -44,10 +44,7 @@ fn fabrics_accepted_update_gives_the_config_of_block_13() {
     let update = fabric_ce.last_update.clone().unwrap();
     let current = genesis_config("channel-3");
     let me = signer(ORDERER1_MSP);
-    let membership = Membership {
-        active: 3,
-        changed_is_active: false,
-    };
+    let membership = Membership { active: None };
     let (env, seq) = process_config_update(
         &update,
         "channel-3",
@@ -99,10 +96,7 @@ fn removing_two_consenters_gets_fabrics_refusal() {
         &signer(ORDERER1_MSP),
         FilterSettings::default(),
         now(),
-        &Membership {
-            active: 4,
-            changed_is_active: true,
-        },
+        &Membership { active: None },
     )
     .unwrap_err();
     let answer = String::from_utf8(read("config-update/remove_two.answer.txt")).unwrap();
@@ -136,10 +130,7 @@ fn an_update_signed_by_a_non_admin_is_refused_by_the_mod_policy() {
         &node,
         FilterSettings::default(),
         now(),
-        &Membership {
-            active: 3,
-            changed_is_active: false,
-        },
+        &Membership { active: None },
     )
     .unwrap_err();
     assert_eq!(err.status, Status::BadRequest);

@@ -78,7 +78,7 @@ fn metric_names_help_and_labels_are_fabrics() {
             applied_index: 5,
             leader_changes: 1,
             proposal_failures: 0,
-            active_nodes: 3,
+            active: vec![1, 2, 3],
         },
     );
     m.normal_proposal(ch);

@@ -33,6 +33,8 @@ fn open(root: &Path) -> Arc<Registrar> {
         on_config: Arc::new(|| {}),
         comm: None,
         replication: Default::default(),
+        switch: None,
+        self_key: None,
     };
     let cert = read(&format!("{ORDERER1}/tls/server.crt"));
     Registrar::open(dirs(root), Some(&cert), services).unwrap()
@@ -111,6 +113,8 @@ async fn a_node_that_is_not_a_consenter_is_refused_before_anything_is_written() 
         on_config: Arc::new(|| {}),
         comm: None,
         replication: Default::default(),
+        switch: None,
+        self_key: None,
     };
     let other = tempfile::tempdir().unwrap();
     let cert2 = read(

@@ -21,7 +21,15 @@
 //! - an entry is applied at most once: the Raft index of the last block in the ledger
 //!   (`etcdraft.BlockMetadata.raft_index`) is the applied index after a restart, and entries up to
 //!   it are skipped (raft's own `applied` is deliberately not trusted, as in Fabric);
-//! - a snapshot (data = the last block) is taken every `snapshot_interval_size` bytes of blocks.
+//! - a snapshot (data = the last block) is taken every `snapshot_interval_size` bytes of blocks;
+//! - a config block that adds or removes a consenter ([`crate::membership`]) is followed by a
+//!   Raft conf change the leader proposes once the block is applied (any leader, also one elected
+//!   in between: the change still to make is the difference between the Raft voters and the
+//!   consenter IDs of the last block), and nothing else is accepted until it is applied;
+//! - a leader never removes itself (or keeps leading with a rotated certificate): it transfers
+//!   leadership first, and the next leader carries the change out;
+//! - a node the config removes stops campaigning, keeps voting and acknowledging until its
+//!   removal is applied (or the leader stops talking to it), then reports [`Action::Evicted`].
 
 use bytes::Bytes;
 use ordo_ledger::block::{header_hash, is_config_block, new_block};
@@ -36,6 +44,7 @@ use raft::eraftpb::{
 use raft::{RawNode, SnapshotStatus, StateRole};
 
 use crate::blockcutter::{BatchLimits, BlockCutter, Pending};
+use crate::membership::{self, ConfChangeKind};
 use crate::storage::{MemLog, Recovered};
 
 /// Entries kept in the log before a snapshot's index, so that a follower slightly behind gets
@@ -77,12 +86,22 @@ pub enum Start {
     /// First start of a channel from its genesis block: the Raft group is the consenter IDs of
     /// `LastBlock::metadata`, and one node designated by the channel name campaigns at once.
     Fresh,
+    /// First start on a node that joins a running channel (its ledger already holds blocks up
+    /// to one whose consenter metadata lists this node, pulled from other orderers): the Raft
+    /// group starts as that metadata's IDs, with an empty log, and the leader brings it up to
+    /// date (entries, whose conf changes are replayed, or a snapshot). Nobody campaigns at once.
+    Join,
     /// A restart from what the WAL recovered.
     Restart(Box<Recovered>),
 }
 
+/// Reads the consenters' client TLS certificates, in config order, from a config block: how the
+/// core sees membership changes without knowing the config format. An error stops the chain
+/// (a committed config block that cannot be read; Fabric panics).
+pub type ConsentersOf = std::sync::Arc<dyn Fn(&Block) -> Result<Vec<Bytes>, String> + Send + Sync>;
+
 /// Everything needed to build a core.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChainParams {
     pub channel: String,
     /// This node's Raft ID in the channel.
@@ -90,7 +109,21 @@ pub struct ChainParams {
     pub options: Options,
     pub limits: BatchLimits,
     pub last_block: LastBlock,
+    /// The client TLS certificates of the consenters of the config in force at `last_block`,
+    /// in config order (paired with `last_block.metadata.consenter_ids`).
+    pub consenters: Vec<Bytes>,
+    pub consenters_of: ConsentersOf,
     pub start: Start,
+}
+
+impl std::fmt::Debug for ChainParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainParams")
+            .field("channel", &self.channel)
+            .field("id", &self.id)
+            .field("last_block", &self.last_block)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Raft state to make durable (one fsynced write), in the order: snapshot, entries, states.
@@ -137,6 +170,10 @@ pub enum Action {
     /// The leader cut a batch that took `fill_ns` to fill, from its first envelope (for
     /// `blockcutter_block_fill_duration`); nothing to do but observe it.
     BatchCut { fill_ns: u64 },
+    /// This node is no longer a consenter of the channel: its removal was applied, or the config
+    /// removed it and the leader has stopped talking to it. The core does nothing more; the driver
+    /// stops it (and follows the channel from other orderers instead).
+    Evicted,
 }
 
 /// An envelope for ordering, already validated against the current config.
@@ -205,8 +242,9 @@ pub struct ChainStatus {
     pub leader_changes: u64,
     pub proposal_failures: u64,
     /// The consenters the leader has heard from recently (its own count, or the last count it
-    /// sent this follower); Fabric's `consensus_etcdraft_active_nodes`.
-    pub active_nodes: usize,
+    /// sent this follower), by ID; their number is Fabric's `consensus_etcdraft_active_nodes`,
+    /// and a config update's quorum check counts them.
+    pub active: Vec<u64>,
 }
 
 /// The consensus core of one channel; see the module doc.
@@ -243,6 +281,21 @@ pub struct ChainCore {
     active: Vec<u64>,
     /// The leader's latest computation and for how many ticks it has held.
     active_seen: (Vec<u64>, u32),
+    /// Client TLS certificates of the consenters in force (paired with `last.metadata`).
+    consenters: Vec<Bytes>,
+    consenters_of: ConsentersOf,
+    /// The tick at which the leader last proposed the pending conf change (or asked for a
+    /// leadership transfer instead); raft-rs drops a conf change proposed while another is
+    /// unapplied, so it is proposed again after an election timeout.
+    conf_change_tried: Option<u64>,
+    /// The last config block rotated this node's certificate: as leader it hands over (the
+    /// others pin the new certificate, which this process may not be using yet).
+    rotated_self: bool,
+    /// The config removed this node: it no longer campaigns, and waits to be evicted.
+    leaving: bool,
+    /// Ticks since the leader last talked to this (leaving) node.
+    leader_silent_ticks: usize,
+    evicted: bool,
     actions: Vec<Action>,
 }
 
@@ -294,8 +347,12 @@ pub fn initial_campaigner(channel: &str, cluster_size: usize) -> u64 {
 impl ChainCore {
     pub fn new(p: ChainParams) -> Result<ChainCore, CoreError> {
         let fresh = matches!(p.start, Start::Fresh);
+        let leaving = !p.last_block.metadata.consenter_ids.contains(&p.id);
+        let bootstrap = matches!(p.start, Start::Fresh | Start::Join);
         let log = match p.start {
-            Start::Fresh => MemLog::bootstrap(p.last_block.metadata.consenter_ids.clone()),
+            Start::Fresh | Start::Join => {
+                MemLog::bootstrap(p.last_block.metadata.consenter_ids.clone())
+            }
             Start::Restart(r) => MemLog::restore(*r).map_err(CoreError::Log)?,
         };
         // A restart after a snapshot was received but before the ledger caught up with it (a
@@ -333,14 +390,18 @@ impl ChainCore {
         let raw = RawNode::new(&cfg, log, &logger)?;
         let voters = raw.raft.prs().conf().voters().ids().len();
         let mut actions = Vec::new();
-        let campaign_in = if fresh {
+        if bootstrap {
             // The bootstrap membership must be durable before anything else happens.
             actions.push(Action::Persist(Persist {
                 conf_state: Some(raw.store().conf_state().clone()),
                 ..Default::default()
             }));
+        }
+        let campaign_in = if fresh {
             (initial_campaigner(&p.channel, voters) == p.id)
                 .then_some(2 * p.options.heartbeat_tick.max(1))
+        } else if bootstrap {
+            None
         } else if raw.raft.prs().conf().voters().ids().iter().eq([p.id]) {
             // A group of one cannot split its vote: campaign at the first tick instead of
             // waiting out an election timeout after every restart.
@@ -380,6 +441,13 @@ impl ChainCore {
             proposal_failures: 0,
             active: Vec::new(),
             active_seen: (Vec::new(), 0),
+            leaving,
+            consenters: p.consenters,
+            consenters_of: p.consenters_of,
+            conf_change_tried: None,
+            rotated_self: false,
+            leader_silent_ticks: 0,
+            evicted: false,
             actions,
             raw,
         })
@@ -396,8 +464,35 @@ impl ChainCore {
             applied_index: self.applied_index,
             leader_changes: self.leader_changes,
             proposal_failures: self.proposal_failures,
-            active_nodes: self.active.len(),
+            active: self.active.clone(),
         }
+    }
+
+    /// The Raft voters as applied, in ID order.
+    pub fn voters(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The conf change still to make: the difference between the Raft voters and the consenter
+    /// IDs of the last block (Fabric's `getInFlightConfChange`). A config block changes one
+    /// consenter at most, so there is at most one.
+    pub fn pending_conf_change(&self) -> Option<ConfChangeKind> {
+        let voters = self.voters();
+        let ids = &self.last.metadata.consenter_ids;
+        if let Some(add) = ids.iter().find(|id| !voters.contains(id)) {
+            return Some(ConfChangeKind::Add(*add));
+        }
+        voters
+            .iter()
+            .find(|v| !ids.contains(v))
+            .map(|v| ConfChangeKind::Remove(*v))
+    }
+
+    /// Whether the config in force removed this node (it is waiting to be evicted).
+    pub fn leaving(&self) -> bool {
+        self.leaving
     }
 
     /// The consenter metadata stamped on blocks.
@@ -412,6 +507,8 @@ impl ChainCore {
             && self.sync_index.is_none()
             && self.catching_up.is_none()
             && !self.config_inflight
+            && !self.evicted
+            && self.pending_conf_change().is_none()
             && self.created.0 - self.last.number < self.options.max_inflight_blocks.max(1)
     }
 
@@ -422,9 +519,25 @@ impl ChainCore {
 
     /// One Raft tick (the channel's TickInterval).
     pub fn tick(&mut self) -> Result<(), CoreError> {
+        if self.evicted {
+            return Ok(());
+        }
         self.ticks += 1;
+        if self.leaving && self.role != StateRole::Leader {
+            // A node on its way out must not start elections (it could win one among nodes
+            // that have not applied its removal yet, and then have to hand over at once); it
+            // still votes and acknowledges, which the conf change removing it may need. Once
+            // the leader stops talking to it, the removal is in force.
+            self.leader_silent_ticks += 1;
+            if self.leader_silent_ticks >= 2 * self.options.election_tick.max(1) {
+                tracing::info!(channel = %self.channel, "the leader no longer talks to this removed node: leaving the channel's Raft group");
+                self.evict();
+            }
+            return Ok(());
+        }
         self.raw.tick();
         self.track_active();
+        self.push_conf_change()?;
         if let Some(left) = self.campaign_in.as_mut() {
             *left = left.saturating_sub(1);
             if *left == 0 {
@@ -468,7 +581,7 @@ impl ChainCore {
         }
     }
 
-    /// The consenters the leader counts as active (see [`ChainStatus::active_nodes`]).
+    /// The consenters the leader counts as active (see [`ChainStatus::active`]).
     pub fn active_nodes(&self) -> &[u64] {
         &self.active
     }
@@ -483,6 +596,17 @@ impl ChainCore {
 
     /// A Raft message from another consenter.
     pub fn step(&mut self, msg: Message) -> Result<(), CoreError> {
+        if self.evicted {
+            return Ok(());
+        }
+        if msg.from == self.raw.raft.leader_id
+            && matches!(
+                msg.get_msg_type(),
+                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+            )
+        {
+            self.leader_silent_ticks = 0;
+        }
         match self.raw.step(msg) {
             // Messages from unknown or removed peers, or stale responses, are not fatal.
             Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
@@ -531,18 +655,88 @@ impl ChainCore {
         self.advance()
     }
 
-    /// The driver applied a config block: new batch limits and snapshot interval, and the
-    /// consenter metadata it wrote in that block.
-    pub fn config_applied(
-        &mut self,
-        limits: BatchLimits,
-        snapshot_interval_size: u64,
-        metadata: BlockMetadata,
-    ) {
+    /// The driver applied a config block: new batch limits and snapshot interval (membership
+    /// changes the core has seen itself, when it applied the block).
+    pub fn config_applied(&mut self, limits: BatchLimits, snapshot_interval_size: u64) {
         self.cutter.set_limits(limits);
         self.options.snapshot_interval_size = snapshot_interval_size;
         self.options.max_size_per_msg = u64::from(limits.preferred_max_bytes);
-        self.last.metadata = metadata;
+    }
+
+    /// As leader, once every earlier entry is applied: proposes the conf change the last config
+    /// block calls for, again after an election timeout if it has not been applied by then; or,
+    /// if the change removes this node, hands leadership to an up-to-date active voter first.
+    fn push_conf_change(&mut self) -> Result<(), CoreError> {
+        if self.role != StateRole::Leader
+            || self.sync_index.is_some()
+            || self.catching_up.is_some()
+            || self.evicted
+        {
+            return Ok(());
+        }
+        let me = self.raw.raft.id;
+        // A rotation of this leader's own certificate is handled as its removal would be: by
+        // handing leadership over (there is no conf change to make).
+        let Some(change) = self
+            .pending_conf_change()
+            .or(self.rotated_self.then_some(ConfChangeKind::Remove(me)))
+        else {
+            return Ok(());
+        };
+        let retry_after = self.options.election_tick.max(1) as u64;
+        if self
+            .conf_change_tried
+            .is_some_and(|t| self.ticks < t + retry_after)
+        {
+            return Ok(());
+        }
+        self.conf_change_tried = Some(self.ticks);
+        if change == ConfChangeKind::Remove(me) {
+            // Fabric's abdication: a leader does not remove itself (nor keeps leading with a
+            // certificate the others no longer pin); the next leader carries the change out.
+            let target = self
+                .raw
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, pr)| **id != me && pr.recent_active)
+                .filter(|(id, _)| self.last.metadata.consenter_ids.contains(id))
+                .max_by_key(|(id, pr)| (pr.matched, std::cmp::Reverse(**id)))
+                .map(|(id, _)| *id);
+            match target {
+                Some(to) => {
+                    tracing::info!(channel = %self.channel, to, "transferring leadership before this node's removal or certificate rotation");
+                    self.raw.transfer_leader(to);
+                }
+                None => {
+                    tracing::warn!(channel = %self.channel, "no active follower to hand leadership to before this node's removal or certificate rotation")
+                }
+            }
+            return Ok(());
+        }
+        let mut cc = ConfChange::default();
+        match change {
+            ConfChangeKind::Add(id) => {
+                cc.set_change_type(raft::eraftpb::ConfChangeType::AddNode);
+                cc.node_id = id;
+            }
+            ConfChangeKind::Remove(id) => {
+                cc.set_change_type(raft::eraftpb::ConfChangeType::RemoveNode);
+                cc.node_id = id;
+            }
+        }
+        tracing::info!(channel = %self.channel, ?change, "proposing the raft configuration change of the last config block");
+        if let Err(e) = self.raw.propose_conf_change(Vec::new(), cc) {
+            tracing::warn!(channel = %self.channel, error = %e, "failed to propose configuration change to raft");
+        }
+        Ok(())
+    }
+
+    fn evict(&mut self) {
+        if !self.evicted {
+            self.evicted = true;
+            self.actions.push(Action::Evicted);
+        }
     }
 
     /// Whether the core waits for the ledger to catch up (see [`Action::CatchUp`]).
@@ -551,9 +745,10 @@ impl ChainCore {
     }
 
     /// The driver wrote the pulled blocks up to the one [`Action::CatchUp`] asked for; `last`
-    /// is the ledger's last block now, with its consenter metadata. Entries committed meanwhile
-    /// are applied now.
-    pub fn caught_up(&mut self, last: LastBlock) -> Result<(), CoreError> {
+    /// is the ledger's last block now, with its consenter metadata, and `consenters` the client
+    /// TLS certificates of the config in force there. Entries committed meanwhile are applied
+    /// now.
+    pub fn caught_up(&mut self, last: LastBlock, consenters: Vec<Bytes>) -> Result<(), CoreError> {
         let Some(target) = self.catching_up else {
             return Ok(());
         };
@@ -566,6 +761,12 @@ impl ChainCore {
         tracing::info!(channel = %self.channel, block = last.number, "caught up with the snapshot");
         self.catching_up = None;
         self.applied_index = self.applied_index.max(last.metadata.raft_index);
+        if !last.metadata.consenter_ids.contains(&self.raw.raft.id) && !self.leaving {
+            tracing::info!(channel = %self.channel, block = last.number, "a pulled config block removed this node from the consenters");
+            self.leaving = true;
+            self.leader_silent_ticks = 0;
+        }
+        self.consenters = consenters;
         self.last = last;
         self.created = (self.last.number, self.last.header_hash);
         let deferred = std::mem::take(&mut self.deferred);
@@ -666,6 +867,7 @@ impl ChainCore {
             }
             self.apply(light.take_committed_entries())?;
             self.raw.advance_apply();
+            self.push_conf_change()?;
             // As Fabric does, a snapshot handed to the transport counts as delivered: the
             // follower's progress leaves Snapshot state for Probe. Without this a snapshot lost
             // on the way (dropped from a full queue, connection down) would leave the leader
@@ -706,6 +908,7 @@ impl ChainCore {
         } else if was_leader {
             // Fabric's becomeFollower: drop the pending batch, forget in-flight bookkeeping.
             let _ = self.cutter.cut();
+            self.rotated_self = false;
             self.config_inflight = false;
             self.sync_index = None;
             self.created = (self.last.number, self.last.header_hash);
@@ -719,6 +922,7 @@ impl ChainCore {
         {
             self.sync_index = None;
             self.created = (self.last.number, self.last.header_hash);
+            self.conf_change_tried = None;
         }
     }
 
@@ -728,7 +932,19 @@ impl ChainCore {
             return Ok(());
         }
         for e in entries {
+            if self.evicted {
+                break;
+            }
             if e.index <= self.processed_index {
+                // Blocks are applied once; conf changes are replayed (each adds or removes one
+                // ID, and IDs are never reused, so replaying them in order over the membership
+                // ends where it started): a node that joined a running channel starts from the
+                // consenter IDs of its last block and learns the rest this way, as in Fabric.
+                if e.get_entry_type() == EntryType::EntryConfChange
+                    && let Ok(cc) = ConfChange::parse_from_bytes(&e.data)
+                {
+                    self.apply_conf_change(&cc)?;
+                }
                 continue;
             }
             match e.get_entry_type() {
@@ -741,8 +957,7 @@ impl ChainCore {
                             reason: err.to_string(),
                         }
                     })?;
-                    let cs = self.raw.apply_conf_change(&cc)?;
-                    self.record_conf_state(cs)?;
+                    self.apply_conf_change(&cc)?;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(|err| {
@@ -758,6 +973,24 @@ impl ChainCore {
             self.processed_index = e.index;
         }
         self.check_synced();
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, cc: &ConfChange) -> Result<(), CoreError> {
+        let before = self.voters();
+        let cs = self.raw.apply_conf_change(cc)?;
+        self.record_conf_state(cs)?;
+        let after = self.voters();
+        if before != after {
+            tracing::info!(channel = %self.channel, node = cc.node_id, change = ?cc.get_change_type(), voters = ?after, "applied a raft configuration change");
+            self.conf_change_tried = None;
+        }
+        if cc.get_change_type() == raft::eraftpb::ConfChangeType::RemoveNode
+            && cc.node_id == self.raw.raft.id
+        {
+            tracing::info!(channel = %self.channel, "this node was removed from the channel's raft group");
+            self.evict();
+        }
         Ok(())
     }
 
@@ -791,6 +1024,9 @@ impl ChainCore {
             });
         }
         let config = is_config_block(&block);
+        if config {
+            self.apply_membership(&block, e.index)?;
+        }
         self.last.number = header.number;
         self.last.header_hash = header_hash(header);
         self.last.metadata.raft_index = e.index;
@@ -822,6 +1058,34 @@ impl ChainCore {
                 compact_to,
             });
         }
+        Ok(())
+    }
+
+    /// A committed config block: the consenter metadata it and the next blocks carry, and what
+    /// the Raft group must do (the leader proposes it once the block is applied).
+    fn apply_membership(&mut self, block: &Block, index: u64) -> Result<(), CoreError> {
+        let bad = |reason: String| CoreError::BadEntry { index, reason };
+        let certs = (self.consenters_of)(block).map_err(bad)?;
+        let change = membership::compute(&self.last.metadata, &self.consenters, &certs)
+            .map_err(|e| bad(e.to_string()))?;
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        if let Some(cc) = change.conf_change {
+            tracing::info!(channel = %self.channel, block = number, change = ?cc, "config block changes the consenters: pausing ordering until the raft configuration follows");
+        }
+        let me = self.raw.raft.id;
+        self.rotated_self = false;
+        if let Some(id) = change.rotated {
+            tracing::info!(channel = %self.channel, block = number, node = id, "config block rotates the TLS certificate of node {id}");
+            self.rotated_self = id == me;
+        }
+        self.last.metadata = change.metadata;
+        self.consenters = certs;
+        if !self.last.metadata.consenter_ids.contains(&me) && !self.leaving {
+            tracing::info!(channel = %self.channel, block = number, "config block removes this node from the consenters");
+            self.leaving = true;
+            self.leader_silent_ticks = 0;
+        }
+        self.conf_change_tried = None;
         Ok(())
     }
 

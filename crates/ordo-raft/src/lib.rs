@@ -6,7 +6,9 @@
 //!
 //! - [`chain`]: the core of one channel — raft-rs `RawNode`, the leader's block cutting
 //!   ([`blockcutter`]) and block creation, in-flight control, applying committed blocks once,
-//!   snapshots;
+//!   snapshots, membership changes and eviction;
+//! - [`membership`]: how a config block's consenter list changes the consenter IDs (Fabric's
+//!   `ComputeMembershipChanges`);
 //! - [`storage`]: the in-memory Raft log the core reads;
 //! - [`wal`]: the one piece with I/O, kept apart from the core — the durable Raft state of a
 //!   channel (raft-engine log under WALDir, snapshot files under SnapDir), which the driver
@@ -18,5 +20,6 @@
 pub mod blockcutter;
 pub mod chain;
 mod logger;
+pub mod membership;
 pub mod storage;
 pub mod wal;

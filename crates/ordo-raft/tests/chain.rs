@@ -2,6 +2,7 @@
 //! network, restarts from persisted state, snapshots, and the raft-engine WAL round trip.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ordo_ledger::block::header_hash;
@@ -54,6 +55,21 @@ fn env(i: u32) -> Proposal {
     })
 }
 
+/// The consenters as the core sees them: one made-up certificate per ID of the last block, and
+/// config blocks that never change them.
+fn with_consenters(mut p: ChainParams) -> ChainParams {
+    let certs: Vec<Bytes> = p
+        .last_block
+        .metadata
+        .consenter_ids
+        .iter()
+        .map(|id| Bytes::from(id.to_be_bytes().to_vec()))
+        .collect();
+    p.consenters = certs.clone();
+    p.consenters_of = Arc::new(move |_| Ok(certs.clone()));
+    p
+}
+
 /// One simulated node: its core, what it persisted, the blocks it wrote.
 struct Node {
     core: ChainCore,
@@ -64,14 +80,16 @@ struct Node {
 
 impl Node {
     fn new(id: u64, n: u64, channel: &str) -> Node {
-        let core = ChainCore::new(ChainParams {
+        let core = ChainCore::new(with_consenters(ChainParams {
             channel: channel.into(),
             id,
             options: options(id),
             limits: LIMITS,
             last_block: genesis(n),
+            consenters: Vec::new(),
+            consenters_of: Arc::new(|_| Ok(Vec::new())),
             start: Start::Fresh,
-        })
+        }))
         .unwrap();
         let mut node = Node {
             core,
@@ -100,6 +118,7 @@ impl Node {
                     self.disk.entries.retain(|e| e.index > compact_to);
                 }
                 Action::CatchUp { .. } => panic!("no catch-up expected"),
+                Action::Evicted => panic!("no eviction expected"),
                 Action::BatchCut { .. } => {}
             }
         }
@@ -319,14 +338,16 @@ fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() 
     // The "ledger" lost its last block (written, not yet durable when the node died).
     let kept: Vec<_> = node.blocks[..2].to_vec();
     let mut restarted = Node {
-        core: ChainCore::new(ChainParams {
+        core: ChainCore::new(with_consenters(ChainParams {
             channel: "mychannel".into(),
             id: 1,
             options: options(1),
             limits: LIMITS,
             last_block: last_block_of(&kept),
+            consenters: Vec::new(),
+            consenters_of: Arc::new(|_| Ok(Vec::new())),
             start: Start::Restart(Box::new(node.disk.clone())),
-        })
+        }))
         .unwrap(),
         disk: node.disk.clone(),
         blocks: kept,
@@ -348,14 +369,16 @@ fn snapshots_are_taken_by_size_and_a_restart_starts_from_them() {
     let mut node = Node::new(1, 1, "mychannel");
     let mut opts = options(1);
     opts.snapshot_interval_size = 200;
-    node.core = ChainCore::new(ChainParams {
+    node.core = ChainCore::new(with_consenters(ChainParams {
         channel: "mychannel".into(),
         id: 1,
         options: opts.clone(),
         limits: LIMITS,
         last_block: genesis(1),
+        consenters: Vec::new(),
+        consenters_of: Arc::new(|_| Ok(Vec::new())),
         start: Start::Fresh,
-    })
+    }))
     .unwrap();
     node.drain();
     elect_single(&mut node);
@@ -372,14 +395,16 @@ fn snapshots_are_taken_by_size_and_a_restart_starts_from_them() {
         "log compacted"
     );
     let mut restarted = Node {
-        core: ChainCore::new(ChainParams {
+        core: ChainCore::new(with_consenters(ChainParams {
             channel: "mychannel".into(),
             id: 1,
             options: opts,
             limits: LIMITS,
             last_block: node.last_block(),
+            consenters: Vec::new(),
+            consenters_of: Arc::new(|_| Ok(Vec::new())),
             start: Start::Restart(Box::new(node.disk.clone())),
-        })
+        }))
         .unwrap(),
         disk: node.disk.clone(),
         blocks: node.blocks.clone(),
@@ -400,14 +425,16 @@ fn the_raft_engine_wal_gives_back_what_was_persisted() {
     let mut node = Node::new(1, 1, "mychannel");
     let mut opts = options(1);
     opts.snapshot_interval_size = 300;
-    node.core = ChainCore::new(ChainParams {
+    node.core = ChainCore::new(with_consenters(ChainParams {
         channel: "mychannel".into(),
         id: 1,
         options: opts,
         limits: LIMITS,
         last_block: genesis(1),
+        consenters: Vec::new(),
+        consenters_of: Arc::new(|_| Ok(Vec::new())),
         start: Start::Fresh,
-    })
+    }))
     .unwrap();
     let mut wal = RaftWal::open(&wal_dir, &snap_dir).unwrap();
     assert!(wal.is_fresh().unwrap());
@@ -430,7 +457,10 @@ fn the_raft_engine_wal_gives_back_what_was_persisted() {
                 Action::WriteBlock {
                     block, metadata, ..
                 } => node.blocks.push((block, metadata)),
-                Action::Send(_) | Action::CatchUp { .. } | Action::BatchCut { .. } => {}
+                Action::Send(_)
+                | Action::CatchUp { .. }
+                | Action::BatchCut { .. }
+                | Action::Evicted => {}
             }
         }
     };

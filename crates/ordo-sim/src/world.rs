@@ -438,6 +438,14 @@ impl World {
         };
         let mut options = self.options.clone();
         options.election_timeout = Some((node.election, node.election + 1));
+        // Membership never changes here: one made-up certificate per consenter, and config
+        // blocks that keep them.
+        let certs: Vec<Bytes> = md
+            .consenter_ids
+            .iter()
+            .map(|id| Bytes::from(id.to_be_bytes().to_vec()))
+            .collect();
+        let same = certs.clone();
         let params = ChainParams {
             channel: CHANNEL.into(),
             id: node.id,
@@ -448,9 +456,11 @@ impl World {
                 header_hash: header_hash(header),
                 metadata: md,
             },
+            consenters: certs,
+            consenters_of: std::sync::Arc::new(move |_| Ok(same.clone())),
             start,
         };
-        let core = catch_unwind(|| ChainCore::new(params))
+        let core = catch_unwind(AssertUnwindSafe(|| ChainCore::new(params)))
             .map_err(|p| format!("node {} panicked starting: {}", i + 1, panic_text(p)))?
             .map_err(|e| format!("node {} failed to start: {e}", i + 1))?;
         node.core = Some(core);
@@ -509,11 +519,7 @@ impl World {
                         self.sync(i)?;
                         self.append(i, block, metadata.clone(), "committed")?;
                         if config && let Some(core) = self.nodes[i].core.as_mut() {
-                            core.config_applied(
-                                self.limits,
-                                self.options.snapshot_interval_size,
-                                metadata,
-                            );
+                            core.config_applied(self.limits, self.options.snapshot_interval_size);
                         }
                     }
                     Action::Snapshot {
@@ -532,6 +538,13 @@ impl World {
                         self.at(at, Ev::CatchUp { node: i, inc });
                     }
                     Action::BatchCut { .. } => {}
+                    // Membership never changes in this simulation.
+                    Action::Evicted => {
+                        return Err(format!(
+                            "node {} was evicted, but no config removes it",
+                            i + 1
+                        ));
+                    }
                 }
             }
         }
@@ -685,12 +698,17 @@ impl World {
         if header.number >= target {
             self.nodes[i].catch_up = None;
             self.report.catch_ups += 1;
+            let certs: Vec<Bytes> = md
+                .consenter_ids
+                .iter()
+                .map(|id| Bytes::from(id.to_be_bytes().to_vec()))
+                .collect();
             let last = LastBlock {
                 number: header.number,
                 header_hash: header_hash(header),
                 metadata: md,
             };
-            self.with_core(i, |c, _| c.caught_up(last))?;
+            self.with_core(i, |c, _| c.caught_up(last, certs))?;
         } else {
             let inc = self.nodes[i].inc;
             self.at(self.now + 200 * MS, Ev::CatchUp { node: i, inc });

@@ -571,3 +571,168 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The index of the node that reports itself leader of `channel`, once one does.
+pub async fn leader_of(nodes: &[Option<OrdoProcess>], channel: &str) -> usize {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        for (i, n) in nodes.iter().enumerate() {
+            if let Some(n) = n
+                && leads(n, channel).await
+            {
+                return i;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client broadcasting through `node` in batches of ten until `stop`, retrying whatever was
+/// not acknowledged; returns the numbers of the acknowledged envelopes.
+pub fn start_load(
+    node: &OrdoProcess,
+    channel: &'static str,
+    first: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+) -> tokio::task::JoinHandle<()> {
+    let general = node.addrs.general;
+    tokio::spawn(async move {
+        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
+        let tls = ClientTls::new(&[root], None, "127.0.0.1", &[b"h2"]).unwrap();
+        let mut client =
+            AtomicBroadcastClient::new(grpc_channel(general, Some(tls)).await.unwrap());
+        let user1 = signer(USER1, "Org1MSP");
+        let mut pending: Vec<u64> = Vec::new();
+        let mut next = first;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while pending.len() < 10 {
+                pending.push(next);
+                next += 1;
+            }
+            let envs = pending.iter().map(|i| tx(&user1, channel, *i)).collect();
+            let answers = broadcast(&mut client, envs).await;
+            let ok = answers
+                .iter()
+                .take_while(|(status, _)| *status == Status::Success as i32)
+                .count();
+            acked.lock().unwrap().extend(pending.drain(..ok));
+            if ok < 10 {
+                // Refused (no leader yet, or not committed in time): retried on a fresh stream
+                // once the cluster can take it again.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    })
+}
+
+/// The consenter entry the fixtures' configtx.yaml gives orderer`n` (cluster port 3715n, its TLS
+/// server certificate as both client and server certificate).
+pub fn fixture_consenter(n: u32) -> ordo_proto::etcdraft::Consenter {
+    let cert = std::fs::read(fixture(&format!(
+        "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com/tls/server.crt"
+    )))
+    .unwrap();
+    ordo_proto::etcdraft::Consenter {
+        host: "127.0.0.1".into(),
+        port: 37150 + n,
+        client_tls_cert: cert.clone().into(),
+        server_tls_cert: cert.into(),
+    }
+}
+
+/// A CONFIG_UPDATE of `channel` that edits the etcdraft consenters of the config in
+/// `config_block`, signed by the orderer organization's admin (what `ordo channel
+/// add-consenter` and its siblings build).
+pub fn consenters_update(
+    config_block: &Block,
+    channel: &str,
+    edit: impl FnOnce(&mut Vec<ordo_proto::etcdraft::Consenter>),
+) -> Envelope {
+    let cfg = ordo_orderer::channel::config_of_block(config_block).unwrap();
+    let original = cfg.config().clone();
+    let mut updated = original.clone();
+    let orderer = updated
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Orderer")
+        .unwrap();
+    let value = orderer.values.get_mut("ConsensusType").unwrap();
+    let mut ct = ordo_proto::orderer::ConsensusType::decode(value.value.clone()).unwrap();
+    let mut md = ordo_proto::etcdraft::ConfigMetadata::decode(ct.metadata.clone()).unwrap();
+    edit(&mut md.consenters);
+    ct.metadata = md.encode_to_vec().into();
+    value.value = ct.encode_to_vec().into();
+    let update = ordo_protolator::compute_update(channel, &original, &updated).unwrap();
+    let admin = signer(ADMIN_MSP, "OrdererMSP");
+    let mut cue = ordo_proto::common::ConfigUpdateEnvelope {
+        config_update: update.encode_to_vec().into(),
+        signatures: vec![],
+    };
+    ordo_config::envelope::add_config_signature(&mut cue, &admin).unwrap();
+    create_signed_envelope(
+        HeaderType::ConfigUpdate,
+        channel,
+        &admin,
+        cue.encode_to_vec().into(),
+    )
+    .unwrap()
+}
+
+/// The height of `channel` on `node` (its participation API), or 0 if it does not have it.
+pub async fn height_of(node: &OrdoProcess, channel: &str) -> u64 {
+    channel_info(node, channel)
+        .await
+        .and_then(|v| v["height"].as_u64())
+        .unwrap_or(0)
+}
+
+/// `GET /participation/v1/channels/{channel}` on `node`, if it answers 200.
+pub async fn channel_info(node: &OrdoProcess, channel: &str) -> Option<serde_json::Value> {
+    let r = node
+        .admin()
+        .get(&format!("/participation/v1/channels/{channel}"))
+        .await
+        .ok()?;
+    if r.status != 200 {
+        return None;
+    }
+    r.json().ok()
+}
+
+/// The newest config block of `channel` on `node` (the one its last block's LAST_CONFIG names).
+pub async fn last_config_block(node: &OrdoProcess, channel: &str) -> Block {
+    let admin = signer(ADMIN_MSP, "OrdererMSP");
+    let height = height_of(node, channel).await;
+    let tip = blocks_of_range(node, &admin, channel, height - 1, height - 1)
+        .await
+        .remove(0);
+    let last = ordo_ledger::block::last_config_index(&tip).unwrap();
+    blocks_of_range(node, &admin, channel, last, last)
+        .await
+        .remove(0)
+}
+
+/// Delivers blocks `from..=to` of `channel` from `node`, retrying while it has no leader.
+pub async fn blocks_of_range(
+    node: &OrdoProcess,
+    signer: &SigningIdentity,
+    channel: &str,
+    from: u64,
+    to: u64,
+) -> Vec<Block> {
+    let mut client = node.grpc().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (blocks, status) = deliver(&mut client, seek(signer, channel, from, to, false)).await;
+        if status == Status::Success as i32 {
+            return blocks;
+        }
+        assert_eq!(status, Status::ServiceUnavailable as i32);
+        assert!(tokio::time::Instant::now() < deadline, "no leader in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,288 @@
+//! Fabric's reconfiguration and onboarding scenarios (`integration/raft/config_test.go`, test
+//! names after its `When`/`It`) with real `ordo` processes on 127.0.0.1, on the fixture
+//! channels' fixed ports (general 3705n, cluster 3715n), so one test at a time. Consenters are
+//! added and removed by config updates signed by the orderer organization's admin, as `peer
+//! channel update` would submit them, while a client keeps broadcasting.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+
+/// Held by each test: they all listen on the fixture channels' fixed ports.
+static CHANNELS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// SUCCESS means committed (see cft.rs); the short timeout keeps the client's retries quick
+/// while a change leaves the cluster without a quorum for a moment.
+const ACK_AFTER_COMMIT: &str = ", AckAfterCommit: true, AckAfterCommitTimeout: 3s";
+
+/// Starts orderers 1..=n under `dir` (none joined to anything).
+async fn start_nodes(dir: &Path, n: u32) -> Vec<Option<OrdoProcess>> {
+    let mut nodes = Vec::new();
+    for i in 1..=n {
+        let d = dir.join(format!("orderer{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let config = write_cluster_node_config(&d, i, ACK_AFTER_COMMIT);
+        nodes.push(Some(OrdoProcess::start_cluster_node(&config, i).await));
+    }
+    nodes
+}
+
+fn node(nodes: &[Option<OrdoProcess>], i: usize) -> &OrdoProcess {
+    nodes[i].as_ref().unwrap()
+}
+
+/// Submits a config update through the current leader; returns Broadcast's answer.
+async fn submit_update(
+    nodes: &[Option<OrdoProcess>],
+    channel: &str,
+    env: Envelope,
+) -> (i32, String) {
+    let leader = leader_of(nodes, channel).await;
+    let mut client = node(nodes, leader).grpc().await;
+    broadcast_when_led(&mut client, env).await
+}
+
+/// The `consensusRelation` and `status` `node` reports for `channel`.
+async fn relation(node: &OrdoProcess, channel: &str) -> (String, String) {
+    let info = channel_info(node, channel).await.unwrap_or_default();
+    (
+        info["consensusRelation"].as_str().unwrap_or("").to_string(),
+        info["status"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Waits until the leader counts `n` consenters, all active (a config update that changes the
+/// membership is refused while a quorum of the new set is not active).
+async fn wait_active(nodes: &[Option<OrdoProcess>], channel: &str, n: usize) {
+    let size = format!("consensus_etcdraft_cluster_size{{channel=\"{channel}\"}}");
+    let active = format!("consensus_etcdraft_active_nodes{{channel=\"{channel}\"}}");
+    wait_for(&format!("{n} active consenters"), || async {
+        let leader = leader_of(nodes, channel).await;
+        let l = node(nodes, leader);
+        metric(l, &size).await == Some(n as f64) && metric(l, &active).await == Some(n as f64)
+    })
+    .await;
+}
+
+/// Consenter IDs and next ID in the consenter metadata of `block`.
+fn consenter_ids(block: &Block) -> (Vec<u64>, u64) {
+    let raw = ordo_ledger::block::consenter_metadata(block).unwrap();
+    let md = ordo_proto::etcdraft::BlockMetadata::decode(raw).unwrap();
+    (md.consenter_ids, md.next_consenter_id)
+}
+
+/// Stops the load, waits until every node has the same height, and checks that they hold the
+/// same blocks, that the chain verifies, and that every acknowledged envelope is in it.
+async fn check_agreement(
+    nodes: &[Option<OrdoProcess>],
+    channel: &str,
+    load: tokio::task::JoinHandle<()>,
+    stop: &AtomicBool,
+    acked: &Mutex<Vec<u64>>,
+) -> Vec<Block> {
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let leader = leader_of(nodes, channel).await;
+    let height = height_of(node(nodes, leader), channel).await;
+    for n in nodes.iter().flatten() {
+        wait_for("every node at the leader's height", || async {
+            height_of(n, channel).await >= height
+        })
+        .await;
+    }
+    let admin = signer(ADMIN_MSP, "OrdererMSP");
+    let reference = blocks_of(node(nodes, leader), &admin, channel, height).await;
+    verify_chain(&reference);
+    for n in nodes.iter().flatten() {
+        let blocks = blocks_of(n, &admin, channel, height).await;
+        assert_eq!(agreed(&blocks), agreed(&reference));
+    }
+    // Envelope payload data as text (config blocks' are not text: lossy is enough to find the
+    // client's "transaction {i}").
+    let texts: std::collections::HashSet<String> = reference[1..]
+        .iter()
+        .flat_map(|b| b.data.as_ref().unwrap().data.iter())
+        .map(|e| {
+            let env = Envelope::decode(e.clone()).unwrap();
+            let payload = ordo_proto::common::Payload::decode(env.payload).unwrap();
+            String::from_utf8_lossy(&payload.data).to_string()
+        })
+        .collect();
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty());
+    for i in acked {
+        assert!(
+            texts.contains(&format!("transaction {i}")),
+            "acknowledged envelope {i} is missing"
+        );
+    }
+    reference
+}
+
+/// config_test.go "a single node cluster is expanded / is still possible to onboard the new
+/// cluster member", grown as the seed's tutorial does: one node, then a second, third, fourth
+/// and fifth, each added by a config update and joined with the config block that adds it
+/// (it follows — onboarding — until its ledger reaches that block, then runs Raft under the ID
+/// the block's metadata gives it), while a client keeps broadcasting. Adding two at once is
+/// refused with Fabric's answer. Every node ends with the same blocks and every acknowledged
+/// envelope in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_cluster_is_expanded_one_node_at_a_time_while_a_client_broadcasts() {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-1";
+    let nodes = start_nodes(dir.path(), 5).await;
+    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(
+        node(&nodes, 0).admin().join(&genesis).await.unwrap().status,
+        201
+    );
+    let _ = leader_of(&nodes, ch).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let load = start_load(node(&nodes, 0), ch, 0, stop.clone(), acked.clone());
+
+    for n in 2..=5u32 {
+        wait_active(&nodes, ch, n as usize - 1).await;
+        let current = last_config_block(node(&nodes, 0), ch).await;
+        if n == 3 {
+            let two = consenters_update(&current, ch, |cs| {
+                cs.push(fixture_consenter(3));
+                cs.push(fixture_consenter(4));
+            });
+            let (status, info) = submit_update(&nodes, ch, two).await;
+            assert_eq!(status, Status::BadRequest as i32, "{info}");
+            assert!(
+                info.ends_with("update of more than one consenter at a time is not supported, requested changes: add 2 node(s), remove 0 node(s)"),
+                "{info}"
+            );
+        }
+        let add = consenters_update(&current, ch, |cs| cs.push(fixture_consenter(n)));
+        let (status, info) = submit_update(&nodes, ch, add).await;
+        assert_eq!(status, Status::Success as i32, "adding orderer{n}: {info}");
+        let number = |b: &Block| b.header.as_ref().unwrap().number;
+        wait_for("the config block adding the node", || async {
+            number(&last_config_block(node(&nodes, 0), ch).await) > number(&current)
+        })
+        .await;
+        let join_block = last_config_block(node(&nodes, 0), ch).await;
+        let (ids, next) = consenter_ids(&join_block);
+        assert_eq!(ids, (1..=u64::from(n)).collect::<Vec<_>>());
+        assert_eq!(next, u64::from(n) + 1);
+        let joined = node(&nodes, n as usize - 1)
+            .admin()
+            .join(&join_block.encode_to_vec())
+            .await
+            .unwrap();
+        assert_eq!(joined.status, 201);
+        assert_eq!(joined.json().unwrap()["consensusRelation"], "follower");
+        wait_for(&format!("orderer{n} to become a consenter"), || async {
+            relation(node(&nodes, n as usize - 1), ch).await
+                == ("consenter".to_string(), "active".to_string())
+        })
+        .await;
+    }
+    wait_active(&nodes, ch, 5).await;
+    let before = acked.lock().unwrap().len();
+    wait_for("the five-node cluster to order more envelopes", || async {
+        acked.lock().unwrap().len() >= before + 30
+    })
+    .await;
+    let blocks = check_agreement(&nodes, ch, load, &stop, &acked).await;
+    assert_eq!(
+        consenter_ids(blocks.last().unwrap()),
+        (vec![1, 2, 3, 4, 5], 6)
+    );
+}
+
+/// config_test.go "an orderer node is evicted / doesn't complain and does it obediently", and
+/// "an evicted node is added back": in a three-node channel a follower is removed (it stops
+/// taking part in Raft and follows the channel instead), then the leader is removed (it hands
+/// leadership over first; the new leader removes it), leaving one consenter that still orders;
+/// then the first evicted node is added back and becomes a consenter again under a new ID.
+/// Throughout, a client broadcasts; at the end all three nodes hold the same blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orderer_node_is_evicted_does_it_obediently_and_is_added_back() {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-3";
+    let nodes = start_nodes(dir.path(), 3).await;
+    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
+    for n in nodes.iter().flatten() {
+        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
+    }
+    let leader = leader_of(&nodes, ch).await;
+    let follower = (leader + 1) % 3;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    // The client talks to the node that stays a consenter throughout.
+    let stays = 3 - leader - follower;
+    let load = start_load(node(&nodes, stays), ch, 0, stop.clone(), acked.clone());
+    let cert = |i: usize| fixture_consenter(i as u32 + 1).client_tls_cert;
+
+    // A follower is removed.
+    wait_active(&nodes, ch, 3).await;
+    let current = last_config_block(node(&nodes, leader), ch).await;
+    let remove = consenters_update(&current, ch, |cs| {
+        cs.retain(|c| c.client_tls_cert != cert(follower))
+    });
+    let (status, info) = submit_update(&nodes, ch, remove).await;
+    assert_eq!(status, Status::Success as i32, "{info}");
+    wait_for("the removed node to follow the channel", || async {
+        relation(node(&nodes, follower), ch).await == ("follower".to_string(), "active".to_string())
+    })
+    .await;
+    wait_active(&nodes, ch, 2).await;
+
+    // The leader removes itself: it hands over first.
+    let current = last_config_block(node(&nodes, stays), ch).await;
+    let remove = consenters_update(&current, ch, |cs| {
+        cs.retain(|c| c.client_tls_cert != cert(leader))
+    });
+    let (status, info) = submit_update(&nodes, ch, remove).await;
+    assert_eq!(status, Status::Success as i32, "{info}");
+    wait_for("the removed leader to follow the channel", || async {
+        relation(node(&nodes, leader), ch).await == ("follower".to_string(), "active".to_string())
+    })
+    .await;
+    wait_for("the remaining node to lead alone", || async {
+        leads(node(&nodes, stays), ch).await
+            && metric(
+                node(&nodes, stays),
+                &format!("consensus_etcdraft_cluster_size{{channel=\"{ch}\"}}"),
+            )
+            .await
+                == Some(1.0)
+    })
+    .await;
+
+    // The first evicted node is added back: a new ID, never a reused one.
+    let current = last_config_block(node(&nodes, stays), ch).await;
+    let add = consenters_update(&current, ch, |cs| {
+        cs.push(fixture_consenter(follower as u32 + 1))
+    });
+    let (status, info) = submit_update(&nodes, ch, add).await;
+    assert_eq!(status, Status::Success as i32, "{info}");
+    wait_for("the re-added node to be a consenter again", || async {
+        relation(node(&nodes, follower), ch).await
+            == ("consenter".to_string(), "active".to_string())
+    })
+    .await;
+    wait_active(&nodes, ch, 2).await;
+    let before = acked.lock().unwrap().len();
+    wait_for("the cluster to order more envelopes", || async {
+        acked.lock().unwrap().len() >= before + 30
+    })
+    .await;
+    let blocks = check_agreement(&nodes, ch, load, &stop, &acked).await;
+    let (ids, next) = consenter_ids(blocks.last().unwrap());
+    assert_eq!(next, 5);
+    let mut expected = vec![stays as u64 + 1, 4];
+    expected.sort_unstable();
+    let mut ids = ids;
+    ids.sort_unstable();
+    assert_eq!(ids, expected);
+}
