@@ -97,8 +97,10 @@ async fn a_restart_finishes_an_interrupted_removal_and_a_removed_channel_can_be_
     reg.stop_all().await;
 }
 
+/// A node that is not a consenter follows the channel instead, which needs the cluster
+/// transport (TLS): without it the join is refused before anything is written.
 #[tokio::test]
-async fn a_node_that_is_not_a_consenter_is_refused_before_anything_is_written() {
+async fn a_node_that_is_not_a_consenter_and_cannot_follow_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = open(tmp.path());
     // orderer1 is a consenter of channel-1; build a registrar whose certificate is orderer2's.
@@ -127,7 +129,11 @@ async fn a_node_that_is_not_a_consenter_is_refused_before_anything_is_written() 
         .join("channel-1", parsed, block.into())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("not a consenter"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("needs TLS and the cluster transport"),
+        "{err}"
+    );
     assert!(!other.path().join("ledger/chains/channel-1").exists());
     assert!(
         !other
