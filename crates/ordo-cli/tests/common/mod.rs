@@ -428,7 +428,17 @@ pub fn batch_size_update(genesis: &Block, max_message_count: u32) -> Envelope {
     let mut bs = ordo_proto::orderer::BatchSize::decode(value.value.clone()).unwrap();
     bs.max_message_count = max_message_count;
     value.value = bs.encode_to_vec().into();
-    let update = ordo_protolator::compute_update("channel-1", &original, &updated).unwrap();
+    admin_update("channel-1", &original, &updated)
+}
+
+/// The CONFIG_UPDATE turning `original` into `updated`, signed by the orderer organization's
+/// admin (both as config signature and as envelope creator).
+pub fn admin_update(
+    channel: &str,
+    original: &ordo_proto::common::Config,
+    updated: &ordo_proto::common::Config,
+) -> Envelope {
+    let update = ordo_protolator::compute_update(channel, original, updated).unwrap();
     let admin = signer(ADMIN_MSP, "OrdererMSP");
     let mut cue = ordo_proto::common::ConfigUpdateEnvelope {
         config_update: update.encode_to_vec().into(),
@@ -437,7 +447,7 @@ pub fn batch_size_update(genesis: &Block, max_message_count: u32) -> Envelope {
     ordo_config::envelope::add_config_signature(&mut cue, &admin).unwrap();
     create_signed_envelope(
         HeaderType::ConfigUpdate,
-        "channel-1",
+        channel,
         &admin,
         cue.encode_to_vec().into(),
     )
@@ -517,18 +527,7 @@ pub async fn blocks_of(
     channel: &str,
     height: u64,
 ) -> Vec<Block> {
-    let mut client = node.grpc().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (blocks, status) =
-            deliver(&mut client, seek(signer, channel, 0, height - 1, false)).await;
-        if status == Status::Success as i32 {
-            return blocks;
-        }
-        assert_eq!(status, Status::ServiceUnavailable as i32);
-        assert!(tokio::time::Instant::now() < deadline, "no leader in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    blocks_of_range(node, signer, channel, 0, height - 1).await
 }
 
 /// An envelope whose payload is `transaction {i}` padded to `size` bytes.
@@ -666,20 +665,7 @@ pub fn consenters_update(
     edit(&mut md.consenters);
     ct.metadata = md.encode_to_vec().into();
     value.value = ct.encode_to_vec().into();
-    let update = ordo_protolator::compute_update(channel, &original, &updated).unwrap();
-    let admin = signer(ADMIN_MSP, "OrdererMSP");
-    let mut cue = ordo_proto::common::ConfigUpdateEnvelope {
-        config_update: update.encode_to_vec().into(),
-        signatures: vec![],
-    };
-    ordo_config::envelope::add_config_signature(&mut cue, &admin).unwrap();
-    create_signed_envelope(
-        HeaderType::ConfigUpdate,
-        channel,
-        &admin,
-        cue.encode_to_vec().into(),
-    )
-    .unwrap()
+    admin_update(channel, &original, &updated)
 }
 
 /// The height of `channel` on `node` (its participation API), or 0 if it does not have it.
