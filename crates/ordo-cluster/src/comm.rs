@@ -30,7 +30,7 @@ use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Another consenter of a channel, as the channel config names it.
@@ -128,6 +128,8 @@ struct Inner {
     conns: Mutex<HashMap<ConnKey, tonic::transport::Channel>>,
     streams: Mutex<HashMap<StreamKey, Stream>>,
     events: Arc<dyn CommEvents>,
+    /// Per channel, how many times a consenter refused this node as unauthorized.
+    refusals: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 /// The outbound cluster transport of a node; cheap to clone.
@@ -166,6 +168,7 @@ impl Comm {
             conns: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             events: events.unwrap_or_else(|| Arc::new(NoEvents)),
+            refusals: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -221,6 +224,22 @@ impl Comm {
     /// Forgets a channel (removed, or this node left it).
     pub fn remove_channel(&self, channel: &str) {
         self.configure(channel, Vec::new());
+        lock(&self.0.refusals).remove(channel);
+    }
+
+    /// Counts the times another consenter refused this node's `channel` stream as unauthorized
+    /// (`PERMISSION_DENIED`: it does not know this node's certificate, or knows it under
+    /// another Raft ID). That is what an evicted node sees, so the chain checks the channel's
+    /// last config when the count moves (Fabric waits for `EvictionSuspicion` instead).
+    pub fn refusals(&self, channel: &str) -> watch::Receiver<u64> {
+        self.refusal_sender(channel).subscribe()
+    }
+
+    fn refusal_sender(&self, channel: &str) -> watch::Sender<u64> {
+        lock(&self.0.refusals)
+            .entry(channel.to_string())
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
     }
 
     /// Queues a Raft message for node `to`. Never waits: a full queue drops it.
@@ -314,6 +333,7 @@ impl Comm {
             conn,
             rpc_timeout: self.0.cfg.rpc_timeout,
             events: self.0.events.clone(),
+            refused: self.refusal_sender(channel),
         };
         tokio::spawn(worker.run(rx));
         self.0.events.streams(channel, 1);
@@ -485,9 +505,18 @@ struct StreamWorker {
     conn: tonic::transport::Channel,
     rpc_timeout: Duration,
     events: Arc<dyn CommEvents>,
+    refused: watch::Sender<u64>,
 }
 
 impl StreamWorker {
+    /// Notes a stream that failed with `status`; see [`Comm::refusals`].
+    fn failed(&self, status: &tonic::Status) {
+        if status.code() == tonic::Code::PermissionDenied {
+            tracing::warn!(channel = %self.channel, to = %self.endpoint, error = %status.message(), "refused by a consenter as unauthorized");
+            self.refused.send_modify(|n| *n += 1);
+        }
+    }
+
     async fn run(self, mut queue: mpsc::Receiver<StepRequest>) {
         // Like Fabric's `logSendFailure`: the first failure of a streak is a warning, the
         // repeats (one per Raft message while the node is down) are debug.
@@ -503,7 +532,10 @@ impl StreamWorker {
                 tokio::time::timeout(self.rpc_timeout, client.step(ReceiverStream::new(rx))).await;
             let failure = match opened {
                 Ok(Ok(r)) => Ok(r.into_inner()),
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => {
+                    self.failed(&e);
+                    Err(e.to_string())
+                }
                 Err(_) => Err(format!("timed out after {:?}", self.rpc_timeout)),
             };
             let mut responses = match failure {
@@ -541,6 +573,7 @@ impl StreamWorker {
                     r = responses.message() => {
                         if let Err(e) = r {
                             tracing::debug!(channel = %self.channel, to = %self.endpoint, error = %e, "cluster stream ended");
+                            self.failed(&e);
                         }
                         break;
                     }

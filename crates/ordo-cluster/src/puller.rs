@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ordo_ledger::block::{verify_data_hash, verify_link};
+use ordo_ledger::block::{last_config_index, verify_data_hash, verify_link};
 use ordo_proto::common::{Block, BlockHeader, Envelope};
 use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use ordo_proto::orderer::deliver_response::Type as Response;
@@ -143,6 +143,31 @@ impl Puller {
             raise
         });
     }
+}
+
+/// The newest config block of `channel` as its most advanced orderer has it (Fabric's
+/// `LastConfigBlock`, with which a node confirms it was evicted): that orderer's newest block
+/// names the config block, which must match its data hash and pass `source`'s checks. Nothing
+/// links it to this node's ledger, so it serves to decide, not to be written.
+pub async fn last_config_block<S: Source>(
+    channel: &str,
+    cfg: Replication,
+    comm: Comm,
+    source: S,
+) -> Result<Block, String> {
+    let (out, _) = mpsc::unbounded_channel();
+    let (_target, target_rx) = watch::channel(0);
+    let mut worker = Worker {
+        channel: channel.to_string(),
+        cfg,
+        comm,
+        source,
+        prev: None,
+        target: target_rx,
+        out,
+        buffer: Arc::new(Semaphore::new(1)),
+    };
+    worker.newest_config().await
 }
 
 /// The target of a puller that follows the channel for good.
@@ -357,6 +382,57 @@ impl<S: Source> Worker<S> {
                 .map_err(|_| RoundError::Closed)?;
         }
         Ok(())
+    }
+
+    /// See [`last_config_block`].
+    async fn newest_config(&mut self) -> Result<Block, String> {
+        let endpoints = self.source.endpoints();
+        let roots = self.source.tls_roots();
+        let probes = endpoints.iter().map(|e| self.probe(e, &roots));
+        let heights = futures::future::join_all(probes).await;
+        let (endpoint, height) = endpoints
+            .iter()
+            .zip(heights)
+            .filter_map(|(e, h)| h.ok().map(|h| (e, h)))
+            .max_by_key(|(_, h)| *h)
+            .ok_or("no orderer of the channel answered")?;
+        let newest = self.fetch(endpoint, &roots, height - 1).await?;
+        let index = last_config_index(&newest).map_err(|e| format!("{endpoint}: {e}"))?;
+        let block = if index + 1 == height {
+            newest
+        } else {
+            self.fetch(endpoint, &roots, index).await?
+        };
+        verify_data_hash(&block).map_err(|e| format!("{endpoint}: config block {index}: {e}"))?;
+        self.source
+            .verify(&block)
+            .map_err(|e| format!("{endpoint}: config block {index}: {e}"))?;
+        Ok(block)
+    }
+
+    /// Block `number` from `endpoint`.
+    async fn fetch(&self, endpoint: &str, roots: &[Bytes], number: u64) -> Result<Block, String> {
+        let seek = SeekInfo {
+            start: Some(specified(number)),
+            stop: Some(specified(number)),
+            behavior: SeekBehavior::BlockUntilReady as i32,
+            error_response: SeekErrorResponse::BestEffort as i32,
+        };
+        let mut stream = self
+            .open(endpoint, roots, seek)
+            .await
+            .map_err(|e| e.to_string())?;
+        match self
+            .recv(endpoint, &mut stream)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Response::Block(b) if b.header.as_ref().is_some_and(|h| h.number == number) => Ok(b),
+            Response::Block(_) => Err(format!("{endpoint} sent another block than {number}")),
+            Response::Status(s) => {
+                Err(format!("{endpoint} answered status {s} for block {number}"))
+            }
+        }
     }
 
     /// Fabric's `VerifyBlockHash` (sequence, previous hash, data hash), then the source's

@@ -28,13 +28,32 @@ pub struct Sender {
     pub key: ordo_crypto::PublicKey,
 }
 
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The sender is not a consenter of the channel as this node knows it, or claims another
+    /// consenter's Raft ID. Answered `PERMISSION_DENIED`, which tells the sender it may have been
+    /// removed from the channel (see [`crate::comm::Comm::refusals`]).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Anything else (unknown channel, malformed message, full queue): `INVALID_ARGUMENT`.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for StepError {
+    fn from(e: String) -> Self {
+        StepError::Invalid(e)
+    }
+}
+
 /// Where inbound cluster requests go (the orderer's registrar of channels).
 #[tonic::async_trait]
 pub trait StepHandler: Send + Sync + 'static {
     /// A Raft message from `sender`. Must not wait.
-    fn consensus(&self, sender: &Sender, req: ConsensusRequest) -> Result<(), String>;
+    fn consensus(&self, sender: &Sender, req: ConsensusRequest) -> Result<(), StepError>;
     /// An envelope forwarded by a follower; may wait for room in the channel's queue.
-    async fn submit(&self, sender: &Sender, req: SubmitRequest) -> Result<(), String>;
+    async fn submit(&self, sender: &Sender, req: SubmitRequest) -> Result<(), StepError>;
 }
 
 /// The `orderer.Cluster` gRPC service.
@@ -93,11 +112,15 @@ impl<H: StepHandler> Cluster for ClusterService<H> {
                     Some(step_request::Payload::SubmitRequest(s)) => {
                         handler.submit(&sender, s).await
                     }
-                    None => Err("empty StepRequest".to_string()),
+                    None => Err(StepError::Invalid("empty StepRequest".to_string())),
                 };
                 if let Err(e) = result {
                     tracing::warn!(?remote, error = %e, "inbound cluster request refused");
-                    let _ = tx.send(Err(Status::invalid_argument(e))).await;
+                    let status = match e {
+                        StepError::Unauthorized(e) => Status::permission_denied(e),
+                        StepError::Invalid(e) => Status::invalid_argument(e),
+                    };
+                    let _ = tx.send(Err(status)).await;
                     return;
                 }
             }

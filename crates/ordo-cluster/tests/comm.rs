@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ordo_cluster::comm::{Comm, CommConfig, RemoteNode, SendError};
-use ordo_cluster::service::{ClusterService, Sender, StepHandler};
+use ordo_cluster::service::{ClusterService, Sender, StepError, StepHandler};
 use ordo_cluster::tls::{Alpn, ClientAuth, TlsServer, incoming};
 use ordo_proto::orderer::cluster_server::ClusterServer;
 use ordo_proto::orderer::{ConsensusRequest, SubmitRequest};
@@ -33,20 +33,23 @@ enum Got {
     Submit(Vec<u8>, SubmitRequest),
 }
 
-/// Records what arrives; refuses a consensus request whose payload is [255].
+/// Records what arrives; refuses a consensus request whose payload is [255] as malformed and
+/// one whose payload is [254] as coming from a sender that is not a consenter.
 struct Recorder(mpsc::UnboundedSender<Got>);
 
 #[tonic::async_trait]
 impl StepHandler for Recorder {
-    fn consensus(&self, sender: &Sender, req: ConsensusRequest) -> Result<(), String> {
-        if req.payload.as_ref() == [255] {
-            return Err("refused".into());
+    fn consensus(&self, sender: &Sender, req: ConsensusRequest) -> Result<(), StepError> {
+        match req.payload.as_ref() {
+            [255] => return Err(StepError::Invalid("refused".into())),
+            [254] => return Err(StepError::Unauthorized("not a consenter".into())),
+            _ => {}
         }
         let _ = self.0.send(Got::Consensus(sender.cert.clone(), req));
         Ok(())
     }
 
-    async fn submit(&self, sender: &Sender, req: SubmitRequest) -> Result<(), String> {
+    async fn submit(&self, sender: &Sender, req: SubmitRequest) -> Result<(), StepError> {
         let _ = self.0.send(Got::Submit(sender.cert.clone(), req));
         Ok(())
     }
@@ -232,6 +235,25 @@ async fn a_stream_ended_by_the_server_is_reopened() {
     // The server refuses this one and ends the stream.
     c.send_consensus("ch", 2, raft("ch", 255)).unwrap();
     send_until_one_arrives(&c, &mut rx, 10).await;
+}
+
+#[tokio::test]
+async fn a_refusal_as_unauthorized_is_reported_to_the_channel_and_others_are_not() {
+    let (addr, mut rx, _stop) = serve(2).await;
+    let c = comm(1);
+    c.configure("ch", vec![remote(2, addr, 2)]);
+    let mut refusals = c.refusals("ch");
+    // A malformed request ends the stream but says nothing about membership.
+    c.send_consensus("ch", 2, raft("ch", 255)).unwrap();
+    send_until_one_arrives(&c, &mut rx, 10).await;
+    assert!(!refusals.has_changed().unwrap());
+    // "You are not a consenter" does.
+    c.send_consensus("ch", 2, raft("ch", 254)).unwrap();
+    tokio::time::timeout(WAIT, refusals.changed())
+        .await
+        .expect("the refusal was not reported")
+        .unwrap();
+    assert_eq!(*refusals.borrow_and_update(), 1);
 }
 
 #[tokio::test]

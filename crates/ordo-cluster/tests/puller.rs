@@ -1,7 +1,8 @@
 //! The block puller against fake orderers serving the blocks a real Fabric cluster made
 //! (`fixtures/fabric-2.4/ledger/from-orderer1`) over TLS: it skips an endpoint that is down,
 //! rejects a tampered block and pulls the rest again on a new stream, binds its requests to its
-//! TLS certificate, and stops at the target until the target is raised.
+//! TLS certificate, and stops at the target until the target is raised; and that the newest
+//! config block is fetched from the most advanced orderer.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use ordo_cluster::comm::{Comm, CommConfig};
-use ordo_cluster::puller::{Puller, Replication, Source};
+use ordo_cluster::puller::{Puller, Replication, Source, last_config_block};
 use ordo_cluster::tls::{Alpn, ClientAuth, TlsServer, incoming};
 use ordo_proto::common::{Block, ChannelHeader, Envelope, Header, Payload};
 use ordo_proto::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
@@ -268,4 +269,57 @@ async fn skips_a_dead_endpoint_rejects_a_tampered_block_and_binds_its_requests()
             .unwrap()
             .is_none()
     );
+}
+
+fn fake_with(blocks: &[Block]) -> FakeOrderer {
+    FakeOrderer {
+        blocks: Arc::new(blocks.to_vec()),
+        tamper_streams: Arc::new(AtomicUsize::new(0)),
+        range_streams: Arc::new(AtomicUsize::new(0)),
+        bindings: Arc::new(Mutex::new(Vec::new())),
+    }
+}
+
+#[tokio::test]
+async fn the_last_config_block_comes_from_the_most_advanced_orderer() {
+    let blocks = fixture_blocks();
+    // One orderer lags before config block 13, one has it, one is down.
+    let behind = serve(fake_with(&blocks[..13]), 2).await;
+    let ahead = serve(fake_with(&blocks), 3).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let verified = Arc::new(AtomicUsize::new(0));
+    let source = |endpoints: Vec<String>| TestSource {
+        endpoints,
+        verified: verified.clone(),
+    };
+    let all = vec![dead.to_string(), behind.to_string(), ahead.to_string()];
+    let got = last_config_block("channel-3", config(), comm(), source(all))
+        .await
+        .unwrap();
+    assert_eq!(got, blocks[13]);
+    assert_eq!(verified.load(Ordering::SeqCst), 1, "the block was verified");
+
+    // Block 12's LAST_CONFIG names the genesis block.
+    let got = last_config_block(
+        "channel-3",
+        config(),
+        comm(),
+        source(vec![behind.to_string()]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, blocks[0]);
+
+    let err = last_config_block(
+        "channel-3",
+        config(),
+        comm(),
+        source(vec![dead.to_string()]),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("no orderer"), "{err}");
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ordo_cluster::comm::{Comm, RemoteNode};
-use ordo_cluster::puller::{Pulled, Puller, Replication};
+use ordo_cluster::puller::{Pulled, Puller, Replication, last_config_block};
 use ordo_config::ChannelConfig;
 use ordo_config::duration::parse_go_duration;
 use ordo_ledger::block::{
@@ -40,7 +40,7 @@ use ordo_raft::chain::{
 };
 use ordo_raft::wal::{RaftWal, WalError};
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::catchup::ChannelSource;
@@ -215,10 +215,15 @@ pub struct ChainState {
 
 /// A change of relation the registrar must carry out for a channel (the chain cannot replace
 /// itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Switch {
-    /// This consenter was removed from the channel: follow it instead.
-    ToFollower(String),
+    /// This consenter was removed from the channel: follow it instead. With `until`, the
+    /// eviction was learnt from the other orderers, not from this ledger: the follower must
+    /// reach that (config) block before its config counts.
+    ToFollower {
+        channel: String,
+        until: Option<Box<Block>>,
+    },
     /// This follower's ledger reached a config block that makes the node a consenter.
     ToConsenter(String),
 }
@@ -241,6 +246,8 @@ pub struct NodeServices {
     /// The public key (SEC1 point) of this node's server TLS certificate, by which it finds
     /// itself among a config's consenters (set by the registrar).
     pub self_key: Option<Vec<u8>>,
+    /// `Consensus.EvictionSuspicion`: see [`Driver::suspect`].
+    pub eviction_suspicion: Duration,
 }
 
 /// A consenter of the channel: its Raft ID and its `etcdraft.Consenter` entry.
@@ -327,6 +334,8 @@ pub struct Channel {
     stop: watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     waiters: Arc<CommitWaiters>,
+    /// Wakes the driver to check whether this node was removed from the channel.
+    suspicion: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -498,6 +507,8 @@ impl Channel {
         let (state_tx, state) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
         let waiters = Arc::new(CommitWaiters::default());
+        let suspicion = Arc::new(Notify::new());
+        let refusals = services.comm.as_ref().map(|c| c.refusals(name));
         services.metrics.ledger_height(name, ledger.height());
         // Active consenter (Fabric's participation gauges).
         services.metrics.participation(name, 1, 1);
@@ -520,6 +531,12 @@ impl Channel {
             evicted: false,
             config_members: members.load().to_vec(),
             voters: Vec::new(),
+            leaderless: Duration::ZERO,
+            suspicion: suspicion.clone(),
+            refusals,
+            probe: None,
+            last_probe: None,
+            evicted_at: None,
         };
         driver.configure_comm();
         let task = tokio::spawn(driver.run(startup, queue, inbound_rx, stop_rx, tick));
@@ -527,6 +544,7 @@ impl Channel {
             name, id, config, ledger, submit, inbound, state, stop, task, waiters,
         );
         channel.members = members;
+        channel.suspicion = suspicion;
         Ok(Arc::new(channel))
     }
 
@@ -556,6 +574,7 @@ impl Channel {
             stop,
             task: std::sync::Mutex::new(Some(task)),
             waiters,
+            suspicion: Arc::new(Notify::new()),
         }
     }
 
@@ -621,6 +640,14 @@ impl Channel {
         })
     }
 
+    /// Another consenter sent this node a Raft message for another Raft ID: it knows this node
+    /// under an ID given after this node's own, so this node was removed and perhaps added
+    /// back. The driver checks the channel's last config (Fabric halts "cowardly" instead and
+    /// stays stuck, hyperledger/fabric#3992).
+    pub fn suspect_eviction(&self) {
+        self.suspicion.notify_one();
+    }
+
     /// Stops the driver and waits for it to finish its current step.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
@@ -655,6 +682,32 @@ struct Driver {
     config_members: Vec<Member>,
     /// The Raft voters when `members` was last computed.
     voters: Vec<u64>,
+    /// Time without a known leader, since one was last known.
+    leaderless: Duration,
+    /// See [`Channel::suspect_eviction`].
+    suspicion: Arc<Notify>,
+    /// See [`Comm::refusals`].
+    refusals: Option<watch::Receiver<u64>>,
+    /// The eviction check under way (the channel's last config block, from the others), and
+    /// when the last one started.
+    probe: Option<oneshot::Receiver<Result<Block, String>>>,
+    last_probe: Option<Instant>,
+    /// The config block, learnt from the others, that no longer has this node under its ID.
+    evicted_at: Option<Block>,
+}
+
+/// The least time between two eviction checks (Fabric's `DefaultLeaderlessCheckInterval`).
+const EVICTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where this node stands in a config block learnt from the other orderers.
+#[derive(Debug, PartialEq, Eq)]
+enum Standing {
+    /// A consenter under this chain's Raft ID.
+    Member,
+    /// Not a consenter.
+    Removed,
+    /// A consenter under another Raft ID: removed, then added back.
+    ReAdded(u64),
 }
 
 /// A catch-up under way: blocks up to `target` are being pulled.
@@ -666,6 +719,26 @@ struct CatchUp {
     blocks: mpsc::UnboundedReceiver<Pulled>,
     started: std::time::Instant,
     pulled: u64,
+}
+
+/// The next change of the refusal count, or never without a transport.
+async fn refused(r: &mut Option<watch::Receiver<u64>>) {
+    if let Some(r) = r
+        && r.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+/// The result of the eviction check under way, or never without one.
+async fn probed(p: &mut Option<oneshot::Receiver<Result<Block, String>>>) -> Result<Block, String> {
+    match p {
+        Some(rx) => rx
+            .await
+            .unwrap_or_else(|_| Err("the check was abandoned".into())),
+        None => std::future::pending().await,
+    }
 }
 
 /// The next pulled block, or never when no catch-up is under way.
@@ -732,6 +805,7 @@ impl Driver {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut first = Some(startup);
+        let suspicion = self.suspicion.clone();
         loop {
             if let Some(actions) = first.take()
                 && let Err(e) = self.perform(actions)
@@ -746,7 +820,23 @@ impl Driver {
             let accepting = self.core.accepting();
             let step: Result<(), ChannelError> = tokio::select! {
                 _ = stop.changed() => break,
-                _ = ticker.tick() => self.core.tick().map_err(Into::into),
+                _ = ticker.tick() => {
+                    let r = self.core.tick();
+                    self.count_leaderless(tick);
+                    r.map_err(Into::into)
+                }
+                _ = suspicion.notified() => {
+                    self.suspect("a consenter addressed this node under another Raft ID");
+                    Ok(())
+                }
+                _ = refused(&mut self.refusals) => {
+                    self.suspect("a consenter refused this node as unauthorized");
+                    Ok(())
+                }
+                r = probed(&mut self.probe) => {
+                    self.on_probe(r);
+                    Ok(())
+                }
                 Some(m) = inbound.recv() => {
                     if let Some(active) = m.active_nodes {
                         self.core.set_active_nodes(m.msg.from, active);
@@ -771,13 +861,124 @@ impl Driver {
             self.publish(None);
             if self.evicted {
                 if let Some(switch) = &self.services.switch {
-                    let _ = switch.send(Switch::ToFollower(self.name.clone()));
+                    let _ = switch.send(Switch::ToFollower {
+                        channel: self.name.clone(),
+                        until: self.evicted_at.take().map(Box::new),
+                    });
                 }
                 break;
             }
         }
         if let Some(comm) = &self.services.comm {
             comm.remove_channel(&self.name);
+        }
+    }
+
+    /// Fabric's eviction suspector: after `EvictionSuspicion` without a leader, check whether
+    /// this node was removed while it could not hear about it.
+    fn count_leaderless(&mut self, tick: Duration) {
+        if self.core.status().leader != 0 {
+            self.leaderless = Duration::ZERO;
+            return;
+        }
+        self.leaderless += tick;
+        if self.leaderless >= self.services.eviction_suspicion {
+            self.suspect("no leader for longer than the eviction suspicion threshold");
+        }
+    }
+
+    /// Starts fetching the channel's last config block from the other orderers (at most once
+    /// per [`EVICTION_CHECK_INTERVAL`]); [`Driver::on_probe`] judges it.
+    fn suspect(&mut self, reason: &str) {
+        if self.probe.is_some()
+            || self
+                .last_probe
+                .is_some_and(|t| t.elapsed() < EVICTION_CHECK_INTERVAL)
+        {
+            return;
+        }
+        let Some(comm) = self.services.comm.clone() else {
+            return;
+        };
+        tracing::info!(channel = %self.name, reason, "checking whether this node was removed from the channel: fetching the channel's last config block from its orderers");
+        let source = ChannelSource::new(
+            &self.name,
+            (**self.config.load()).clone(),
+            self.services.signer.clone(),
+        );
+        let (name, replication) = (self.name.clone(), self.services.replication);
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let r = last_config_block(&name, replication, comm, source).await;
+            let _ = tx.send(r);
+        });
+        self.probe = Some(rx);
+        self.last_probe = Some(Instant::now());
+    }
+
+    /// Acts on the channel's last config block as the other orderers have it: a config that no
+    /// longer has this node under its Raft ID ends this chain, and the node follows the channel
+    /// from its own ledger up to that block and on (Fabric: halt, pull up to the eviction
+    /// block, follow).
+    fn on_probe(&mut self, r: Result<Block, String>) {
+        self.probe = None;
+        let block = match r {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(channel = %self.name, error = %e, "cannot check whether this node was removed from the channel");
+                return;
+            }
+        };
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        if number < self.last_config {
+            // Whoever answered is behind this node: its config says nothing about ours.
+            tracing::info!(channel = %self.name, block = number, "the channel's orderers are behind this node's config: not removed");
+            return;
+        }
+        match self.standing_in(&block) {
+            Ok(Standing::Member) => {
+                tracing::info!(channel = %self.name, block = number, raft_id = self.id, "still a consenter of the channel's last config");
+            }
+            Ok(standing) => {
+                match standing {
+                    Standing::ReAdded(id) => {
+                        tracing::warn!(channel = %self.name, block = number, raft_id = self.id, new_raft_id = id, "Detected our own eviction from the channel: the last config has this node under a new Raft ID; following the channel up to that block, then rejoining its Raft group");
+                    }
+                    _ => {
+                        tracing::warn!(channel = %self.name, block = number, "Detected our own eviction from the channel in block {number}: following the channel instead");
+                    }
+                }
+                self.evicted = true;
+                self.evicted_at = Some(block);
+            }
+            Err(e) => {
+                tracing::warn!(channel = %self.name, block = number, error = %e, "cannot check whether this node was removed from the channel");
+            }
+        }
+    }
+
+    fn standing_in(&self, block: &Block) -> Result<Standing, ChannelError> {
+        let cfg = config_of_block(block)?;
+        let md = BlockMetadata::decode(consenter_metadata(block)?)
+            .map_err(|e| ChannelError::Config(format!("consenter metadata: {e}")))?;
+        let consenters = cfg
+            .orderer
+            .as_ref()
+            .and_then(|o| o.etcdraft().ok().flatten())
+            .map(|m| m.consenters)
+            .unwrap_or_default();
+        let key = self.services.self_key.as_deref();
+        let Some(pos) = consenters.iter().position(|c| {
+            key.is_some() && crate::registrar::cert_key(&c.server_tls_cert).as_deref() == key
+        }) else {
+            return Ok(Standing::Removed);
+        };
+        match md.consenter_ids.get(pos) {
+            Some(&id) if id == self.id => Ok(Standing::Member),
+            Some(&id) => Ok(Standing::ReAdded(id)),
+            None => Err(ChannelError::Config(
+                "the consenter IDs do not match the consenters".into(),
+            )),
         }
     }
 

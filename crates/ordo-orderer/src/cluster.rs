@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use ordo_cluster::service::{Sender, StepHandler};
+use ordo_cluster::service::{Sender, StepError, StepHandler};
 use ordo_proto::common::{Envelope, HeaderType};
 use ordo_proto::orderer::{ConsensusRequest, SubmitRequest};
 use ordo_raft::chain::decode_message;
@@ -25,15 +25,15 @@ pub struct ClusterHandler {
 
 impl ClusterHandler {
     /// The channel and the sender's Raft ID in it.
-    fn sender(&self, channel: &str, sender: &Sender) -> Result<(Arc<Channel>, u64), String> {
+    fn sender(&self, channel: &str, sender: &Sender) -> Result<(Arc<Channel>, u64), StepError> {
         let ch = self
             .registrar
             .get(channel)
-            .ok_or_else(|| format!("channel {channel} doesn't exist"))?;
+            .ok_or_else(|| StepError::Invalid(format!("channel {channel} doesn't exist")))?;
         let id = ch.member_by_client_key(&sender.key).ok_or_else(|| {
-            format!(
+            StepError::Unauthorized(format!(
                 "certificate extracted from TLS connection isn't authorized for channel {channel}"
-            )
+            ))
         })?;
         Ok((ch, id))
     }
@@ -41,21 +41,25 @@ impl ClusterHandler {
 
 #[tonic::async_trait]
 impl StepHandler for ClusterHandler {
-    fn consensus(&self, from: &Sender, req: ConsensusRequest) -> Result<(), String> {
+    fn consensus(&self, from: &Sender, req: ConsensusRequest) -> Result<(), StepError> {
         let (ch, sender) = self.sender(&req.channel, from)?;
         let msg = decode_message(&req.payload)?;
         if msg.from != sender {
-            return Err(format!(
+            // The sender knows itself under another ID than this node's config: it may be the
+            // one that was removed (and added back), and the refusal makes it check.
+            return Err(StepError::Unauthorized(format!(
                 "raft message claims to come from node {} but was sent by node {sender}",
                 msg.from
-            ));
+            )));
         }
         if msg.to != ch.id {
-            // Fabric halts here ("cowardly"); a stale sender is not a reason to stop serving.
-            return Err(format!(
+            // The sender's config has this node under another ID: this node is the stale one.
+            // Fabric halts here ("cowardly"); Ordo checks the channel's last config instead.
+            ch.suspect_eviction();
+            return Err(StepError::Invalid(format!(
                 "raft message for node {} reached node {} of channel {}",
                 msg.to, ch.id, req.channel
-            ));
+            )));
         }
         // ActiveNodes from the leader (the core keeps them only if `from` leads).
         let active_nodes = if req.metadata.is_empty() {
@@ -65,10 +69,10 @@ impl StepHandler for ClusterHandler {
                 .map(|m| Some(m.active_nodes))
                 .map_err(|e| format!("bad cluster metadata from node {sender}: {e}"))?
         };
-        ch.step(Inbound { msg, active_nodes })
+        Ok(ch.step(Inbound { msg, active_nodes })?)
     }
 
-    async fn submit(&self, from: &Sender, req: SubmitRequest) -> Result<(), String> {
+    async fn submit(&self, from: &Sender, req: SubmitRequest) -> Result<(), StepError> {
         let (ch, sender) = self.sender(&req.channel, from)?;
         let env = req
             .payload
@@ -81,6 +85,6 @@ impl StepHandler for ClusterHandler {
             config,
             config_seq: req.last_validation_seq,
         };
-        ch.submit(submission).await
+        Ok(ch.submit(submission).await?)
     }
 }

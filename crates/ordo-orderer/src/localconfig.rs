@@ -105,6 +105,9 @@ pub struct LocalConfig {
     /// the envelope is in a block committed by a quorum, waiting at most this long
     /// (`Consensus.AckAfterCommitTimeout`, default 10s) before answering SERVICE_UNAVAILABLE.
     pub ack_after_commit_timeout_ns: Option<i64>,
+    /// `Consensus.EvictionSuspicion` (Fabric's, default 10m): how long a consenter may go
+    /// without a leader before it asks the other orderers whether it was removed.
+    pub eviction_suspicion_ns: i64,
     pub operations: HttpListener,
     pub metrics_provider: String,
     pub admin: HttpListener,
@@ -359,7 +362,13 @@ impl LocalConfig {
         }
         g.finish()?;
 
-        let (ledger_location, wal_dir, snap_dir, ack_after_commit_timeout_ns) = {
+        let (
+            ledger_location,
+            wal_dir,
+            snap_dir,
+            ack_after_commit_timeout_ns,
+            eviction_suspicion_ns,
+        ) = {
             let mut f = Obj::new(top.get("FileLedger").unwrap_or(&empty), "FileLedger")?;
             let loc = or_default(f.string("Location")?, "/var/hyperledger/production/orderer");
             let _ = f.get("Prefix");
@@ -373,9 +382,8 @@ impl LocalConfig {
                 c.string("SnapDir")?,
                 "/var/hyperledger/production/orderer/etcdraft/snapshot",
             );
-            for ignored in ["EvictionSuspicion", "TickIntervalOverride"] {
-                let _ = c.get(ignored);
-            }
+            let _ = c.get("TickIntervalOverride");
+            let suspicion = duration(&mut c, "EvictionSuspicion", 600_000_000_000)?;
             let ack = c.boolean("AckAfterCommit")?;
             let ack_timeout = duration(&mut c, "AckAfterCommitTimeout", 10_000_000_000)?;
             c.finish()?;
@@ -384,6 +392,7 @@ impl LocalConfig {
                 PathBuf::from(wal),
                 PathBuf::from(snap),
                 ack.then_some(ack_timeout),
+                suspicion,
             )
         };
         let operations = r.http(top.get("Operations"), "Operations", "127.0.0.1:8443", false)?;
@@ -423,6 +432,7 @@ impl LocalConfig {
             ledger_location,
             wal_dir,
             ack_after_commit_timeout_ns,
+            eviction_suspicion_ns,
             snap_dir,
             operations,
             metrics_provider,

@@ -211,6 +211,7 @@ impl Node {
             },
             switch: None,
             self_key: None,
+            eviction_suspicion: ns(cfg.eviction_suspicion_ns),
         };
         let dirs = Dirs {
             ledger: cfg.ledger_location.clone(),

@@ -464,9 +464,9 @@ impl Registrar {
     /// channel stopped and reported as failed.
     async fn switch(&self, s: Switch) {
         let _op = self.ops.lock().await;
-        let (ch, to_consenter) = match &s {
-            Switch::ToConsenter(ch) => (ch.clone(), true),
-            Switch::ToFollower(ch) => (ch.clone(), false),
+        let (ch, to_consenter, until) = match s {
+            Switch::ToConsenter(ch) => (ch, true, None),
+            Switch::ToFollower { channel, until } => (channel, false, until),
         };
         let Some(old) = self.get(&ch) else {
             return;
@@ -487,7 +487,8 @@ impl Registrar {
                 remove_file(&marker).map_err(|e| io_failed("cannot delete", &marker, e))?;
                 Ok(channel)
             } else {
-                Ok(Channel::follow(&ch, ledger, None, self.services.clone())?)
+                let until = until.map(|b| JoinBlock::of(&b)).transpose()?;
+                Ok(Channel::follow(&ch, ledger, until, self.services.clone())?)
             }
         })();
         match started {

@@ -49,6 +49,8 @@ fn the_fixture_file_loads_with_its_values() {
     // Ledger folders are used as written (relative to the working directory), as Fabric does.
     assert_eq!(c.ledger_location, Path::new("production/orderer1/ledger"));
     assert_eq!(c.wal_dir, Path::new("production/orderer1/etcdraft/wal"));
+    // Fabric's default (the key is hidden from orderer.yaml).
+    assert_eq!(c.eviction_suspicion_ns, 600 * 1_000_000_000);
     assert_eq!(c.admin.listen_address, "127.0.0.1:37251");
     assert!(c.admin.tls.enabled && c.admin.tls.client_auth_required);
     assert_eq!(c.operations.listen_address, "127.0.0.1:37351");

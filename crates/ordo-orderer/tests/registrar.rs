@@ -35,6 +35,7 @@ fn open(root: &Path) -> Arc<Registrar> {
         replication: Default::default(),
         switch: None,
         self_key: None,
+        eviction_suspicion: std::time::Duration::from_secs(600),
     };
     let cert = read(&format!("{ORDERER1}/tls/server.crt"));
     Registrar::open(dirs(root), Some(&cert), services).unwrap()
@@ -117,6 +118,7 @@ async fn a_node_that_is_not_a_consenter_and_cannot_follow_is_refused_before_anyt
         replication: Default::default(),
         switch: None,
         self_key: None,
+        eviction_suspicion: std::time::Duration::from_secs(600),
     };
     let other = tempfile::tempdir().unwrap();
     let cert2 = read(
