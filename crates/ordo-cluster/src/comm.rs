@@ -20,15 +20,16 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use ordo_proto::orderer::cluster_client::ClusterClient;
 use ordo_proto::orderer::{ConsensusRequest, StepRequest, SubmitRequest, step_request};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientConfig, WebPkiServerVerifier};
+use rustls::client::{ClientConfig, ResolvesClientCert, WebPkiServerVerifier};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -121,8 +122,8 @@ struct Stream {
 
 struct Inner {
     cfg: CommConfig,
-    client_chain: Vec<CertificateDer<'static>>,
-    client_key: PrivateKeyDer<'static>,
+    /// This node's client certificate, replaceable at run time.
+    client: Arc<SwappableClientCert>,
     roots: Arc<ArcSwapOption<WebPkiServerVerifier>>,
     members: Mutex<HashMap<String, HashMap<u64, RemoteNode>>>,
     conns: Mutex<HashMap<ConnKey, tonic::transport::Channel>>,
@@ -150,19 +151,11 @@ impl Comm {
     /// A transport presenting `cfg`'s client certificate. It trusts no server until
     /// [`Comm::set_roots`] is called.
     pub fn new(cfg: CommConfig, events: Option<Arc<dyn CommEvents>>) -> Result<Comm, SendError> {
-        let tls = |e: &dyn std::fmt::Display| SendError::Tls(e.to_string());
-        let client_chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(&cfg.client_cert_pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| tls(&e))?;
-        if client_chain.is_empty() {
-            return Err(SendError::Tls("no client certificate".into()));
-        }
-        let client_key = PrivateKeyDer::from_pem_slice(&cfg.client_key_pem).map_err(|e| tls(&e))?;
+        let client = crate::tls::certified_key(&cfg.client_cert_pem, &cfg.client_key_pem)
+            .map_err(|e| SendError::Tls(format!("client {e}")))?;
         Ok(Comm(Arc::new(Inner {
             cfg,
-            client_chain,
-            client_key,
+            client: Arc::new(SwappableClientCert(ArcSwap::from_pointee(client))),
             roots: Arc::new(ArcSwapOption::empty()),
             members: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
@@ -367,8 +360,7 @@ impl Comm {
             .map_err(|e| SendError::Tls(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(self.0.client_chain.clone(), self.0.client_key.clone_key())
-            .map_err(|e| SendError::Tls(e.to_string()))?;
+            .with_client_cert_resolver(self.0.client.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
         let config = Arc::new(config);
         Ok((config, server_name_of(&node.endpoint)?))
@@ -428,8 +420,7 @@ impl Comm {
             .with_safe_default_protocol_versions()
             .map_err(|e| tls(&e))?
             .with_root_certificates(store)
-            .with_client_auth_cert(self.0.client_chain.clone(), self.0.client_key.clone_key())
-            .map_err(|e| tls(&e))?;
+            .with_client_cert_resolver(self.0.client.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
         let server_name = server_name_of(endpoint)?;
         lazy_channel(
@@ -442,8 +433,33 @@ impl Comm {
 
     /// SHA-256 of this node's TLS client certificate: the TLS binding of its Deliver requests.
     pub fn client_cert_hash(&self) -> Bytes {
-        // `Comm::new` refuses an empty chain, so the leaf is there.
-        Bytes::copy_from_slice(&ordo_crypto::sha256(&self.0.client_chain[0]))
+        let ck = self.0.client.0.load();
+        Bytes::copy_from_slice(&ordo_crypto::sha256(
+            ck.end_entity_cert().map_or(&[][..], |c| c),
+        ))
+    }
+
+    /// Presents this client certificate (PEM chain) and key from now on: every stream and
+    /// connection is closed so that the next message opens them again with it (the peers
+    /// identify a consenter by the certificate of the connection). Refused, with the old one
+    /// kept, unless they parse and match.
+    pub fn set_client_certificate(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), SendError> {
+        let ck = crate::tls::certified_key(cert_pem, key_pem)
+            .map_err(|e| SendError::Tls(format!("client {e}")))?;
+        self.0.client.0.store(Arc::new(ck));
+        let closed = {
+            let mut streams = lock(&self.0.streams);
+            let mut per_channel: HashMap<String, i64> = HashMap::new();
+            for ((ch, _, _), _) in streams.drain() {
+                *per_channel.entry(ch).or_default() += 1;
+            }
+            per_channel
+        };
+        for (ch, n) in closed {
+            self.0.events.streams(&ch, -n);
+        }
+        lock(&self.0.conns).clear();
+        Ok(())
     }
 }
 
@@ -580,6 +596,25 @@ impl StreamWorker {
                 }
             }
         }
+    }
+}
+
+/// This node's client certificate, replaceable at run time (see
+/// [`Comm::set_client_certificate`]).
+#[derive(Debug)]
+struct SwappableClientCert(ArcSwap<CertifiedKey>);
+
+impl ResolvesClientCert for SwappableClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

@@ -2,7 +2,9 @@
 //! provider, TLS 1.2 minimum, client certificates none / verified-if-given / required, trusted
 //! client roots that can be replaced at run time (Fabric recomputes them on every config block),
 //! and `TLSHandshakeTimeShift` (client certificates checked at now − shift, the recovery path for
-//! expired certificates).
+//! expired certificates). The server's own certificate can be replaced at run time too
+//! ([`TlsServer::set_certificate`]): a renewed or rotated certificate takes effect on the next
+//! handshake, without a restart (Fabric's orderer needs one).
 //!
 //! [`incoming`] is the accept loop shared by gRPC (tonic's `serve_with_incoming`) and the HTTP
 //! APIs: handshakes run concurrently with a timeout, a failed handshake is logged and skipped,
@@ -19,7 +21,8 @@ use arc_swap::ArcSwap;
 use rustls::DistinguishedName;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::server::{ResolvesServerCert, ServerConfig, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -215,10 +218,39 @@ impl ClientCertVerifier for SwappableVerifier {
     }
 }
 
+/// A certificate chain and its private key, checked to match.
+pub fn certified_key(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| terr(format!("certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(terr("certificate: no certificate in the file"));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| terr(format!("private key: {e}")))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let ck = CertifiedKey::from_der(chain, key, &provider)
+        .map_err(|e| terr(format!("certificate and key: {e}")))?;
+    ck.keys_match()
+        .map_err(|e| terr(format!("certificate and key: {e}")))?;
+    Ok(ck)
+}
+
+/// The server certificate a listener presents, replaceable at run time.
+#[derive(Debug)]
+struct SwappableCert(ArcSwap<CertifiedKey>);
+
+impl ResolvesServerCert for SwappableCert {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
 /// A listener's TLS configuration.
 #[derive(Clone)]
 pub struct TlsServer {
     acceptor: TlsAcceptor,
+    cert: Arc<SwappableCert>,
     verifier: Option<Arc<SwappableVerifier>>,
     /// Roots from the local configuration, kept when channel roots are added.
     static_roots: Vec<CertificateDer<'static>>,
@@ -240,14 +272,9 @@ impl TlsServer {
         shift: Duration,
         alpn: Alpn,
     ) -> Result<TlsServer, TlsError> {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| terr(format!("server certificate: {e}")))?;
-        if chain.is_empty() {
-            return Err(terr("server certificate: no certificate in the file"));
-        }
-        let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| terr(format!("server private key: {e}")))?;
+        let cert = Arc::new(SwappableCert(ArcSwap::from_pointee(
+            certified_key(cert_chain_pem, key_pem).map_err(|e| terr(format!("server {e}")))?,
+        )));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -274,9 +301,7 @@ impl TlsServer {
                 )
             }
         };
-        let mut config = builder
-            .with_single_cert(chain, key)
-            .map_err(|e| terr(format!("server certificate and key: {e}")))?;
+        let mut config = builder.with_cert_resolver(cert.clone());
         // No session resumption: a resumed session skips client certificate verification,
         // so a client whose CA was just removed from the trusted roots (or whose certificate
         // has expired since) would still get in. Orderer connections are long-lived; full
@@ -289,9 +314,18 @@ impl TlsServer {
         };
         Ok(TlsServer {
             acceptor: TlsAcceptor::from(Arc::new(config)),
+            cert,
             verifier,
             static_roots: client_roots,
         })
+    }
+
+    /// Presents this certificate (PEM chain) and key from the next handshake on; refused, with
+    /// the old one kept, unless they parse and match.
+    pub fn set_certificate(&self, cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let ck = certified_key(cert_chain_pem, key_pem).map_err(|e| terr(format!("server {e}")))?;
+        self.cert.0.store(Arc::new(ck));
+        Ok(())
     }
 
     /// Replaces the trusted client roots with the configured ones plus `extra` (DER).

@@ -270,3 +270,32 @@ async fn a_restarted_server_gets_the_requests_sent_after_it_is_back() {
     c.configure("ch", vec![remote(2, addr2, 2)]);
     send_until_one_arrives(&c, &mut rx2, 10).await;
 }
+
+#[tokio::test]
+async fn a_new_client_certificate_is_presented_on_fresh_streams() {
+    let (addr, mut rx, _stop) = serve(2).await;
+    let c = comm(1);
+    c.configure("ch", vec![remote(2, addr, 2)]);
+    c.send_consensus("ch", 2, raft("ch", 1)).unwrap();
+    let first = der_of(&tls_file(1, "server.crt"));
+    assert!(matches!(next(&mut rx).await, Got::Consensus(cert, _) if cert == first));
+    let before = c.client_cert_hash();
+
+    // Orderer3's pair stands in for a renewed certificate of this node.
+    c.set_client_certificate(&tls_file(3, "server.crt"), &tls_file(3, "server.key"))
+        .unwrap();
+    let renewed = der_of(&tls_file(3, "server.crt"));
+    assert_eq!(c.client_cert_hash().as_ref(), ordo_crypto::sha256(&renewed));
+    assert_ne!(c.client_cert_hash(), before);
+    c.send_consensus("ch", 2, raft("ch", 2)).unwrap();
+    assert!(
+        matches!(next(&mut rx).await, Got::Consensus(cert, r) if cert == renewed && r.payload[0] == 2)
+    );
+
+    // A mismatched pair is refused and changes nothing.
+    assert!(
+        c.set_client_certificate(&tls_file(1, "server.crt"), &tls_file(3, "server.key"))
+            .is_err()
+    );
+    assert_eq!(c.client_cert_hash().as_ref(), ordo_crypto::sha256(&renewed));
+}

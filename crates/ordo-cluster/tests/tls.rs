@@ -265,3 +265,51 @@ async fn a_silent_client_does_not_hold_up_other_handshakes() {
             .collect();
     assert_eq!(connect(addr, &client(pair(ADMIN_TLS))).await, Ok(1));
 }
+
+/// The leaf certificate (DER) the server at `addr` presents.
+async fn presented(addr: SocketAddr) -> Vec<u8> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(client(None))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn the_server_certificate_is_replaced_at_run_time_and_a_mismatched_pair_is_refused() {
+    let (addr, server) = serve(Vec::new(), ClientAuth::None, Duration::ZERO).await;
+    let der = |rel: &str| roots(rel).remove(0).to_vec();
+    let orderer2 =
+        "crypto-config/ordererOrganizations/example.com/orderers/orderer2.example.com/tls";
+    assert_eq!(
+        presented(addr).await,
+        der(&format!("{ORDERER1_TLS}/server.crt"))
+    );
+
+    server
+        .set_certificate(
+            &read(&format!("{orderer2}/server.crt")),
+            &read(&format!("{orderer2}/server.key")),
+        )
+        .unwrap();
+    assert_eq!(
+        presented(addr).await,
+        der(&format!("{orderer2}/server.crt"))
+    );
+
+    // A certificate with another certificate's key (a half-written renewal) is refused and the
+    // current one stays.
+    let err = server
+        .set_certificate(
+            &read(&format!("{ORDERER1_TLS}/server.crt")),
+            &read(&format!("{orderer2}/server.key")),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("certificate and key"), "{err}");
+    assert_eq!(
+        presented(addr).await,
+        der(&format!("{orderer2}/server.crt"))
+    );
+}
