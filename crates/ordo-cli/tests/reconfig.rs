@@ -394,3 +394,117 @@ async fn an_orderer_evicted_while_offline_notices_it_and_rejoins_under_its_new_r
     assert_eq!(ids.len(), 2);
     assert!(!ids.contains(&4));
 }
+
+/// The expiry the node reports for its general TLS certificate, in seconds from now.
+async fn general_tls_expiry(n: &OrdoProcess) -> Option<f64> {
+    metric(
+        n,
+        "ordo_cert_expiry_seconds{cert=\"general_tls\",channel=\"\",endpoint=\"\"}",
+    )
+    .await
+}
+
+/// Replaces a node's TLS key and certificate files as an operator would (each file written
+/// aside and renamed into place).
+fn install_tls(dir: &Path, cert: &str, key: &str) {
+    for (name, content) in [("server.key", key), ("server.crt", cert)] {
+        let tmp = dir.join(format!("{name}.new"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+}
+
+/// config_test.go "the orderer certificates are all rotated / is possible to rotate
+/// certificate by adding & removing cert in single config": every node in turn, the leader
+/// first, gets a TLS certificate with a new key. One config update swaps its consenter
+/// certificates (1 removed + 1 added: it keeps its Raft ID), then its certificate files are
+/// replaced and it reloads them without a restart (Fabric's orderer must be restarted) and
+/// takes part again. A client broadcasts throughout; at the end all nodes hold the same blocks,
+/// every acknowledged envelope among them, and the consenters are the three new certificates
+/// under IDs 1-3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_without_restarts() {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-3";
+    let tls_dir = |i: usize| dir.path().join(format!("orderer{}/tls", i + 1));
+    let mut nodes = Vec::new();
+    for i in 1..=3u32 {
+        let d = dir.path().join(format!("orderer{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let config = write_cluster_node_config_own_tls(&d, i, ACK_AFTER_COMMIT);
+        nodes.push(Some(OrdoProcess::start_cluster_node(&config, i).await));
+    }
+    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
+    for n in nodes.iter().flatten() {
+        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
+    }
+    let leader = leader_of(&nodes, ch).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let load = start_load(
+        node(&nodes, (leader + 1) % 3),
+        ch,
+        0,
+        stop.clone(),
+        acked.clone(),
+    );
+    wait_active(&nodes, ch, 3).await;
+    // The fixture's certificates run for years; the new ones for 30 days.
+    let month = 30.0 * 24.0 * 3600.0;
+    assert!(general_tls_expiry(node(&nodes, 0)).await.unwrap() > month);
+
+    let mut new_certs = Vec::new();
+    for i in [leader, (leader + 1) % 3, (leader + 2) % 3] {
+        let (cert, key) = mint_orderer_tls(i as u32 + 1, -3600, month as i64);
+        let old = fixture_consenter(i as u32 + 1).client_tls_cert;
+        let new = Bytes::from(cert.clone().into_bytes());
+        new_certs.push(new.clone());
+        let via = (i + 1) % 3;
+        let block = update_consenters(&nodes, ch, via, |cs| {
+            for c in cs.iter_mut().filter(|c| c.client_tls_cert == old) {
+                c.client_tls_cert = new.clone();
+                c.server_tls_cert = new.clone();
+            }
+        })
+        .await;
+        let (mut ids, next) = consenter_ids(&block);
+        ids.sort_unstable();
+        assert_eq!((ids, next), (vec![1, 2, 3], 4), "a rotation keeps the IDs");
+
+        install_tls(&tls_dir(i), &cert, &key);
+        wait_for(
+            &format!("orderer{} to reload its certificate", i + 1),
+            || async {
+                general_tls_expiry(node(&nodes, i))
+                    .await
+                    .is_some_and(|s| s <= month)
+            },
+        )
+        .await;
+        // Blocks reach it over the cluster again: the others pin its new key, and it presents
+        // it.
+        let h = height_of(node(&nodes, via), ch).await;
+        wait_for(&format!("orderer{} to take part again", i + 1), || async {
+            height_of(node(&nodes, i), ch).await > h + 3
+        })
+        .await;
+        wait_active(&nodes, ch, 3).await;
+    }
+
+    let before = acked.lock().unwrap().len();
+    wait_for("the cluster to order more envelopes", || async {
+        acked.lock().unwrap().len() >= before + 30
+    })
+    .await;
+    let blocks = check_agreement(&nodes, ch, load, &stop, &acked).await;
+    let last = last_config_block(node(&nodes, 0), ch).await;
+    let cfg = ordo_orderer::channel::config_of_block(&last).unwrap();
+    let mut certs = ordo_orderer::channel::consenter_certs(&cfg);
+    certs.sort();
+    new_certs.sort();
+    assert_eq!(certs, new_certs);
+    let (mut ids, next) = consenter_ids(blocks.last().unwrap());
+    ids.sort_unstable();
+    assert_eq!((ids, next), (vec![1, 2, 3], 4));
+}

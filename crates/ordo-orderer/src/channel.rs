@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use ordo_cluster::comm::{Comm, RemoteNode};
 use ordo_cluster::puller::{Pulled, Puller, Replication, last_config_block};
@@ -243,11 +243,30 @@ pub struct NodeServices {
     pub replication: Replication,
     /// Where a channel asks the registrar to change its relation (set by the registrar).
     pub switch: Option<mpsc::UnboundedSender<Switch>>,
-    /// The public key (SEC1 point) of this node's server TLS certificate, by which it finds
-    /// itself among a config's consenters (set by the registrar).
-    pub self_key: Option<Vec<u8>>,
+    /// How this node finds itself among a config's consenters (set by the registrar).
+    pub self_key: SelfKey,
     /// `Consensus.EvictionSuspicion`: see [`Driver::suspect`].
     pub eviction_suspicion: Duration,
+}
+
+/// The public key (SEC1 point) of this node's server TLS certificate, by which it finds itself
+/// among a config's consenters (Fabric's `detectSelfID`). Shared by the node's channels and
+/// replaced when the certificate is reloaded with a new key.
+#[derive(Debug, Clone, Default)]
+pub struct SelfKey(Arc<ArcSwapOption<Vec<u8>>>);
+
+impl SelfKey {
+    pub fn new(key: Option<Vec<u8>>) -> SelfKey {
+        SelfKey(Arc::new(ArcSwapOption::new(key.map(Arc::new))))
+    }
+
+    pub fn get(&self) -> Option<Arc<Vec<u8>>> {
+        self.0.load_full()
+    }
+
+    pub fn set(&self, key: Vec<u8>) {
+        self.0.store(Some(Arc::new(key)));
+    }
 }
 
 /// A consenter of the channel: its Raft ID and its `etcdraft.Consenter` entry.
@@ -305,12 +324,13 @@ pub fn consenter_certs(cfg: &ChannelConfig) -> Vec<Bytes> {
         .unwrap_or_default()
 }
 
-/// Whether the node whose server TLS key is `key` is a consenter of `cfg` (Fabric's
-/// `detectSelfID`, by the public key of the server certificate).
-pub fn is_consenter(cfg: &ChannelConfig, key: Option<&[u8]>) -> bool {
-    let Some(key) = key else {
+/// Whether this node is a consenter of `cfg` (Fabric's `detectSelfID`, by the public key of the
+/// server certificate).
+pub fn is_consenter(cfg: &ChannelConfig, key: &SelfKey) -> bool {
+    let Some(key) = key.get() else {
         return false;
     };
+    let key = key.as_slice();
     cfg.orderer
         .as_ref()
         .and_then(|o| o.etcdraft().ok().flatten())
@@ -967,16 +987,20 @@ impl Driver {
             .and_then(|o| o.etcdraft().ok().flatten())
             .map(|m| m.consenters)
             .unwrap_or_default();
-        let key = self.services.self_key.as_deref();
-        let Some(pos) = consenters.iter().position(|c| {
-            key.is_some() && crate::registrar::cert_key(&c.server_tls_cert).as_deref() == key
-        }) else {
-            return Ok(Standing::Removed);
-        };
-        match md.consenter_ids.get(pos) {
-            Some(&id) if id == self.id => Ok(Standing::Member),
-            Some(&id) => Ok(Standing::ReAdded(id)),
-            None => Err(ChannelError::Config(
+        // Raft IDs are never reused: a consenter with this chain's ID is this node, its
+        // certificate perhaps rotated (and not reloaded here yet).
+        if md.consenter_ids.contains(&self.id) {
+            return Ok(Standing::Member);
+        }
+        let key = self.services.self_key.get();
+        let pos = consenters.iter().position(|c| {
+            key.as_deref().map(Vec::as_slice)
+                == crate::registrar::cert_key(&c.server_tls_cert).as_deref()
+        });
+        match pos.map(|p| md.consenter_ids.get(p)) {
+            None => Ok(Standing::Removed),
+            Some(Some(&id)) => Ok(Standing::ReAdded(id)),
+            Some(None) => Err(ChannelError::Config(
                 "the consenter IDs do not match the consenters".into(),
             )),
         }

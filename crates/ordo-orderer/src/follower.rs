@@ -243,7 +243,7 @@ impl Follower {
     fn consenter_now(&self) -> bool {
         self.join.is_none()
             && self.ledger.height() > 0
-            && is_consenter(&self.config.load(), self.services.self_key.as_deref())
+            && is_consenter(&self.config.load(), &self.services.self_key)
     }
 
     fn switch(&self) {

@@ -9,10 +9,12 @@
 //!   its Raft core, with the block writer; [`catchup`] for pulling blocks behind a snapshot;
 //!   [`follower`] for channels it follows without being a consenter), [`grpc`] (Broadcast and Deliver over
 //!   [`msgprocessor`], [`configupdate`] and [`deliver`]), [`participation`] and [`operations`]
-//!   (the admin and operations HTTP APIs over [`http`] and [`tls`]), [`metrics`], [`logging`];
+//!   (the admin and operations HTTP APIs over [`http`] and [`tls`]), [`certs`] (reloading the
+//!   node's certificates, watching every certificate's expiry), [`metrics`], [`logging`];
 //! - [`client`]: clients of those APIs, for the CLI, the benchmark and tests.
 
 pub mod catchup;
+pub mod certs;
 pub mod channel;
 pub mod client;
 pub mod cluster;

@@ -42,6 +42,7 @@ struct Inner {
     cluster_size: IntGaugeVec,
     is_leader: IntGaugeVec,
     active_nodes: IntGaugeVec,
+    cert_expiry: IntGaugeVec,
     committed_block_number: IntGaugeVec,
     snapshot_block_number: IntGaugeVec,
     catch_up_target: IntGaugeVec,
@@ -222,6 +223,12 @@ impl Metrics {
                 "consensus_etcdraft_active_nodes",
                 "Number of active nodes in this channel.",
                 ch,
+            )?,
+            cert_expiry: gauge_vec(
+                &r,
+                "ordo_cert_expiry_seconds",
+                "Seconds until a certificate this node uses (cert: general_tls, cluster_server, cluster_client, admin_tls, enrollment) or pins (cert: consenter, with its channel and endpoint) expires; negative once expired.",
+                &["cert", "channel", "endpoint"],
             )?,
             committed_block_number: gauge_vec(
                 &r,
@@ -453,6 +460,16 @@ impl Metrics {
         };
         m.with_label_values(&["orderer_AtomicBroadcast", method])
             .inc();
+    }
+
+    /// See `ordo_cert_expiry_seconds`.
+    pub fn cert_expiry(&self, labels: &[&str; 3], seconds: i64) {
+        self.0.cert_expiry.with_label_values(labels).set(seconds);
+    }
+
+    /// Drops a certificate no longer used or pinned.
+    pub fn forget_cert_expiry(&self, labels: &[&str; 3]) {
+        let _ = self.0.cert_expiry.remove_label_values(labels);
     }
 
     pub fn ledger_height(&self, channel: &str, height: u64) {

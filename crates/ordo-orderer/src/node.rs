@@ -160,14 +160,14 @@ impl Node {
         // The outbound cluster transport presents Cluster.ClientCertificate (default: the
         // general TLS certificate).
         let ns = |v: i64| std::time::Duration::from_nanos(v.max(0) as u64);
+        let or_general = |p: &std::path::Path, general: &std::path::Path| {
+            if p.as_os_str().is_empty() {
+                general.to_path_buf()
+            } else {
+                p.to_path_buf()
+            }
+        };
         let comm = if g.tls.enabled {
-            let or_general = |p: &std::path::Path, general: &std::path::Path| {
-                if p.as_os_str().is_empty() {
-                    general.to_path_buf()
-                } else {
-                    p.to_path_buf()
-                }
-            };
             let cert = or_general(&g.cluster.client_certificate, &g.tls.certificate);
             let key = or_general(&g.cluster.client_private_key, &g.tls.private_key);
             Some(
@@ -210,7 +210,7 @@ impl Node {
                 retry_timeout: ns(g.cluster.replication_retry_timeout_ns),
             },
             switch: None,
-            self_key: None,
+            self_key: Default::default(),
             eviction_suspicion: ns(cfg.eviction_suspicion_ns),
         };
         let dirs = Dirs {
@@ -351,6 +351,80 @@ impl Node {
                 secure: cfg.admin.tls.enabled,
             },
         );
+        // Certificates: reloaded when their files change, watched for expiry.
+        {
+            let mut reloadables = Vec::new();
+            let self_key = registrar.self_key().clone();
+            // The server certificate by which the node finds itself among consenters (see
+            // `server_cert_path` above) moves the self key along with it.
+            let server = |what: &'static str,
+                          tls: &crate::tls::TlsServer,
+                          cert: &std::path::Path,
+                          key: &std::path::Path,
+                          is_self: bool| {
+                let (tls, self_key) = (tls.clone(), self_key.clone());
+                crate::certs::Reloadable {
+                    what,
+                    cert: cert.to_path_buf(),
+                    key: key.to_path_buf(),
+                    apply: Box::new(move |c, k| {
+                        tls.set_certificate(c, k).map_err(|e| e.0)?;
+                        if is_self && let Some(point) = crate::registrar::cert_key(c) {
+                            self_key.set(point);
+                        }
+                        Ok(())
+                    }),
+                }
+            };
+            if let Some(t) = &general_tls {
+                let is_self = g.cluster.server_certificate.as_os_str().is_empty();
+                reloadables.push(server(
+                    "general_tls",
+                    t,
+                    &g.tls.certificate,
+                    &g.tls.private_key,
+                    is_self,
+                ));
+            }
+            if let Some(t) = &cluster_tls {
+                reloadables.push(server(
+                    "cluster_server",
+                    t,
+                    &g.cluster.server_certificate,
+                    &g.cluster.server_private_key,
+                    true,
+                ));
+            }
+            if let Some(t) = &admin_tls {
+                reloadables.push(server(
+                    "admin_tls",
+                    t,
+                    &cfg.admin.tls.certificate,
+                    &cfg.admin.tls.private_key,
+                    false,
+                ));
+            }
+            if let Some(c) = &comm {
+                let c = c.clone();
+                reloadables.push(crate::certs::Reloadable {
+                    what: "cluster_client",
+                    cert: or_general(&g.cluster.client_certificate, &g.tls.certificate),
+                    key: or_general(&g.cluster.client_private_key, &g.tls.private_key),
+                    apply: Box::new(move |cert, key| {
+                        c.set_client_certificate(cert, key)
+                            .map_err(|e| e.to_string())
+                    }),
+                });
+            }
+            let watch = crate::certs::CertWatch::new(
+                reloadables,
+                Some(signer.cert_pem().to_vec()),
+                registrar.clone(),
+                metrics.clone(),
+            );
+            tasks.push(tokio::spawn(watch.run(shutdown_rx.clone())));
+        }
+
         let stop = wait_for(shutdown_rx.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = crate::http::serve(admin, admin_tls, participation, stop).await {

@@ -37,7 +37,8 @@ use ordo_raft::wal::RaftWal;
 use prost::Message;
 
 use crate::channel::{
-    Channel, ChannelError, Ledger, NodeServices, Relation, Switch, config_of_block, is_consenter,
+    Channel, ChannelError, Ledger, NodeServices, Relation, SelfKey, Switch, config_of_block,
+    is_consenter,
 };
 use crate::follower::JoinBlock;
 
@@ -96,9 +97,8 @@ impl Dirs {
 /// The channels of this node.
 pub struct Registrar {
     dirs: Dirs,
-    /// The public key (SEC1 point) of this node's server TLS certificate: how it finds itself
-    /// among a channel's consenters, as Fabric's `detectSelfID`.
-    self_key: Option<Vec<u8>>,
+    /// How this node finds itself among a channel's consenters.
+    self_key: SelfKey,
     services: NodeServices,
     channels: RwLock<BTreeMap<String, Arc<Channel>>>,
     /// Serialises joins and removals (they touch the disk).
@@ -154,7 +154,7 @@ impl Registrar {
         ] {
             fs::create_dir_all(&d).map_err(|e| io_failed("cannot create", &d, e))?;
         }
-        let self_key = server_cert_pem.and_then(cert_key);
+        let self_key = SelfKey::new(server_cert_pem.and_then(cert_key));
         let (switch_tx, mut switches) = tokio::sync::mpsc::unbounded_channel();
         services.switch = Some(switch_tx);
         services.self_key = self_key.clone();
@@ -240,6 +240,12 @@ impl Registrar {
     }
 
     /// A running channel.
+    /// The key by which this node finds itself among consenters; the node replaces it when its
+    /// server certificate is reloaded.
+    pub fn self_key(&self) -> &SelfKey {
+        &self.self_key
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Channel>> {
         self.channels
             .read()
@@ -261,7 +267,7 @@ impl Registrar {
     /// This node's Raft ID in a channel config: the position of the consenter whose server TLS
     /// certificate has this node's public key, mapped through the consenter IDs.
     fn self_id(&self, cfg: &ChannelConfig, ids: &[u64]) -> Result<u64, RegistrarError> {
-        let key = self.self_key.as_ref().ok_or_else(|| {
+        let key = self.self_key.get().ok_or_else(|| {
             RegistrarError::BadRequest(
                 "this node has no server TLS certificate to find itself among the consenters (etcdraft requires TLS)".into(),
             )
@@ -303,7 +309,7 @@ impl Registrar {
     fn joins_as_consenter(&self, block: &Block) -> Result<bool, RegistrarError> {
         let number = block.header.as_ref().map_or(0, |h| h.number);
         let cfg = config_of_block(block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
-        Ok(number == 0 && is_consenter(&cfg, self.self_key.as_deref()))
+        Ok(number == 0 && is_consenter(&cfg, &self.self_key))
     }
 
     fn restart(&self, ch: &str) -> Result<Arc<Channel>, RegistrarError> {
@@ -314,7 +320,7 @@ impl Registrar {
             )));
         }
         let (cfg, _) = crate::channel::config_at_tip(&ledger)?;
-        if !is_consenter(&cfg, self.self_key.as_deref()) {
+        if !is_consenter(&cfg, &self.self_key) {
             tracing::info!(channel = %ch, "this node is not a consenter of the channel's last config: following it");
             return Ok(Channel::follow(ch, ledger, None, self.services.clone())?);
         }

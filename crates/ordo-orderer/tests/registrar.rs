@@ -34,7 +34,7 @@ fn open(root: &Path) -> Arc<Registrar> {
         comm: None,
         replication: Default::default(),
         switch: None,
-        self_key: None,
+        self_key: Default::default(),
         eviction_suspicion: std::time::Duration::from_secs(600),
     };
     let cert = read(&format!("{ORDERER1}/tls/server.crt"));
@@ -117,7 +117,7 @@ async fn a_node_that_is_not_a_consenter_and_cannot_follow_is_refused_before_anyt
         comm: None,
         replication: Default::default(),
         switch: None,
-        self_key: None,
+        self_key: Default::default(),
         eviction_suspicion: std::time::Duration::from_secs(600),
     };
     let other = tempfile::tempdir().unwrap();

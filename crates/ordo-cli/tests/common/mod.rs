@@ -69,7 +69,7 @@ pub fn write_node_config(
     mutual_tls: bool,
     cluster_port: Option<u16>,
 ) -> PathBuf {
-    node_yaml(dir, n, mutual_tls, free_port(), cluster_port, "")
+    node_yaml(dir, n, mutual_tls, free_port(), cluster_port, "", None)
 }
 
 /// The orderer.yaml of orderer`n` as a member of the fixture channels' clusters: general port
@@ -78,7 +78,80 @@ pub fn write_node_config(
 /// keys to the `Consensus` section.
 pub fn write_cluster_node_config(dir: &Path, n: u32, consensus: &str) -> PathBuf {
     let n16 = n as u16;
-    node_yaml(dir, n, false, 37050 + n16, Some(37150 + n16), consensus)
+    node_yaml(
+        dir,
+        n,
+        false,
+        37050 + n16,
+        Some(37150 + n16),
+        consensus,
+        None,
+    )
+}
+
+/// As [`write_cluster_node_config`], but the node's TLS certificate and key (general and
+/// cluster listeners, cluster client) are files of its own under `dir/tls`, copied from the
+/// fixture unless there already: a test replaces them to renew or rotate the certificate.
+pub fn write_cluster_node_config_own_tls(dir: &Path, n: u32, consensus: &str) -> PathBuf {
+    let tls = dir.join("tls");
+    if !tls.exists() {
+        std::fs::create_dir_all(&tls).unwrap();
+        for f in ["server.crt", "server.key", "ca.crt"] {
+            let from = fixture(&format!(
+                "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com/tls/{f}"
+            ));
+            std::fs::copy(from, tls.join(f)).unwrap();
+        }
+    }
+    let n16 = n as u16;
+    node_yaml(
+        dir,
+        n,
+        false,
+        37050 + n16,
+        Some(37150 + n16),
+        consensus,
+        Some(&tls),
+    )
+}
+
+/// A TLS certificate for orderer`n` (its names and 127.0.0.1) issued by the orderer
+/// organization's TLS CA with a new key, valid from `from` to `to` seconds from now: PEM
+/// certificate and key.
+pub fn mint_orderer_tls(n: u32, from: i64, to: i64) -> (String, String) {
+    let tlsca = "crypto-config/ordererOrganizations/example.com/tlsca";
+    let ca_key = rcgen::KeyPair::from_pem(
+        &std::fs::read_to_string(fixture(&format!("{tlsca}/priv_sk"))).unwrap(),
+    )
+    .unwrap();
+    let ca_pem =
+        std::fs::read_to_string(fixture(&format!("{tlsca}/tlsca.example.com-cert.pem"))).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let name = format!("orderer{n}.example.com");
+    let mut params = rcgen::CertificateParams::new(vec![
+        name.clone(),
+        format!("orderer{n}"),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ])
+    .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::seconds(from);
+    params.not_after = now + time::Duration::seconds(to);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
 }
 
 fn node_yaml(
@@ -88,13 +161,16 @@ fn node_yaml(
     port: u16,
     cluster_port: Option<u16>,
     consensus: &str,
+    own_tls: Option<&Path>,
 ) -> PathBuf {
     let o = p(&format!(
         "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com"
     ));
+    // The node's TLS files (the admin listener keeps the fixture's).
+    let t = own_tls.map_or(format!("{o}/tls"), |d| d.display().to_string());
     let cluster = match cluster_port {
         Some(port) => format!(
-            "\n    Cluster: {{ListenAddress: 127.0.0.1, ListenPort: {port}, ServerCertificate: {o}/tls/server.crt, ServerPrivateKey: {o}/tls/server.key, ClientCertificate: {o}/tls/server.crt, ClientPrivateKey: {o}/tls/server.key}}"
+            "\n    Cluster: {{ListenAddress: 127.0.0.1, ListenPort: {port}, ServerCertificate: {t}/server.crt, ServerPrivateKey: {t}/server.key, ClientCertificate: {t}/server.crt, ClientPrivateKey: {t}/server.key}}"
         ),
         None => String::new(),
     };
@@ -104,9 +180,9 @@ fn node_yaml(
     ListenPort: {port}
     TLS:
         Enabled: true
-        PrivateKey: {o}/tls/server.key
-        Certificate: {o}/tls/server.crt
-        RootCAs: [{o}/tls/ca.crt]
+        PrivateKey: {t}/server.key
+        Certificate: {t}/server.crt
+        RootCAs: [{t}/ca.crt]
         ClientAuthRequired: {mutual_tls}
         ClientRootCAs: [{ca}]
     BootstrapMethod: none{cluster}
