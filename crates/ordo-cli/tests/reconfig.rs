@@ -508,3 +508,148 @@ async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_withou
     ids.sort_unstable();
     assert_eq!((ids, next), (vec![1, 2, 3], 4));
 }
+
+/// Channel-3's genesis block with the consenters' certificates replaced by `certs` (in order).
+fn channel_3_genesis_with(certs: &[Bytes]) -> Block {
+    let genesis = Block::decode(
+        std::fs::read(fixture("channel-genesis/channel-3.block"))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    let mut config = ordo_orderer::channel::config_of_block(&genesis)
+        .unwrap()
+        .config()
+        .clone();
+    let orderer = config
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Orderer")
+        .unwrap();
+    let value = orderer.values.get_mut("ConsensusType").unwrap();
+    let mut ct = ordo_proto::orderer::ConsensusType::decode(value.value.clone()).unwrap();
+    let mut md = ordo_proto::etcdraft::ConfigMetadata::decode(ct.metadata.clone()).unwrap();
+    for (c, cert) in md.consenters.iter_mut().zip(certs) {
+        c.client_tls_cert = cert.clone();
+        c.server_tls_cert = cert.clone();
+    }
+    ct.metadata = md.encode_to_vec().into();
+    value.value = ct.encode_to_vec().into();
+    ordo_config::genesis::genesis_block_for_config(config, "channel-3").unwrap()
+}
+
+/// The expiry a node reports for its cluster server certificate, in seconds from now.
+async fn cluster_tls_expiry(n: &OrdoProcess) -> Option<f64> {
+    metric(
+        n,
+        "ordo_cert_expiry_seconds{cert=\"cluster_server\",channel=\"\",endpoint=\"\"}",
+    )
+    .await
+}
+
+/// cft_test.go "orderer TLS certificates expire / is still possible to recover": the three
+/// consenters' cluster TLS certificates (the ones the channel config pins, on a separate
+/// cluster listener) expired a day ago. With `TLSHandshakeTimeShift` set to 36 hours the nodes
+/// accept each other, elect a leader, and order the config updates that replace each
+/// certificate with a renewed one (a new key, one consenter per update, reloaded without a
+/// restart); restarted without the shift they elect a leader and order again, holding the
+/// same blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orderer_tls_certificates_expire_it_is_still_possible_to_recover() {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-3";
+    let day = 24 * 3600;
+    let node_dir = |i: usize| dir.path().join(format!("orderer{}", i + 1));
+    let mut expired = Vec::new();
+    for i in 0..3 {
+        let (cert, key) = mint_orderer_tls(i as u32 + 1, -2 * day, -day);
+        let d = node_dir(i).join("cluster");
+        std::fs::create_dir_all(&d).unwrap();
+        install_tls(&d, &cert, &key);
+        expired.push(Bytes::from(cert.into_bytes()));
+    }
+    let genesis = channel_3_genesis_with(&expired).encode_to_vec();
+    let start = |i: usize, shift: Option<&'static str>| {
+        let config = write_cluster_node_config_cluster_tls(
+            &node_dir(i),
+            i as u32 + 1,
+            ACK_AFTER_COMMIT,
+            shift,
+        );
+        async move { OrdoProcess::start_cluster_node(&config, i as u32 + 1).await }
+    };
+
+    // With the shift: a leader, and the renewals ordered.
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(Some(start(i, Some("36h")).await));
+    }
+    for n in nodes.iter().flatten() {
+        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
+        assert!(cluster_tls_expiry(n).await.unwrap() < 0.0);
+    }
+    let leader = leader_of(&nodes, ch).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let client = (leader + 1) % 3;
+    let load = start_load(node(&nodes, client), ch, 0, stop.clone(), acked.clone());
+    wait_active(&nodes, ch, 3).await;
+    for i in [leader, (leader + 1) % 3, (leader + 2) % 3] {
+        let (cert, key) = mint_orderer_tls(i as u32 + 1, -3600, 30 * day);
+        let new = Bytes::from(cert.clone().into_bytes());
+        let old = expired[i].clone();
+        let via = (i + 1) % 3;
+        update_consenters(&nodes, ch, via, |cs| {
+            for c in cs.iter_mut().filter(|c| c.client_tls_cert == old) {
+                c.client_tls_cert = new.clone();
+                c.server_tls_cert = new.clone();
+            }
+        })
+        .await;
+        install_tls(&node_dir(i).join("cluster"), &cert, &key);
+        wait_for(
+            &format!("orderer{} to reload its certificate", i + 1),
+            || async {
+                cluster_tls_expiry(node(&nodes, i))
+                    .await
+                    .is_some_and(|s| s > 0.0)
+            },
+        )
+        .await;
+        let h = height_of(node(&nodes, via), ch).await;
+        wait_for(&format!("orderer{} to take part again", i + 1), || async {
+            height_of(node(&nodes, i), ch).await > h + 3
+        })
+        .await;
+        wait_active(&nodes, ch, 3).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+
+    // Without the shift.
+    for n in &mut nodes {
+        n.take().unwrap().kill9();
+    }
+    for (i, n) in nodes.iter_mut().enumerate() {
+        *n = Some(start(i, None).await);
+    }
+    let leader = leader_of(&nodes, ch).await;
+    stop.store(false, Ordering::Relaxed);
+    let first = acked.lock().unwrap().iter().max().map_or(0, |m| m + 1);
+    let load = start_load(
+        node(&nodes, (leader + 1) % 3),
+        ch,
+        first,
+        stop.clone(),
+        acked.clone(),
+    );
+    let before = acked.lock().unwrap().len();
+    wait_for("the cluster to order more envelopes", || async {
+        acked.lock().unwrap().len() >= before + 30
+    })
+    .await;
+    check_agreement(&nodes, ch, load, &stop, &acked).await;
+}

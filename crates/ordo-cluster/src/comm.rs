@@ -57,6 +57,10 @@ pub struct CommConfig {
     pub dial_timeout: Duration,
     /// `RPCTimeout`: opening a stream, and each request's wait for room.
     pub rpc_timeout: Duration,
+    /// `TLSHandshakeTimeShift`: other orderers' certificates are checked as of this long ago,
+    /// so that a cluster whose certificates all expired can still elect a leader and order the
+    /// config updates that renew them.
+    pub handshake_time_shift: Duration,
 }
 
 /// Why a request was not sent.
@@ -354,6 +358,7 @@ impl Comm {
             expected_key: expected.public_key().clone(),
             node: node.id,
             algorithms: provider.signature_verification_algorithms,
+            shift: self.0.cfg.handshake_time_shift,
         });
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -416,10 +421,18 @@ impl Comm {
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = ShiftedVerifier {
+            inner: WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                .build()
+                .map_err(|e| tls(&e))?,
+            shift: self.0.cfg.handshake_time_shift,
+            algorithms: provider.signature_verification_algorithms,
+        };
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| tls(&e))?
-            .with_root_certificates(store)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(self.0.client.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
         let server_name = server_name_of(endpoint)?;
@@ -625,6 +638,70 @@ struct PinnedVerifier {
     expected_key: ordo_crypto::PublicKey,
     node: u64,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    shift: Duration,
+}
+
+/// Runs `verify` as of now and, if that fails and a `TLSHandshakeTimeShift` is set, as of
+/// `shift` ago: expired certificates pass with the shift, and so do certificates renewed while
+/// it is set (not yet valid in the shifted past).
+fn verify_now_or_shifted<T>(
+    now: UnixTime,
+    shift: Duration,
+    verify: impl Fn(UnixTime) -> Result<T, rustls::Error>,
+) -> Result<T, rustls::Error> {
+    let at_now = verify(now);
+    if at_now.is_ok() || shift.is_zero() {
+        return at_now;
+    }
+    verify(UnixTime::since_unix_epoch(Duration::from_secs(
+        now.as_secs().saturating_sub(shift.as_secs()),
+    )))
+}
+
+/// Normal chain and name verification, as of `TLSHandshakeTimeShift` ago.
+#[derive(Debug)]
+struct ShiftedVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    shift: Duration,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for ShiftedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        verify_now_or_shifted(now, self.shift, |t| {
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, t)
+        })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 impl ServerCertVerifier for PinnedVerifier {
@@ -649,7 +726,9 @@ impl ServerCertVerifier for PinnedVerifier {
                 "no orderer TLS root CA is trusted yet".into(),
             ));
         };
-        roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        verify_now_or_shifted(now, self.shift, |t| {
+            roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, t)
+        })
     }
 
     fn verify_tls12_signature(

@@ -187,12 +187,18 @@ impl ClientCertVerifier for SwappableVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        let inner = self.inner.load();
+        let at_now = inner.verify_client_cert(end_entity, intermediates, now);
+        if at_now.is_ok() || self.shift.is_zero() {
+            return at_now;
+        }
+        // Valid now, or as of `shift` ago: a certificate renewed while the shift is set (valid
+        // from now on, so not yet valid in the shifted past) must get in too. Fabric checks only
+        // the shifted time, which locks renewed nodes out until every node drops the shift.
         let shifted = UnixTime::since_unix_epoch(
             Duration::from_secs(now.as_secs()).saturating_sub(self.shift),
         );
-        self.inner
-            .load()
-            .verify_client_cert(end_entity, intermediates, shifted)
+        inner.verify_client_cert(end_entity, intermediates, shifted)
     }
 
     fn verify_tls12_signature(

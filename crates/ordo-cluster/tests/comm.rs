@@ -64,12 +64,24 @@ async fn serve(
     mpsc::UnboundedReceiver<Got>,
     watch::Sender<bool>,
 ) {
+    serve_cert(&tls_file(node, "server.crt"), &tls_file(node, "server.key")).await
+}
+
+/// As [`serve`], with the given server certificate and key (PEM).
+async fn serve_cert(
+    cert: &[u8],
+    key: &[u8],
+) -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<Got>,
+    watch::Sender<bool>,
+) {
     let roots = CertificateDer::pem_slice_iter(&read(TLSCA))
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let tls = TlsServer::new(
-        &tls_file(node, "server.crt"),
-        &tls_file(node, "server.key"),
+        cert,
+        key,
         roots,
         ClientAuth::Required,
         Duration::ZERO,
@@ -94,6 +106,10 @@ async fn serve(
 }
 
 fn comm(node: u32) -> Comm {
+    comm_shifted(node, Duration::ZERO)
+}
+
+fn comm_shifted(node: u32, handshake_time_shift: Duration) -> Comm {
     let c = Comm::new(
         CommConfig {
             client_cert_pem: tls_file(node, "server.crt"),
@@ -101,6 +117,7 @@ fn comm(node: u32) -> Comm {
             send_buffer_size: 10,
             dial_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(7),
+            handshake_time_shift,
         },
         None,
     )
@@ -298,4 +315,58 @@ async fn a_new_client_certificate_is_presented_on_fresh_streams() {
             .is_err()
     );
     assert_eq!(c.client_cert_hash().as_ref(), ordo_crypto::sha256(&renewed));
+}
+
+/// A TLS server certificate for 127.0.0.1 from the orderer TLS CA, valid from `from` to `to`
+/// seconds from now: PEM certificate and key.
+fn minted(from: i64, to: i64) -> (Vec<u8>, Vec<u8>) {
+    let tlsca = "crypto-config/ordererOrganizations/example.com/tlsca";
+    let ca_key =
+        rcgen::KeyPair::from_pem(&String::from_utf8(read(&format!("{tlsca}/priv_sk"))).unwrap())
+            .unwrap();
+    let ca_pem = String::from_utf8(read(TLSCA)).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::seconds(from);
+    params.not_after = now + time::Duration::seconds(to);
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+}
+
+#[tokio::test]
+async fn an_expired_consenter_is_reached_only_with_a_time_shift_and_a_renewed_one_either_way() {
+    let day = 24 * 3600;
+    let (expired, key) = minted(-2 * day, -day);
+    let (addr, _rx, _stop) = serve_cert(&expired, &key).await;
+    let node = RemoteNode {
+        id: 2,
+        endpoint: addr.to_string(),
+        server_cert_pem: Bytes::from(expired),
+    };
+    let err = comm(1).check(&node).await.unwrap_err();
+    assert!(err.to_string().contains("xpired"), "{err}");
+    comm_shifted(1, Duration::from_secs(36 * 3600))
+        .check(&node)
+        .await
+        .unwrap();
+
+    // Renewed while the shift is still set: valid now, not yet in the shifted past.
+    let (renewed, key) = minted(-3600, 30 * day);
+    let (addr, _rx, _stop) = serve_cert(&renewed, &key).await;
+    let node = RemoteNode {
+        id: 2,
+        endpoint: addr.to_string(),
+        server_cert_pem: Bytes::from(renewed),
+    };
+    comm(1).check(&node).await.unwrap();
+    comm_shifted(1, Duration::from_secs(36 * 3600))
+        .check(&node)
+        .await
+        .unwrap();
 }

@@ -184,6 +184,7 @@ fn comm() -> Comm {
             send_buffer_size: 10,
             dial_timeout: Duration::from_secs(2),
             rpc_timeout: Duration::from_secs(2),
+            handshake_time_shift: Duration::ZERO,
         },
         None,
     )

@@ -178,6 +178,13 @@ impl Node {
                         send_buffer_size: g.cluster.send_buffer_size as usize,
                         dial_timeout: ns(g.cluster.dial_timeout_ns),
                         rpc_timeout: ns(g.cluster.rpc_timeout_ns),
+                        // Fabric: Cluster.TLSHandshakeTimeShift with a separate cluster
+                        // listener, General.TLS.TLSHandshakeTimeShift on the shared one.
+                        handshake_time_shift: ns(if g.cluster.separate_listener() {
+                            g.cluster.handshake_time_shift_ns
+                        } else {
+                            g.tls.handshake_time_shift_ns
+                        }),
                     },
                     Some(Arc::new(metrics.clone())),
                 )

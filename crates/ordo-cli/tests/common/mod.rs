@@ -69,7 +69,15 @@ pub fn write_node_config(
     mutual_tls: bool,
     cluster_port: Option<u16>,
 ) -> PathBuf {
-    node_yaml(dir, n, mutual_tls, free_port(), cluster_port, "", None)
+    node_yaml(
+        dir,
+        n,
+        mutual_tls,
+        free_port(),
+        cluster_port,
+        "",
+        NodeTls::default(),
+    )
 }
 
 /// The orderer.yaml of orderer`n` as a member of the fixture channels' clusters: general port
@@ -85,7 +93,59 @@ pub fn write_cluster_node_config(dir: &Path, n: u32, consensus: &str) -> PathBuf
         37050 + n16,
         Some(37150 + n16),
         consensus,
-        None,
+        NodeTls::default(),
+    )
+}
+
+/// Where a node's TLS files come from, other than the fixture's.
+#[derive(Default, Clone, Copy)]
+struct NodeTls<'a> {
+    /// A folder with `server.crt`, `server.key` and `ca.crt` for the general listener.
+    general: Option<&'a Path>,
+    /// A folder with `server.crt` and `server.key` for the cluster listener and client.
+    cluster: Option<&'a Path>,
+    /// `TLSHandshakeTimeShift` of both.
+    shift: Option<&'a str>,
+}
+
+/// Copies orderer`n`'s fixture TLS files into `to` unless it exists.
+fn copy_fixture_tls(n: u32, to: &Path) {
+    if to.exists() {
+        return;
+    }
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["server.crt", "server.key", "ca.crt"] {
+        let from = fixture(&format!(
+            "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com/tls/{f}"
+        ));
+        std::fs::copy(from, to.join(f)).unwrap();
+    }
+}
+
+/// As [`write_cluster_node_config`], but the cluster listener and client use the certificate
+/// and key in `dir/cluster` (the test writes them; the general listener keeps the fixture's),
+/// and both listeners have the `TLSHandshakeTimeShift` `shift`.
+pub fn write_cluster_node_config_cluster_tls(
+    dir: &Path,
+    n: u32,
+    consensus: &str,
+    shift: Option<&str>,
+) -> PathBuf {
+    let n16 = n as u16;
+    let cluster = dir.join("cluster");
+    let tls = NodeTls {
+        general: None,
+        cluster: Some(&cluster),
+        shift,
+    };
+    node_yaml(
+        dir,
+        n,
+        false,
+        37050 + n16,
+        Some(37150 + n16),
+        consensus,
+        tls,
     )
 }
 
@@ -94,16 +154,13 @@ pub fn write_cluster_node_config(dir: &Path, n: u32, consensus: &str) -> PathBuf
 /// fixture unless there already: a test replaces them to renew or rotate the certificate.
 pub fn write_cluster_node_config_own_tls(dir: &Path, n: u32, consensus: &str) -> PathBuf {
     let tls = dir.join("tls");
-    if !tls.exists() {
-        std::fs::create_dir_all(&tls).unwrap();
-        for f in ["server.crt", "server.key", "ca.crt"] {
-            let from = fixture(&format!(
-                "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com/tls/{f}"
-            ));
-            std::fs::copy(from, tls.join(f)).unwrap();
-        }
-    }
+    copy_fixture_tls(n, &tls);
     let n16 = n as u16;
+    let own = NodeTls {
+        general: Some(&tls),
+        cluster: Some(&tls),
+        shift: None,
+    };
     node_yaml(
         dir,
         n,
@@ -111,7 +168,7 @@ pub fn write_cluster_node_config_own_tls(dir: &Path, n: u32, consensus: &str) ->
         37050 + n16,
         Some(37150 + n16),
         consensus,
-        Some(&tls),
+        own,
     )
 }
 
@@ -161,16 +218,23 @@ fn node_yaml(
     port: u16,
     cluster_port: Option<u16>,
     consensus: &str,
-    own_tls: Option<&Path>,
+    tls: NodeTls<'_>,
 ) -> PathBuf {
     let o = p(&format!(
         "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com"
     ));
     // The node's TLS files (the admin listener keeps the fixture's).
-    let t = own_tls.map_or(format!("{o}/tls"), |d| d.display().to_string());
+    let folder = |d: Option<&Path>| d.map_or(format!("{o}/tls"), |d| d.display().to_string());
+    let (t, c) = (folder(tls.general), folder(tls.cluster));
+    let shift = tls
+        .shift
+        .map_or(String::new(), |s| format!(", TLSHandshakeTimeShift: {s}"));
+    let tls_shift = tls.shift.map_or(String::new(), |s| {
+        format!("\n        TLSHandshakeTimeShift: {s}")
+    });
     let cluster = match cluster_port {
         Some(port) => format!(
-            "\n    Cluster: {{ListenAddress: 127.0.0.1, ListenPort: {port}, ServerCertificate: {t}/server.crt, ServerPrivateKey: {t}/server.key, ClientCertificate: {t}/server.crt, ClientPrivateKey: {t}/server.key}}"
+            "\n    Cluster: {{ListenAddress: 127.0.0.1, ListenPort: {port}, ServerCertificate: {c}/server.crt, ServerPrivateKey: {c}/server.key, ClientCertificate: {c}/server.crt, ClientPrivateKey: {c}/server.key{shift}}}"
         ),
         None => String::new(),
     };
@@ -184,7 +248,7 @@ fn node_yaml(
         Certificate: {t}/server.crt
         RootCAs: [{t}/ca.crt]
         ClientAuthRequired: {mutual_tls}
-        ClientRootCAs: [{ca}]
+        ClientRootCAs: [{ca}]{tls_shift}
     BootstrapMethod: none{cluster}
     LocalMSPDir: {o}/msp
     LocalMSPID: OrdererMSP
