@@ -395,13 +395,61 @@ async fn an_orderer_evicted_while_offline_notices_it_and_rejoins_under_its_new_r
     assert!(!ids.contains(&4));
 }
 
-/// The expiry the node reports for its general TLS certificate, in seconds from now.
-async fn general_tls_expiry(n: &OrdoProcess) -> Option<f64> {
+/// The expiry a node reports for its certificate `cert` (general_tls, cluster_server, ...), in
+/// seconds from now.
+async fn tls_expiry(n: &OrdoProcess, cert: &str) -> Option<f64> {
     metric(
         n,
-        "ordo_cert_expiry_seconds{cert=\"general_tls\",channel=\"\",endpoint=\"\"}",
+        &format!("ordo_cert_expiry_seconds{{cert=\"{cert}\",channel=\"\",endpoint=\"\"}}"),
     )
     .await
+}
+
+/// Days the certificates [`rotate_certificate`] issues are valid for.
+const ROTATED_DAYS: i64 = 30;
+
+/// Rotates node `i`'s certificate `old` as an operator does: one update swaps it for a new-key
+/// certificate valid [`ROTATED_DAYS`] (it keeps its Raft ID), then the node's files in
+/// `tls_dir` are replaced. Waits until the node reloads them (its `cert` expiry shows the new
+/// certificate) and blocks reach it over the cluster again (the others pin its new key and it
+/// presents it). Returns the new certificate and the config block.
+async fn rotate_certificate(
+    nodes: &[Option<OrdoProcess>],
+    ch: &str,
+    i: usize,
+    old: Bytes,
+    tls_dir: &Path,
+    cert_label: &str,
+) -> (Bytes, Block) {
+    let day = 24 * 3600;
+    let (cert, key) = mint_orderer_tls(i as u32 + 1, -3600, ROTATED_DAYS * day);
+    let new = Bytes::from(cert.clone().into_bytes());
+    let via = (i + 1) % nodes.len();
+    let block = update_consenters(nodes, ch, via, |cs| {
+        for c in cs.iter_mut().filter(|c| c.client_tls_cert == old) {
+            c.client_tls_cert = new.clone();
+            c.server_tls_cert = new.clone();
+        }
+    })
+    .await;
+    install_tls(tls_dir, &cert, &key);
+    let limit = (ROTATED_DAYS * day) as f64;
+    wait_for(
+        &format!("orderer{} to reload its certificate", i + 1),
+        || async {
+            tls_expiry(node(nodes, i), cert_label)
+                .await
+                .is_some_and(|s| s > 0.0 && s <= limit)
+        },
+    )
+    .await;
+    let h = height_of(node(nodes, via), ch).await;
+    wait_for(&format!("orderer{} to take part again", i + 1), || async {
+        height_of(node(nodes, i), ch).await > h + 3
+    })
+    .await;
+    wait_active(nodes, ch, 3).await;
+    (new, block)
 }
 
 /// Replaces a node's TLS key and certificate files as an operator would (each file written
@@ -451,45 +499,17 @@ async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_withou
     );
     wait_active(&nodes, ch, 3).await;
     // The fixture's certificates run for years; the new ones for 30 days.
-    let month = 30.0 * 24.0 * 3600.0;
-    assert!(general_tls_expiry(node(&nodes, 0)).await.unwrap() > month);
+    let month = (ROTATED_DAYS * 24 * 3600) as f64;
+    assert!(tls_expiry(node(&nodes, 0), "general_tls").await.unwrap() > month);
 
     let mut new_certs = Vec::new();
     for i in [leader, (leader + 1) % 3, (leader + 2) % 3] {
-        let (cert, key) = mint_orderer_tls(i as u32 + 1, -3600, month as i64);
         let old = fixture_consenter(i as u32 + 1).client_tls_cert;
-        let new = Bytes::from(cert.clone().into_bytes());
-        new_certs.push(new.clone());
-        let via = (i + 1) % 3;
-        let block = update_consenters(&nodes, ch, via, |cs| {
-            for c in cs.iter_mut().filter(|c| c.client_tls_cert == old) {
-                c.client_tls_cert = new.clone();
-                c.server_tls_cert = new.clone();
-            }
-        })
-        .await;
+        let (new, block) = rotate_certificate(&nodes, ch, i, old, &tls_dir(i), "general_tls").await;
+        new_certs.push(new);
         let (mut ids, next) = consenter_ids(&block);
         ids.sort_unstable();
         assert_eq!((ids, next), (vec![1, 2, 3], 4), "a rotation keeps the IDs");
-
-        install_tls(&tls_dir(i), &cert, &key);
-        wait_for(
-            &format!("orderer{} to reload its certificate", i + 1),
-            || async {
-                general_tls_expiry(node(&nodes, i))
-                    .await
-                    .is_some_and(|s| s <= month)
-            },
-        )
-        .await;
-        // Blocks reach it over the cluster again: the others pin its new key, and it presents
-        // it.
-        let h = height_of(node(&nodes, via), ch).await;
-        wait_for(&format!("orderer{} to take part again", i + 1), || async {
-            height_of(node(&nodes, i), ch).await > h + 3
-        })
-        .await;
-        wait_active(&nodes, ch, 3).await;
     }
 
     let before = acked.lock().unwrap().len();
@@ -521,32 +541,13 @@ fn channel_3_genesis_with(certs: &[Bytes]) -> Block {
         .unwrap()
         .config()
         .clone();
-    let orderer = config
-        .channel_group
-        .as_mut()
-        .unwrap()
-        .groups
-        .get_mut("Orderer")
-        .unwrap();
-    let value = orderer.values.get_mut("ConsensusType").unwrap();
-    let mut ct = ordo_proto::orderer::ConsensusType::decode(value.value.clone()).unwrap();
-    let mut md = ordo_proto::etcdraft::ConfigMetadata::decode(ct.metadata.clone()).unwrap();
-    for (c, cert) in md.consenters.iter_mut().zip(certs) {
-        c.client_tls_cert = cert.clone();
-        c.server_tls_cert = cert.clone();
-    }
-    ct.metadata = md.encode_to_vec().into();
-    value.value = ct.encode_to_vec().into();
+    edit_consenters(&mut config, |cs| {
+        for (c, cert) in cs.iter_mut().zip(certs) {
+            c.client_tls_cert = cert.clone();
+            c.server_tls_cert = cert.clone();
+        }
+    });
     ordo_config::genesis::genesis_block_for_config(config, "channel-3").unwrap()
-}
-
-/// The expiry a node reports for its cluster server certificate, in seconds from now.
-async fn cluster_tls_expiry(n: &OrdoProcess) -> Option<f64> {
-    metric(
-        n,
-        "ordo_cert_expiry_seconds{cert=\"cluster_server\",channel=\"\",endpoint=\"\"}",
-    )
-    .await
 }
 
 /// cft_test.go "orderer TLS certificates expire / is still possible to recover": the three
@@ -589,7 +590,7 @@ async fn orderer_tls_certificates_expire_it_is_still_possible_to_recover() {
     }
     for n in nodes.iter().flatten() {
         assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
-        assert!(cluster_tls_expiry(n).await.unwrap() < 0.0);
+        assert!(tls_expiry(n, "cluster_server").await.unwrap() < 0.0);
     }
     let leader = leader_of(&nodes, ch).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -598,33 +599,16 @@ async fn orderer_tls_certificates_expire_it_is_still_possible_to_recover() {
     let load = start_load(node(&nodes, client), ch, 0, stop.clone(), acked.clone());
     wait_active(&nodes, ch, 3).await;
     for i in [leader, (leader + 1) % 3, (leader + 2) % 3] {
-        let (cert, key) = mint_orderer_tls(i as u32 + 1, -3600, 30 * day);
-        let new = Bytes::from(cert.clone().into_bytes());
-        let old = expired[i].clone();
-        let via = (i + 1) % 3;
-        update_consenters(&nodes, ch, via, |cs| {
-            for c in cs.iter_mut().filter(|c| c.client_tls_cert == old) {
-                c.client_tls_cert = new.clone();
-                c.server_tls_cert = new.clone();
-            }
-        })
-        .await;
-        install_tls(&node_dir(i).join("cluster"), &cert, &key);
-        wait_for(
-            &format!("orderer{} to reload its certificate", i + 1),
-            || async {
-                cluster_tls_expiry(node(&nodes, i))
-                    .await
-                    .is_some_and(|s| s > 0.0)
-            },
+        let cluster = node_dir(i).join("cluster");
+        rotate_certificate(
+            &nodes,
+            ch,
+            i,
+            expired[i].clone(),
+            &cluster,
+            "cluster_server",
         )
         .await;
-        let h = height_of(node(&nodes, via), ch).await;
-        wait_for(&format!("orderer{} to take part again", i + 1), || async {
-            height_of(node(&nodes, i), ch).await > h + 3
-        })
-        .await;
-        wait_active(&nodes, ch, 3).await;
     }
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();

@@ -781,18 +781,12 @@ pub fn fixture_consenter(n: u32) -> ordo_proto::etcdraft::Consenter {
     }
 }
 
-/// A CONFIG_UPDATE of `channel` that edits the etcdraft consenters of the config in
-/// `config_block`, signed by the orderer organization's admin (what `ordo channel
-/// add-consenter` and its siblings build).
-pub fn consenters_update(
-    config_block: &Block,
-    channel: &str,
+/// Edits the etcdraft consenters of `config` in place.
+pub fn edit_consenters(
+    config: &mut ordo_proto::common::Config,
     edit: impl FnOnce(&mut Vec<ordo_proto::etcdraft::Consenter>),
-) -> Envelope {
-    let cfg = ordo_orderer::channel::config_of_block(config_block).unwrap();
-    let original = cfg.config().clone();
-    let mut updated = original.clone();
-    let orderer = updated
+) {
+    let orderer = config
         .channel_group
         .as_mut()
         .unwrap()
@@ -805,6 +799,20 @@ pub fn consenters_update(
     edit(&mut md.consenters);
     ct.metadata = md.encode_to_vec().into();
     value.value = ct.encode_to_vec().into();
+}
+
+/// A CONFIG_UPDATE of `channel` that edits the etcdraft consenters of the config in
+/// `config_block`, signed by the orderer organization's admin (what `ordo channel
+/// add-consenter` and its siblings build).
+pub fn consenters_update(
+    config_block: &Block,
+    channel: &str,
+    edit: impl FnOnce(&mut Vec<ordo_proto::etcdraft::Consenter>),
+) -> Envelope {
+    let cfg = ordo_orderer::channel::config_of_block(config_block).unwrap();
+    let original = cfg.config().clone();
+    let mut updated = original.clone();
+    edit_consenters(&mut updated, edit);
     admin_update(channel, &original, &updated)
 }
 
