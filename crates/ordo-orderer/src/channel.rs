@@ -402,6 +402,42 @@ fn raft_settings(cfg: &ChannelConfig) -> Result<(Options, BatchLimits, Duration)
     Ok((options, limits, Duration::from_nanos(tick as u64)))
 }
 
+/// The `Orderer.EtcdRaft.Options` that differ between two configs and, as in Fabric, only take
+/// effect when the node restarts (all but SnapshotIntervalSize), as "Name: old -> new".
+fn restart_only_changes(old: &ChannelConfig, new: &ChannelConfig) -> Vec<String> {
+    let options = |c: &ChannelConfig| {
+        c.orderer
+            .as_ref()
+            .and_then(|o| o.etcdraft().ok().flatten())
+            .and_then(|m| m.options)
+            .unwrap_or_default()
+    };
+    let (a, b) = (options(old), options(new));
+    let mut changes = Vec::new();
+    let mut note = |name: &str, x: String, y: String| {
+        if x != y {
+            changes.push(format!("{name}: {x} -> {y}"));
+        }
+    };
+    note("TickInterval", a.tick_interval, b.tick_interval);
+    note(
+        "ElectionTick",
+        a.election_tick.to_string(),
+        b.election_tick.to_string(),
+    );
+    note(
+        "HeartbeatTick",
+        a.heartbeat_tick.to_string(),
+        b.heartbeat_tick.to_string(),
+    );
+    note(
+        "MaxInflightBlocks",
+        a.max_inflight_blocks.to_string(),
+        b.max_inflight_blocks.to_string(),
+    );
+    changes
+}
+
 /// The channel config in force at the ledger's tip: the config block LAST_CONFIG points to.
 pub fn config_at_tip(ledger: &Ledger) -> Result<(ChannelConfig, u64), ChannelError> {
     let height = ledger.height();
@@ -1280,6 +1316,10 @@ impl Driver {
         m.block_committed(&self.name, number, t.elapsed());
         if let Some(next) = new_config {
             let (options, limits, _) = raft_settings(&next)?;
+            let later = restart_only_changes(&self.config.load(), &next);
+            if !later.is_empty() {
+                tracing::warn!(channel = %self.name, block = number, changes = %later.join(", "), "Raft options changed: they take effect when this node restarts (only SnapshotIntervalSize applies at once, as in Fabric)");
+            }
             self.core
                 .config_applied(limits, options.snapshot_interval_size);
             self.config_members = members(&next, &metadata);
@@ -1304,4 +1344,48 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_config() -> ChannelConfig {
+        let raw = ordo_testkit::read("channel-genesis/channel-3.block");
+        config_of_block(&Block::decode(raw.as_slice()).unwrap()).unwrap()
+    }
+
+    /// `fixture_config` with its etcdraft options edited.
+    fn with_options(edit: impl FnOnce(&mut ordo_proto::etcdraft::Options)) -> ChannelConfig {
+        let mut config = fixture_config().config().clone();
+        let orderer = config
+            .channel_group
+            .as_mut()
+            .unwrap()
+            .groups
+            .get_mut("Orderer")
+            .unwrap();
+        let value = orderer.values.get_mut("ConsensusType").unwrap();
+        let mut ct = ordo_proto::orderer::ConsensusType::decode(value.value.clone()).unwrap();
+        let mut md = ordo_proto::etcdraft::ConfigMetadata::decode(ct.metadata.clone()).unwrap();
+        edit(md.options.as_mut().unwrap());
+        ct.metadata = md.encode_to_vec().into();
+        value.value = ct.encode_to_vec().into();
+        ChannelConfig::new(&config).unwrap()
+    }
+
+    #[test]
+    fn only_options_other_than_the_snapshot_interval_wait_for_a_restart() {
+        let old = fixture_config();
+        let snapshot = with_options(|o| o.snapshot_interval_size *= 2);
+        assert!(restart_only_changes(&old, &snapshot).is_empty());
+        let slower = with_options(|o| {
+            o.tick_interval = "500ms".into();
+            o.election_tick = 20;
+        });
+        assert_eq!(
+            restart_only_changes(&old, &slower),
+            ["TickInterval: 250ms -> 500ms", "ElectionTick: 10 -> 20"]
+        );
+    }
 }
