@@ -637,3 +637,133 @@ async fn orderer_tls_certificates_expire_it_is_still_possible_to_recover() {
     .await;
     check_agreement(&nodes, ch, load, &stop, &acked).await;
 }
+
+/// A CONFIG_UPDATE setting `channel`'s BatchSize.MaxMessageCount, based on `config_block`.
+fn max_message_count_update(config_block: &Block, channel: &str, n: u32) -> Envelope {
+    let cfg = ordo_orderer::channel::config_of_block(config_block).unwrap();
+    let original = cfg.config().clone();
+    let mut updated = original.clone();
+    let orderer = updated
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Orderer")
+        .unwrap();
+    let value = orderer.values.get_mut("BatchSize").unwrap();
+    let mut bs = ordo_proto::orderer::BatchSize::decode(value.value.clone()).unwrap();
+    bs.max_message_count = n;
+    value.value = bs.encode_to_vec().into();
+    admin_update(channel, &original, &updated)
+}
+
+/// channel_participation_test.go "joining application channels with join-block as follower":
+/// "joins the channel as a follower using a config block", then "recovers from a crash after
+/// the join block is written to the pendingops file repo", "… and the ledger directory (but not
+/// the ledger) has been created" and "… and the ledger has been created". A fourth orderer, not
+/// a consenter of the running three-node channel, joins with its latest config block (numbered
+/// above 0): it follows — onboarding until it holds that block, then active — and keeps up with
+/// new blocks. Then its data is wiped and each crash point is reproduced on disk before it
+/// starts: it finishes the join as a follower every time and holds the same blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_the_channel_as_a_follower_using_a_config_block_and_recovers_from_a_crash_after_the_join_marker()
+ {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-3";
+    let nodes = start_nodes(dir.path(), 3).await;
+    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
+    for n in nodes.iter().flatten() {
+        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
+    }
+    let leader = leader_of(&nodes, ch).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let load = start_load(node(&nodes, leader), ch, 0, stop.clone(), acked.clone());
+    wait_for("some blocks", || async {
+        height_of(node(&nodes, leader), ch).await > 3
+    })
+    .await;
+    let current = last_config_block(node(&nodes, leader), ch).await;
+    let (status, info) =
+        submit_update(&nodes, ch, max_message_count_update(&current, ch, 50)).await;
+    assert_eq!(status, Status::Success as i32, "{info}");
+    let number = |b: &Block| b.header.as_ref().unwrap().number;
+    wait_for("the config block", || async {
+        number(&last_config_block(node(&nodes, leader), ch).await) > 0
+    })
+    .await;
+    let join_block = last_config_block(node(&nodes, leader), ch).await;
+    let join_number = number(&join_block);
+
+    let d4 = dir.path().join("orderer4");
+    std::fs::create_dir_all(&d4).unwrap();
+    let config4 = write_cluster_node_config(&d4, 4, ACK_AFTER_COMMIT);
+    let mut fourth = Some(OrdoProcess::start_cluster_node(&config4, 4).await);
+    let joined = fourth
+        .as_ref()
+        .unwrap()
+        .admin()
+        .join(&join_block.encode_to_vec())
+        .await
+        .unwrap();
+    assert_eq!(joined.status, 201);
+    let body = joined.json().unwrap();
+    assert_eq!(body["consensusRelation"], "follower");
+    assert_eq!(body["name"], ch);
+    let target = height_of(node(&nodes, leader), ch).await;
+    wait_for("the follower to be active and keep up", || async {
+        let n = fourth.as_ref().unwrap();
+        relation(n, ch).await == ("follower".to_string(), "active".to_string())
+            && height_of(n, ch).await >= target
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let height = height_of(node(&nodes, leader), ch).await;
+    let admin = signer(ADMIN_MSP, "OrdererMSP");
+    let reference = blocks_of(node(&nodes, leader), &admin, ch, height).await;
+
+    // The crash points, reproduced on disk: the join marker alone; with the channel's ledger
+    // folder; with part of the ledger.
+    for crash in ["marker", "ledger folder", "partial ledger"] {
+        fourth.take().unwrap().kill9();
+        let ledger = d4.join("ledger");
+        std::fs::remove_dir_all(&ledger).unwrap();
+        let _ = std::fs::remove_dir_all(d4.join("etcdraft"));
+        std::fs::create_dir_all(ledger.join("pendingops")).unwrap();
+        std::fs::write(
+            ledger.join(format!("pendingops/{ch}.join")),
+            join_block.encode_to_vec(),
+        )
+        .unwrap();
+        let chain = ledger.join(format!("chains/{ch}"));
+        match crash {
+            "ledger folder" => std::fs::create_dir_all(&chain).unwrap(),
+            "partial ledger" => {
+                let mut store = ordo_ledger::store::BlockStore::open(&chain).unwrap();
+                for b in &reference[..2] {
+                    store.append(b).unwrap();
+                }
+            }
+            _ => {}
+        }
+        fourth = Some(OrdoProcess::start_cluster_node(&config4, 4).await);
+        let n = fourth.as_ref().unwrap();
+        wait_for(
+            &format!("the join to finish after a crash ({crash})"),
+            || async {
+                relation(n, ch).await == ("follower".to_string(), "active".to_string())
+                    && height_of(n, ch).await >= height
+            },
+        )
+        .await;
+        let blocks = blocks_of(n, &admin, ch, height).await;
+        assert_eq!(
+            agreed(&blocks),
+            agreed(&reference),
+            "after a crash ({crash})"
+        );
+        assert!(height > join_number);
+    }
+}
