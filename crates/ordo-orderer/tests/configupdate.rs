@@ -1,6 +1,6 @@
 //! The config-update path of Broadcast against Fabric's own update and answers: adding orderer4
 //! (accepted by Fabric; its CONFIG envelope is block 13 of the fixture ledger) and removing two
-//! consenters at once (refused with Fabric's text).
+//! consenters at once (refused with Fabric's text); the quorum-loss check on consenter changes.
 
 use bytes::Bytes;
 use ordo_config::ChannelConfig;
@@ -140,4 +140,120 @@ fn an_update_signed_by_a_non_admin_is_refused_by_the_mod_policy() {
         "{}",
         err.info
     );
+}
+
+/// A CONFIG_UPDATE of channel-3's genesis config editing its consenters, signed by the orderer
+/// admin.
+fn consenters_update(
+    current: &ChannelConfig,
+    edit: impl FnOnce(&mut Vec<ordo_proto::etcdraft::Consenter>),
+) -> Envelope {
+    let original = current.config().clone();
+    let mut updated = original.clone();
+    let orderer = updated
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Orderer")
+        .unwrap();
+    let value = orderer.values.get_mut("ConsensusType").unwrap();
+    let mut ct = ordo_proto::orderer::ConsensusType::decode(value.value.clone()).unwrap();
+    let mut md = ordo_proto::etcdraft::ConfigMetadata::decode(ct.metadata.clone()).unwrap();
+    edit(&mut md.consenters);
+    ct.metadata = md.encode_to_vec().into();
+    value.value = ct.encode_to_vec().into();
+    let update = ordo_protolator::compute_update("channel-3", &original, &updated).unwrap();
+    let admin = signer(ADMIN_MSP);
+    let mut cue = ConfigUpdateEnvelope {
+        config_update: update.encode_to_vec().into(),
+        signatures: vec![],
+    };
+    add_config_signature(&mut cue, &admin).unwrap();
+    create_signed_envelope(
+        HeaderType::ConfigUpdate,
+        "channel-3",
+        &admin,
+        Bytes::from(cue.encode_to_vec()),
+    )
+    .unwrap()
+}
+
+/// orderer`n`'s TLS certificate, as the fixture's consenters carry it.
+fn tls_cert(n: u32) -> Bytes {
+    Bytes::from(read(&format!(
+        "crypto-config/ordererOrganizations/example.com/orderers/orderer{n}.example.com/tls/server.crt"
+    )))
+}
+
+/// config_test.go "refuses to reconfig if it results in quorum loss", with the ActiveNodes the
+/// leader reports: channel-3 has consenters 1-3, and only 1 and 2 are active.
+#[test]
+fn the_quorum_loss_check_counts_active_consenters_and_lets_a_down_nodes_certificate_be_rotated() {
+    let current = genesis_config("channel-3");
+    let two_up = Membership {
+        active: Some(vec![tls_cert(1), tls_cert(2)]),
+    };
+    let all_up = Membership { active: None };
+    let check = |env: &Envelope, membership: &Membership| {
+        process_config_update(
+            env,
+            "channel-3",
+            &current,
+            &signer(ORDERER1_MSP),
+            FilterSettings::default(),
+            now(),
+            membership,
+        )
+        .map(|_| ())
+        .map_err(|r| (r.status, r.info))
+    };
+    let consenter4 = |cs: &[ordo_proto::etcdraft::Consenter]| {
+        let mut c = cs[0].clone();
+        c.port = 37154;
+        c.client_tls_cert = tls_cert(4);
+        c.server_tls_cert = tls_cert(4);
+        c
+    };
+
+    // Adding a fourth needs 3 of 4 alive.
+    let add = consenters_update(&current, |cs| {
+        let c = consenter4(cs);
+        cs.push(c)
+    });
+    check(&add, &all_up).unwrap();
+    assert_eq!(
+        check(&add, &two_up).unwrap_err(),
+        (
+            Status::BadRequest,
+            "error applying config update to existing channel 'channel-3': consensus metadata update for channel config update is invalid: 2 out of 4 nodes are alive, configuration will result in quorum loss".to_string()
+        )
+    );
+
+    // Removing the node that is down leaves 2 of 2; removing a live one leaves 1 alive.
+    let remove = |n: u32| {
+        consenters_update(&current, |cs| {
+            cs.retain(|c| c.client_tls_cert != tls_cert(n))
+        })
+    };
+    check(&remove(3), &two_up).unwrap();
+    let (status, info) = check(&remove(1), &two_up).unwrap_err();
+    assert_eq!(status, Status::BadRequest);
+    assert!(info.ends_with("quorum loss"), "{info}");
+
+    // Rotating the certificate of the node that is down: the other two still hold a quorum
+    // (hyperledger/fabric#3562 refuses this); rotating a live node's would leave one.
+    let rotate = |n: u32| {
+        consenters_update(&current, |cs| {
+            let new = consenter4(cs);
+            for c in cs.iter_mut().filter(|c| c.client_tls_cert == tls_cert(n)) {
+                c.client_tls_cert = new.client_tls_cert.clone();
+                c.server_tls_cert = new.server_tls_cert.clone();
+            }
+        })
+    };
+    check(&rotate(3), &two_up).unwrap();
+    let (status, info) = check(&rotate(1), &two_up).unwrap_err();
+    assert_eq!(status, Status::BadRequest);
+    assert!(info.ends_with("quorum loss"), "{info}");
 }
