@@ -39,16 +39,6 @@ async fn start_cluster(
     (configs, nodes)
 }
 
-/// The latest snapshot's block number on `node` (0 before any).
-async fn snapshot_block(node: &OrdoProcess, channel: &str) -> u64 {
-    metric(
-        node,
-        &format!("consensus_etcdraft_snapshot_block_number{{channel=\"{channel}\"}}"),
-    )
-    .await
-    .unwrap_or(0.0) as u64
-}
-
 /// cft_test.go "an orderer is behind the latest snapshot on leader / catches up using the block
 /// stored in snapshot": a follower is down while the others take two snapshots (the fixture's
 /// SnapshotIntervalSize is 1 MB) and compact their logs; restarted, it gets the leader's

@@ -767,3 +767,115 @@ async fn joins_the_channel_as_a_follower_using_a_config_block_and_recovers_from_
         assert!(height > join_number);
     }
 }
+
+/// cft_test.go "an orderer is behind the latest snapshot on leader / catches up and replicates
+/// consenters metadata": in channel-3 orderer4 is added and orderer1 removed; orderer4 is then
+/// down while the others take two snapshots (the fixture's 1 MB SnapshotIntervalSize); back, it
+/// catches up from the leader's snapshot by pulling blocks and takes part under the new
+/// membership. Then the three consenters are restarted, orderer4 with its snapshot folder
+/// wiped: they elect a leader and order, holding the same blocks, the last of which names
+/// consenters 2, 3 and 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orderer_behind_the_latest_snapshot_catches_up_and_replicates_consenters_metadata() {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-3";
+    let mut nodes = start_nodes(dir.path(), 4).await;
+    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
+    for n in nodes[..3].iter().flatten() {
+        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
+    }
+    let cert = |i: usize| fixture_consenter(i as u32 + 1).client_tls_cert;
+    wait_active(&nodes, ch, 3).await;
+
+    // orderer4 in, orderer1 out.
+    let add = update_consenters(&nodes, ch, 1, |cs| cs.push(fixture_consenter(4))).await;
+    let joined = node(&nodes, 3)
+        .admin()
+        .join(&add.encode_to_vec())
+        .await
+        .unwrap();
+    assert_eq!(joined.status, 201);
+    wait_for("orderer4 to become a consenter", || async {
+        relation(node(&nodes, 3), ch).await == ("consenter".to_string(), "active".to_string())
+    })
+    .await;
+    wait_active(&nodes, ch, 4).await;
+    update_consenters(&nodes, ch, 1, |cs| {
+        cs.retain(|c| c.client_tls_cert != cert(0))
+    })
+    .await;
+    wait_for("orderer1 to follow the channel", || async {
+        relation(node(&nodes, 0), ch).await == ("follower".to_string(), "active".to_string())
+    })
+    .await;
+    wait_active(&nodes, ch, 3).await;
+
+    // orderer4 down while the others snapshot twice.
+    nodes[3].take().unwrap().kill9();
+    let user1 = signer(USER1, "Org1MSP");
+    let mut sent = 0u64;
+    let mut snapshots = Vec::new();
+    for _ in 0..2 {
+        let leader = leader_of(&nodes, ch).await;
+        let mut client = node(&nodes, leader).grpc().await;
+        // 100 KB envelopes: 15 of them are past the 1 MB snapshot interval.
+        for i in sent..sent + 15 {
+            let (status, info) =
+                broadcast_when_led(&mut client, big_tx(&user1, ch, i, 100_000)).await;
+            assert_eq!(status, Status::Success as i32, "{info}");
+        }
+        sent += 15;
+        let before = snapshots.last().copied().unwrap_or(0);
+        wait_for("a new snapshot on the leader", || async {
+            snapshot_block(node(&nodes, leader), ch).await > before
+        })
+        .await;
+        snapshots.push(snapshot_block(node(&nodes, leader), ch).await);
+    }
+
+    // Back, it catches up from the snapshot and orders with the new membership.
+    let d4 = dir.path().join("orderer4");
+    let config4 = write_cluster_node_config(&d4, 4, ACK_AFTER_COMMIT);
+    nodes[3] = Some(OrdoProcess::start_cluster_node(&config4, 4).await);
+    let height = height_of(node(&nodes, 1), ch).await;
+    wait_for("orderer4 to catch up", || async {
+        height_of(node(&nodes, 3), ch).await >= height
+    })
+    .await;
+    let pulled = metric(
+        node(&nodes, 3),
+        "ordo_catchup_blocks_pulled{channel=\"channel-3\"}",
+    )
+    .await
+    .unwrap_or(0.0);
+    assert!(
+        pulled >= 1.0,
+        "orderer4 did not pull blocks (pulled {pulled})"
+    );
+    wait_active(&nodes, ch, 3).await;
+
+    // All three consenters restarted, orderer4 without its snapshots.
+    for n in &mut nodes[1..] {
+        n.take().unwrap().kill9();
+    }
+    std::fs::remove_dir_all(d4.join("etcdraft/snapshot")).unwrap();
+    for (i, n) in nodes.iter_mut().enumerate().skip(1) {
+        let d = dir.path().join(format!("orderer{}", i + 1));
+        let config = write_cluster_node_config(&d, i as u32 + 1, ACK_AFTER_COMMIT);
+        *n = Some(OrdoProcess::start_cluster_node(&config, i as u32 + 1).await);
+    }
+    let leader = leader_of(&nodes, ch).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let load = start_load(node(&nodes, leader), ch, sent, stop.clone(), acked.clone());
+    wait_active(&nodes, ch, 3).await;
+    wait_for("the cluster to order more envelopes", || async {
+        acked.lock().unwrap().len() >= 30
+    })
+    .await;
+    let blocks = check_agreement(&nodes, ch, load, &stop, &acked).await;
+    let (mut ids, next) = consenter_ids(blocks.last().unwrap());
+    ids.sort_unstable();
+    assert_eq!((ids, next), (vec![2, 3, 4], 5));
+}

@@ -2,6 +2,10 @@
 //! instance under `<WALDir>/<channel>`, and snapshots as files under `<SnapDir>/<channel>` (the
 //! layout Fabric uses for its etcd WAL and snapshots, so an operator finds them where expected).
 //!
+//! The newest snapshot is also kept in the engine: snapshot files are where Fabric's operators
+//! expect them, but a node whose snapshot folder is lost or damaged still restarts (its log
+//! before the snapshot is gone, so without the snapshot it could not).
+//!
 //! This is the I/O half that the pure core ([`crate::chain`]) never touches: the driver hands
 //! each [`crate::chain::Persist`] to [`RaftWal::persist`], which returns only after the write is
 //! fsynced — Raft must not send a vote or an append acknowledgement for state that a crash could
@@ -44,6 +48,8 @@ pub enum WalError {
 const GROUP: u64 = 1;
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
+/// The newest snapshot (metadata and data), besides its file.
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// Snapshot files kept besides the newest, in case the newest cannot be read.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -152,7 +158,7 @@ impl RaftWal {
     /// after the entries it still holds).
     pub fn persist(&mut self, p: &Persist) -> Result<(), WalError> {
         if let Some(snap) = &p.snapshot {
-            self.write_snapshot_file(snap)?;
+            self.store_snapshot(snap)?;
             self.compact(snap.get_metadata().index)?;
         }
         let mut batch = LogBatch::default();
@@ -181,8 +187,22 @@ impl RaftWal {
 
     /// Stores a snapshot the core took, then drops the log up to `compact_to` (inclusive).
     pub fn save_snapshot(&mut self, snap: &Snapshot, compact_to: u64) -> Result<(), WalError> {
-        self.write_snapshot_file(snap)?;
+        self.store_snapshot(snap)?;
         self.compact(compact_to)
+    }
+
+    /// Writes `snap` as a file and into the engine (fsynced): after this the log up to it may
+    /// go.
+    fn store_snapshot(&mut self, snap: &Snapshot) -> Result<(), WalError> {
+        self.write_snapshot_file(snap)?;
+        let mut batch = LogBatch::default();
+        batch
+            .put_message(GROUP, KEY_SNAPSHOT.to_vec(), snap)
+            .map_err(|e| self.engine_err(e))?;
+        self.engine
+            .write(&mut batch, true)
+            .map_err(|e| self.engine_err(e))?;
+        Ok(())
     }
 
     fn compact(&mut self, upto: u64) -> Result<(), WalError> {
@@ -212,7 +232,32 @@ impl RaftWal {
         Ok(out)
     }
 
+    /// The newest snapshot of the files and the engine's copy.
     fn newest_snapshot(&self) -> Result<Option<Snapshot>, WalError> {
+        let kept = self
+            .engine
+            .get_message::<Snapshot>(GROUP, KEY_SNAPSHOT)
+            .map_err(|e| self.engine_err(e))?;
+        let from_files = match self.newest_snapshot_file() {
+            Ok(s) => s,
+            // Unreadable files: the engine's copy will do if there is one.
+            Err(e) if kept.is_some() => {
+                tracing::warn!(error = %e, "snapshot files unreadable: using the copy in the WAL");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let index = |s: &Option<Snapshot>| s.as_ref().map(|s| s.get_metadata().index);
+        if kept.is_some() && index(&kept) >= index(&from_files) {
+            if from_files.is_none() {
+                tracing::warn!(dir = %self.snap_dir.display(), "no snapshot file: using the copy in the WAL");
+            }
+            return Ok(kept);
+        }
+        Ok(from_files)
+    }
+
+    fn newest_snapshot_file(&self) -> Result<Option<Snapshot>, WalError> {
         let mut last_err = None;
         for path in self.snapshots()?.into_iter().rev() {
             match fs::read(&path) {

@@ -695,6 +695,16 @@ pub async fn metric(node: &OrdoProcess, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The latest snapshot's block number on `node` (0 before any).
+pub async fn snapshot_block(node: &OrdoProcess, channel: &str) -> u64 {
+    metric(
+        node,
+        &format!("consensus_etcdraft_snapshot_block_number{{channel=\"{channel}\"}}"),
+    )
+    .await
+    .unwrap_or(0.0) as u64
+}
+
 /// Waits until `cond` holds, polling every 50 ms, failing the test after `WAIT`.
 pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
 where
