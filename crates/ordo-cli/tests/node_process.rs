@@ -11,7 +11,8 @@ use common::*;
 async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
     let _channel_3 = CHANNEL_3.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), false);
+    // Fabric's block cutting: the test checks that a new MaxMessageCount fills the next blocks.
+    let config = write_config_consensus(dir.path(), false, ", FabricBlockCutting: true");
     let node = OrdoProcess::start(&config);
     let admin = node.admin();
 

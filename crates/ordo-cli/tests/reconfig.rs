@@ -529,6 +529,89 @@ async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_withou
     assert_eq!((ids, next), (vec![1, 2, 3], 4));
 }
 
+/// A node's certificate is rotated while it is down (accepted: the two others hold a quorum,
+/// #3562), and it restarts with the new certificate before its ledger has the rotating block.
+/// Not finding its new key in its last config, it follows the channel; the block listing it
+/// makes it a consenter again under the same Raft ID, **with the Raft state it had** — a Raft
+/// node restarted under its ID with an empty log would be sent a commit index beyond its log
+/// (raft-rs panics on that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_certificate_is_rotated_while_it_is_down_restarts_with_the_new_one() {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-3";
+    let mut configs = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 1..=3u32 {
+        let d = dir.path().join(format!("orderer{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let config = write_cluster_node_config_own_tls(&d, i, ACK_AFTER_COMMIT);
+        nodes.push(Some(OrdoProcess::start_cluster_node(&config, i).await));
+        configs.push(config);
+    }
+    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
+    for n in nodes.iter().flatten() {
+        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
+    }
+    let leader = leader_of(&nodes, ch).await;
+    let down = (leader + 1) % 3;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let load = start_load(node(&nodes, leader), ch, 0, stop.clone(), acked.clone());
+    wait_active(&nodes, ch, 3).await;
+    // The node to rotate has taken part in some blocks: the leader's progress for it is past 0.
+    let h = height_of(node(&nodes, leader), ch).await;
+    wait_for("blocks on every node", || async {
+        height_of(node(&nodes, down), ch).await > h + 3
+    })
+    .await;
+    nodes[down].take().unwrap().kill9();
+    let behind = height_of(node(&nodes, leader), ch).await;
+
+    let old = fixture_consenter(down as u32 + 1).client_tls_cert;
+    let (cert, key) = mint_orderer_tls(down as u32 + 1, -3600, ROTATED_DAYS * 24 * 3600);
+    let new = Bytes::from(cert.clone().into_bytes());
+    let n = new.clone();
+    let rotation = update_consenters(&nodes, ch, leader, move |cs| {
+        for c in cs.iter_mut().filter(|c| c.client_tls_cert == old) {
+            c.client_tls_cert = n.clone();
+            c.server_tls_cert = n.clone();
+        }
+    })
+    .await;
+    let number = |b: &Block| b.header.as_ref().unwrap().number;
+    assert!(number(&rotation) >= behind);
+    install_tls(
+        &dir.path().join(format!("orderer{}/tls", down + 1)),
+        &cert,
+        &key,
+    );
+    nodes[down] = Some(OrdoProcess::start_cluster_node(&configs[down], down as u32 + 1).await);
+    wait_for(
+        "the rotated node to order blocks again as a consenter",
+        || async {
+            relation(node(&nodes, down), ch).await
+                == ("consenter".to_string(), "active".to_string())
+                && height_of(node(&nodes, down), ch).await > number(&rotation) + 3
+        },
+    )
+    .await;
+    wait_active(&nodes, ch, 3).await;
+    let before = acked.lock().unwrap().len();
+    wait_for("the cluster to order more envelopes", || async {
+        acked.lock().unwrap().len() >= before + 30
+    })
+    .await;
+    let blocks = check_agreement(&nodes, ch, load, &stop, &acked).await;
+    let (mut ids, next) = consenter_ids(blocks.last().unwrap());
+    ids.sort_unstable();
+    assert_eq!((ids, next), (vec![1, 2, 3], 4), "a rotation keeps the IDs");
+    let cfg =
+        ordo_orderer::channel::config_of_block(&last_config_block(node(&nodes, down), ch).await)
+            .unwrap();
+    assert!(ordo_orderer::channel::consenter_certs(&cfg).contains(&new));
+}
+
 /// Channel-3's genesis block with the consenters' certificates replaced by `certs` (in order).
 fn channel_3_genesis_with(certs: &[Bytes]) -> Block {
     let genesis = Block::decode(

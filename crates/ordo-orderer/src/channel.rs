@@ -247,6 +247,8 @@ pub struct NodeServices {
     pub self_key: SelfKey,
     /// `Consensus.EvictionSuspicion`: see [`Driver::suspect`].
     pub eviction_suspicion: Duration,
+    /// `Consensus.FabricBlockCutting`: the core's adaptive cutting off.
+    pub fabric_block_cutting: bool,
 }
 
 /// The public key (SEC1 point) of this node's server TLS certificate, by which it finds itself
@@ -398,6 +400,8 @@ fn raft_settings(cfg: &ChannelConfig) -> Result<(Options, BatchLimits, Duration)
         snapshot_interval_size: u64::from(opts.snapshot_interval_size),
         max_size_per_msg: u64::from(o.batch_size.preferred_max_bytes),
         election_timeout: None,
+        // A local choice, not the channel's: `Channel::start` sets it.
+        adaptive_cutting: true,
     };
     Ok((options, limits, Duration::from_nanos(tick as u64)))
 }
@@ -515,7 +519,8 @@ impl Channel {
         services: NodeServices,
     ) -> Result<Arc<Channel>, ChannelError> {
         let (config, last_config) = config_at_tip(&ledger)?;
-        let (options, limits, tick) = raft_settings(&config)?;
+        let (mut options, limits, tick) = raft_settings(&config)?;
+        options.adaptive_cutting = !services.fabric_block_cutting;
         let election_tick = u32::try_from(options.election_tick).unwrap_or(u32::MAX);
         let last_block = tip_metadata(&ledger, &config)?;
         let last_block_md = last_block.metadata.clone();
@@ -551,6 +556,8 @@ impl Channel {
                 other => startup.push(other),
             }
         }
+        // Whose state this is decides whether a later start may reuse it (see the registrar).
+        wal.set_node_id(id)?;
         let members = Arc::new(ArcSwap::from_pointee(members(&config, &last_block_md)));
         let config = Arc::new(ArcSwap::from_pointee(config));
         let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_CAPACITY);

@@ -108,6 +108,10 @@ pub struct LocalConfig {
     /// `Consensus.EvictionSuspicion` (Fabric's, default 10m): how long a consenter may go
     /// without a leader before it asks the other orderers whether it was removed.
     pub eviction_suspicion_ns: i64,
+    /// `Consensus.FabricBlockCutting` (Ordo's, off by default): cut blocks exactly as Fabric
+    /// does (MaxMessageCount, PreferredMaxBytes, BatchTimeout) instead of adaptively (see
+    /// `ordo_raft::chain::ADAPTIVE_PIPELINE`).
+    pub fabric_block_cutting: bool,
     pub operations: HttpListener,
     pub metrics_provider: String,
     pub admin: HttpListener,
@@ -368,6 +372,7 @@ impl LocalConfig {
             snap_dir,
             ack_after_commit_timeout_ns,
             eviction_suspicion_ns,
+            fabric_block_cutting,
         ) = {
             let mut f = Obj::new(top.get("FileLedger").unwrap_or(&empty), "FileLedger")?;
             let loc = or_default(f.string("Location")?, "/var/hyperledger/production/orderer");
@@ -386,6 +391,7 @@ impl LocalConfig {
             let suspicion = duration(&mut c, "EvictionSuspicion", 600_000_000_000)?;
             let ack = c.boolean("AckAfterCommit")?;
             let ack_timeout = duration(&mut c, "AckAfterCommitTimeout", 10_000_000_000)?;
+            let fabric_cutting = c.boolean("FabricBlockCutting")?;
             c.finish()?;
             (
                 PathBuf::from(loc),
@@ -393,6 +399,7 @@ impl LocalConfig {
                 PathBuf::from(snap),
                 ack.then_some(ack_timeout),
                 suspicion,
+                fabric_cutting,
             )
         };
         let operations = r.http(top.get("Operations"), "Operations", "127.0.0.1:8443", false)?;
@@ -433,6 +440,7 @@ impl LocalConfig {
             wal_dir,
             ack_after_commit_timeout_ns,
             eviction_suspicion_ns,
+            fabric_block_cutting,
             snap_dir,
             operations,
             metrics_provider,

@@ -219,6 +219,7 @@ impl Node {
             switch: None,
             self_key: Default::default(),
             eviction_suspicion: ns(cfg.eviction_suspicion_ns),
+            fabric_block_cutting: cfg.fabric_block_cutting,
         };
         let dirs = Dirs {
             ledger: cfg.ledger_location.clone(),

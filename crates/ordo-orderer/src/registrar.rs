@@ -19,9 +19,14 @@
 //!
 //! A channel changes relation while running: a follower whose ledger reaches a config block
 //! listing this node becomes a consenter, and a consenter removed from the channel becomes a
-//! follower ([`Switch`]). Either way the Raft WAL and snapshots are wiped: they belong to a
-//! membership that is over, and a node re-added after its eviction gets a new Raft ID (reusing
-//! the old state is what makes Fabric loop forever, hyperledger/fabric#3992).
+//! follower ([`Switch`]). The Raft WAL and snapshots record the Raft ID they belong to, and a
+//! consenter starts on them only under that ID: a node re-added after its eviction has a new ID
+//! and starts from an empty WAL (reusing the old state under the new ID is what makes Fabric
+//! loop forever, hyperledger/fabric#3992), while a node that followed for a while under an ID
+//! it still holds — its certificate was rotated while it was down, so it did not find itself in
+//! its last config at restart — keeps its state: the leader remembers how far that node's log
+//! went, and a node back under the same ID with an empty log would be told to commit entries
+//! it does not have.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -324,15 +329,42 @@ impl Registrar {
             tracing::info!(channel = %ch, "this node is not a consenter of the channel's last config: following it");
             return Ok(Channel::follow(ch, ledger, None, self.services.clone())?);
         }
-        self.start_consenter(ch, ledger, self.open_wal(ch)?)
+        // A WAL from before Raft IDs were recorded belongs to this node's current ID: nothing
+        // else could have written it on a restart.
+        self.start_consenter(ch, ledger, true)
     }
 
-    /// Starts the Raft chain of a channel whose ledger's last config lists this node.
+    /// The channel's WAL for Raft node `id`: the one on disk when it was recorded under `id`
+    /// (or, with `keep_unowned`, under no ID), otherwise wiped and started afresh.
+    fn consenter_wal(
+        &self,
+        ch: &str,
+        id: u64,
+        keep_unowned: bool,
+    ) -> Result<RaftWal, RegistrarError> {
+        let wal = self.open_wal(ch)?;
+        let owner = wal.node_id();
+        if wal.is_fresh().map_err(ChannelError::from)?
+            || owner == Some(id)
+            || (owner.is_none() && keep_unowned)
+        {
+            return Ok(wal);
+        }
+        tracing::info!(channel = %ch, raft_id = id, wal_raft_id = ?owner, "the Raft WAL belongs to another Raft ID of this node: starting from an empty one");
+        drop(wal);
+        for d in [self.dirs.wal(ch), self.dirs.snap(ch)] {
+            remove_dir(&d).map_err(|e| io_failed("cannot delete", &d, e))?;
+        }
+        self.open_wal(ch)
+    }
+
+    /// Starts the Raft chain of a channel whose ledger's last config lists this node, on the
+    /// WAL [`Registrar::consenter_wal`] gives for its Raft ID.
     fn start_consenter(
         &self,
         ch: &str,
         ledger: Arc<Ledger>,
-        wal: RaftWal,
+        keep_unowned: bool,
     ) -> Result<Arc<Channel>, RegistrarError> {
         let (cfg, _) = crate::channel::config_at_tip(&ledger)?;
         let tip = ledger
@@ -352,6 +384,7 @@ impl Registrar {
                 .consenter_ids
         };
         let id = self.self_id(&cfg, &ids)?;
+        let wal = self.consenter_wal(ch, id, keep_unowned)?;
         Ok(Channel::start(ch, id, ledger, wal, self.services.clone())?)
     }
 
@@ -483,12 +516,11 @@ impl Registrar {
         }
         old.stop().await;
         let ledger = old.ledger().clone();
+        // The WAL stays as it is: `start_consenter` keeps it if it is this node's state under
+        // the Raft ID it gets, and wipes it otherwise (see the module doc).
         let started: Result<Arc<Channel>, RegistrarError> = (|| {
-            for d in [self.dirs.wal(&ch), self.dirs.snap(&ch)] {
-                remove_dir(&d).map_err(|e| io_failed("cannot delete", &d, e))?;
-            }
             if to_consenter {
-                let channel = self.start_consenter(&ch, ledger, self.open_wal(&ch)?)?;
+                let channel = self.start_consenter(&ch, ledger, false)?;
                 let marker = self.dirs.marker(&ch, "join");
                 remove_file(&marker).map_err(|e| io_failed("cannot delete", &marker, e))?;
                 Ok(channel)

@@ -36,6 +36,7 @@ fn open(root: &Path) -> Arc<Registrar> {
         switch: None,
         self_key: Default::default(),
         eviction_suspicion: std::time::Duration::from_secs(600),
+        fabric_block_cutting: false,
     };
     let cert = read(&format!("{ORDERER1}/tls/server.crt"));
     Registrar::open(dirs(root), Some(&cert), services).unwrap()
@@ -119,6 +120,7 @@ async fn a_node_that_is_not_a_consenter_and_cannot_follow_is_refused_before_anyt
         switch: None,
         self_key: Default::default(),
         eviction_suspicion: std::time::Duration::from_secs(600),
+        fabric_block_cutting: false,
     };
     let other = tempfile::tempdir().unwrap();
     let cert2 = read(

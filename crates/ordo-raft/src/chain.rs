@@ -69,7 +69,21 @@ pub struct Options {
     /// A fixed election timeout range `[min, max)` in ticks (a simulation fixes it per node to
     /// be replayable). `None` is [`election_range`]'s.
     pub election_timeout: Option<(usize, usize)>,
+    /// Adaptive block cutting (beyond Fabric): the leader also cuts the pending batch whenever
+    /// fewer than [`ADAPTIVE_PIPELINE`] blocks are on their way through Raft. `false`: Fabric's
+    /// cutting exactly (MaxMessageCount, PreferredMaxBytes, BatchTimeout).
+    pub adaptive_cutting: bool,
 }
+
+/// Blocks in flight (proposed, not yet applied) below which an adaptive leader cuts whatever is
+/// pending. At low load every envelope finds the pipeline empty and goes out at once, in a
+/// small block; at high load two blocks are always on their way, envelopes gather while they
+/// commit, and each commit releases one block holding everything that arrived meanwhile — so
+/// blocks grow with the load, up to BatchSize. Two rather than MaxInflightBlocks: the leader
+/// accepts envelopes while fewer than MaxInflightBlocks are in flight, and cutting up to that
+/// same bound would release one envelope per block at saturation (each commit frees room for
+/// exactly the next envelope).
+pub const ADAPTIVE_PIPELINE: u64 = 2;
 
 /// The block the ledger ends with, from which the core continues.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +278,9 @@ pub struct ChainCore {
     /// As leader: blocks may be created once `processed_index` reaches this index.
     sync_index: Option<u64>,
     config_inflight: bool,
+    /// The latest time the driver gave (submit, batch timer): when an adaptive cut after a
+    /// commit happens, for the batch fill-duration metric.
+    now_ns: u64,
     /// The block number the ledger must reach before entries can be applied again.
     catching_up: Option<u64>,
     /// Committed entries that arrived while catching up, applied once caught up.
@@ -430,6 +447,7 @@ impl ChainCore {
             processed_index,
             sync_index: None,
             config_inflight: false,
+            now_ns: 0,
             catching_up,
             deferred: Vec::new(),
             role: StateRole::Follower,
@@ -618,6 +636,7 @@ impl ChainCore {
 
     /// An envelope to order (already validated). Only the leader takes it.
     pub fn submit(&mut self, p: Proposal, now_ns: u64) -> Result<(), SubmitError> {
+        self.now_ns = self.now_ns.max(now_ns);
         if self.role != StateRole::Leader {
             return Err(SubmitError::NotLeader {
                 leader: self.leader,
@@ -631,6 +650,7 @@ impl ChainCore {
                 for batch in self.cutter.ordered(pending, now_ns) {
                     self.propose_block(batch);
                 }
+                self.cut_adaptively();
             }
             Proposal::Config(env) => {
                 let pending = self.cutter.cut_at(now_ns);
@@ -647,6 +667,7 @@ impl ChainCore {
 
     /// The batch timer: cuts the pending batch if its deadline has passed.
     pub fn on_time(&mut self, now_ns: u64) -> Result<(), CoreError> {
+        self.now_ns = self.now_ns.max(now_ns);
         if self.role == StateRole::Leader
             && let Some(batch) = self.cutter.tick(now_ns)
         {
@@ -694,14 +715,17 @@ impl ChainCore {
         if change == ConfChangeKind::Remove(me) {
             // Fabric's abdication: a leader does not remove itself (nor keeps leading with a
             // certificate the others no longer pin); the next leader carries the change out.
+            // Preferably a recently active voter, but not only: raft-rs clears `recent_active`
+            // at every CheckQuorum round (each election timeout), and a retry falling on that
+            // tick — they come every election timeout too — would find nobody, every time.
             let target = self
                 .raw
                 .raft
                 .prs()
                 .iter()
-                .filter(|(id, pr)| **id != me && pr.recent_active)
+                .filter(|(id, _)| **id != me)
                 .filter(|(id, _)| self.last.metadata.consenter_ids.contains(id))
-                .max_by_key(|(id, pr)| (pr.matched, std::cmp::Reverse(**id)))
+                .max_by_key(|(id, pr)| (pr.recent_active, pr.matched, std::cmp::Reverse(**id)))
                 .map(|(id, _)| *id);
             match target {
                 Some(to) => {
@@ -772,6 +796,26 @@ impl ChainCore {
         let deferred = std::mem::take(&mut self.deferred);
         self.apply(deferred)?;
         self.advance()
+    }
+
+    /// Adaptive cutting (see [`ADAPTIVE_PIPELINE`]): as leader, with envelopes pending and room
+    /// in the pipeline, cuts them now rather than waiting for a full batch or the timer. The
+    /// batch timer's rules otherwise hold: only a leader whose log is applied cuts, and never
+    /// while a config block or a conf change is on its way (the timer cuts then; Fabric's too).
+    fn cut_adaptively(&mut self) {
+        let in_flight = self.created.0.saturating_sub(self.last.number);
+        if self.options.adaptive_cutting
+            && self.role == StateRole::Leader
+            && self.cutter.pending_len() > 0
+            && self.sync_index.is_none()
+            && self.catching_up.is_none()
+            && !self.config_inflight
+            && self.pending_conf_change().is_none()
+            && in_flight < ADAPTIVE_PIPELINE.min(self.options.max_inflight_blocks.max(1))
+        {
+            let batch = self.cutter.cut_at(self.now_ns);
+            self.propose_block(batch);
+        }
     }
 
     /// The actions produced so far, to be carried out in order.
@@ -868,6 +912,8 @@ impl ChainCore {
             self.apply(light.take_committed_entries())?;
             self.raw.advance_apply();
             self.push_conf_change()?;
+            // Blocks applied: room in the pipeline for what gathered meanwhile.
+            self.cut_adaptively();
             // As Fabric does, a snapshot handed to the transport counts as delivered: the
             // follower's progress leaves Snapshot state for Probe. Without this a snapshot lost
             // on the way (dropped from a full queue, connection down) would leave the leader
@@ -958,6 +1004,7 @@ impl ChainCore {
                         }
                     })?;
                     self.apply_conf_change(&cc)?;
+                    self.snapshot_for_new_voter(e.index, &cc)?;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(|err| {
@@ -991,6 +1038,38 @@ impl ChainCore {
             tracing::info!(channel = %self.channel, "this node was removed from the channel's raft group");
             self.evict();
         }
+        Ok(())
+    }
+
+    /// After a conf change adding a node the newest snapshot does not list, takes a snapshot
+    /// here (data: the newest block, as always). The added node usually needs a snapshot (it
+    /// joins with an empty log, and the log before the last snapshot is gone), and raft-rs
+    /// refuses one whose membership does not include it ("not in the ConfState"): without this
+    /// it would be sent the old snapshot again and again until SnapshotIntervalSize more bytes
+    /// were ordered — forever when the group cannot commit without it (one node grown to two).
+    fn snapshot_for_new_voter(&mut self, index: u64, cc: &ConfChange) -> Result<(), CoreError> {
+        let store = self.raw.store();
+        if cc.get_change_type() != raft::eraftpb::ConfChangeType::AddNode
+            || store.snapshot_lists(cc.node_id)
+            || index <= store.snapshot_index()
+        {
+            return Ok(());
+        }
+        // No block yet means no snapshot was ever taken: the log still starts at index 1.
+        let Some(data) = store.newest_block_at(index) else {
+            return Ok(());
+        };
+        let cs = store.conf_state().clone();
+        let snapshot = self
+            .raw
+            .mut_store()
+            .take_snapshot(index, cs, data, 0)
+            .map_err(CoreError::Log)?;
+        tracing::info!(channel = %self.channel, index, node = cc.node_id, "took a snapshot listing the added node");
+        self.actions.push(Action::Snapshot {
+            snapshot,
+            compact_to: 0,
+        });
         Ok(())
     }
 

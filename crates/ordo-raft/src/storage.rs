@@ -125,6 +125,35 @@ impl MemLog {
         self.entries.get(usize::try_from(i).ok()?)
     }
 
+    /// The newest block at or before `index` (a block entry still in memory, else the
+    /// snapshot's block): what a snapshot taken at `index` carries.
+    pub fn newest_block_at(&self, index: u64) -> Option<Vec<u8>> {
+        self.entries
+            .iter()
+            .rev()
+            .filter(|e| e.index <= index)
+            .find(|e| {
+                e.get_entry_type() == raft::eraftpb::EntryType::EntryNormal && !e.data.is_empty()
+            })
+            .map(|e| e.data.to_vec())
+            .or_else(|| {
+                let data = self.snapshot.get_data();
+                (!data.is_empty()).then(|| data.to_vec())
+            })
+    }
+
+    /// Whether the newest snapshot's membership includes `id` (raft-rs refuses to install a
+    /// snapshot whose ConfState does not list the receiving node).
+    pub fn snapshot_lists(&self, id: u64) -> bool {
+        let cs = self.snapshot.get_metadata().get_conf_state();
+        cs.voters.contains(&id) || cs.learners.contains(&id)
+    }
+
+    /// The index of the newest snapshot.
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
     fn term_of(&self, index: u64) -> Option<u64> {
         if index == self.offset.0 {
             return Some(self.offset.1);

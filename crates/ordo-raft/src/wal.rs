@@ -50,6 +50,8 @@ const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
 /// The newest snapshot (metadata and data), besides its file.
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// The Raft ID the state belongs to (8 bytes, big-endian).
+const KEY_NODE_ID: &[u8] = b"node_id";
 /// Snapshot files kept besides the newest, in case the newest cannot be read.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -119,6 +121,31 @@ impl RaftWal {
     pub fn is_fresh(&self) -> Result<bool, WalError> {
         let hs = self.engine.get(GROUP, KEY_HARD_STATE);
         Ok(hs.is_none() && self.engine.last_index(GROUP).is_none() && self.snapshots()?.is_empty())
+    }
+
+    /// The Raft ID this state was recorded under ([`RaftWal::set_node_id`]); `None` for a
+    /// fresh WAL or one written before the ID was recorded.
+    pub fn node_id(&self) -> Option<u64> {
+        let raw = self.engine.get(GROUP, KEY_NODE_ID)?;
+        Some(u64::from_be_bytes(raw.as_slice().try_into().ok()?))
+    }
+
+    /// Records (fsynced) the Raft ID the state belongs to. A node's state is only good under
+    /// the ID it was made with: who owns a WAL decides whether it may be reused when the node
+    /// becomes a consenter again (same ID: a certificate rotation) or must go (new ID: the node
+    /// was removed and added back).
+    pub fn set_node_id(&mut self, id: u64) -> Result<(), WalError> {
+        if self.node_id() == Some(id) {
+            return Ok(());
+        }
+        let mut batch = LogBatch::default();
+        batch
+            .put(GROUP, KEY_NODE_ID.to_vec(), id.to_be_bytes().to_vec())
+            .map_err(|e| self.engine_err(e))?;
+        self.engine
+            .write(&mut batch, true)
+            .map_err(|e| self.engine_err(e))?;
+        Ok(())
     }
 
     /// Reads back everything persisted, for a restart.

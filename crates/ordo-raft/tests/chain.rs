@@ -32,6 +32,8 @@ fn options(id: u64) -> Options {
         max_size_per_msg: 1 << 20,
         // Distinct fixed timeouts keep the runs deterministic.
         election_timeout: Some((10 + 3 * id as usize, 11 + 3 * id as usize)),
+        // Fabric's cutting: these tests count blocks by MaxMessageCount and the timer.
+        adaptive_cutting: false,
     }
 }
 
@@ -80,10 +82,14 @@ struct Node {
 
 impl Node {
     fn new(id: u64, n: u64, channel: &str) -> Node {
+        Node::with_options(id, n, channel, options(id))
+    }
+
+    fn with_options(id: u64, n: u64, channel: &str, options: Options) -> Node {
         let core = ChainCore::new(with_consenters(ChainParams {
             channel: channel.into(),
             id,
-            options: options(id),
+            options,
             limits: LIMITS,
             last_block: genesis(n),
             consenters: Vec::new(),
@@ -326,6 +332,63 @@ fn three_nodes_replicate_identical_blocks_and_bound_inflight_blocks() {
     assert_eq!(headers[1], headers[2]);
 }
 
+/// Adaptive cutting: an envelope that finds fewer than two blocks in flight goes out at once in
+/// its own block (no waiting for the batch to fill or the timer); envelopes arriving while two
+/// are in flight gather and go out together as soon as a block commits.
+#[test]
+fn adaptive_cutting_sends_at_once_at_low_load_and_gathers_while_the_pipeline_is_full() {
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|id| {
+            let mut o = options(id);
+            o.adaptive_cutting = true;
+            o.max_inflight_blocks = 5;
+            Node::with_options(id, 3, "channel-3", o)
+        })
+        .collect();
+    let li = run_until_leader(&mut nodes) as usize - 1;
+    let leader = &mut nodes[li];
+    leader.core.submit(env(0), 0).unwrap();
+    assert_eq!(leader.core.deadline(), None, "cut at once: nothing pending");
+    leader.core.submit(env(1), 0).unwrap();
+    assert_eq!(leader.core.deadline(), None);
+    // Two blocks in flight: these wait (the timer runs for them), though the leader accepts.
+    leader.core.submit(env(2), 0).unwrap();
+    leader.core.submit(env(3), 0).unwrap();
+    assert!(leader.core.accepting());
+    assert_eq!(leader.core.deadline(), Some(LIMITS.timeout_ns));
+    settle(&mut nodes);
+    for n in nodes.iter_mut() {
+        n.core.tick().unwrap();
+    }
+    settle(&mut nodes);
+    let sizes: Vec<usize> = nodes[li]
+        .blocks
+        .iter()
+        .map(|(b, _)| b.data.as_ref().unwrap().data.len())
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![1, 1, 2],
+        "the gathered envelopes left with the first commit"
+    );
+    assert_eq!(nodes[li].core.deadline(), None);
+    for n in &nodes {
+        check_chain(&n.blocks, [7; 32]);
+    }
+
+    // Fabric's cutting (the option off): the same envelopes wait for the count or the timer.
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|id| {
+            let mut o = options(id);
+            o.max_inflight_blocks = 5;
+            Node::with_options(id, 3, "channel-3", o)
+        })
+        .collect();
+    let li = run_until_leader(&mut nodes) as usize - 1;
+    nodes[li].core.submit(env(0), 0).unwrap();
+    assert_eq!(nodes[li].core.deadline(), Some(LIMITS.timeout_ns));
+}
+
 #[test]
 fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() {
     let mut node = Node::new(1, 1, "mychannel");
@@ -438,6 +501,9 @@ fn the_raft_engine_wal_gives_back_what_was_persisted() {
     .unwrap();
     let mut wal = RaftWal::open(&wal_dir, &snap_dir).unwrap();
     assert!(wal.is_fresh().unwrap());
+    assert_eq!(wal.node_id(), None);
+    wal.set_node_id(1).unwrap();
+    assert!(wal.is_fresh().unwrap(), "an owner alone is no Raft state");
     let mut expected = Recovered::default();
     let run = |node: &mut Node, wal: &mut RaftWal, expected: &mut Recovered| {
         for a in node.core.take_actions() {
@@ -476,6 +542,7 @@ fn the_raft_engine_wal_gives_back_what_was_persisted() {
     drop(wal);
     let wal = RaftWal::open(&wal_dir, &snap_dir).unwrap();
     assert!(!wal.is_fresh().unwrap());
+    assert_eq!(wal.node_id(), Some(1), "the owner survives a restart");
     let got = wal.recover().unwrap();
     assert_eq!(got.hard_state, expected.hard_state);
     assert_eq!(got.conf_state, expected.conf_state);
@@ -519,4 +586,5 @@ fn the_raft_engine_wal_gives_back_what_was_persisted() {
     assert!(!wal_dir.exists() && !snap_dir.exists());
     let wal = RaftWal::open(&wal_dir, &snap_dir).unwrap();
     assert!(wal.is_fresh().unwrap(), "a removed channel starts fresh");
+    assert_eq!(wal.node_id(), None);
 }

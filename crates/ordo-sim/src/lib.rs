@@ -9,14 +9,23 @@
 //! simulated. The simulated driver follows the contract the real one follows: a `Persist` is
 //! synced before any later `Send` or `WriteBlock`.
 //!
+//! The consenter set changes as the run goes: clients submit config updates that add a removed
+//! node back, remove one, or rotate one's certificate (one change per update, validated against
+//! the config in force as the real leader does). A removed node stops when its core reports the
+//! removal, or when, long without a leader, it finds the others' last config no longer lists it
+//! (the real driver's eviction suspicion); a node added back pulls blocks up to the config block
+//! that adds it and starts under its new Raft ID with an empty WAL, as the registrar does.
+//!
 //! Invariants, checked as the run goes and at its end:
 //! - no fork: no two nodes ever hold different blocks at the same height;
+//! - a node stops as evicted only when its last config no longer lists it under its Raft ID;
 //! - every ledger is a valid hash chain (each block linked to the previous one, data hash right);
 //! - at most one Raft leader per term;
 //! - a block once written by any node is never lost: at the end every node holds it;
 //! - in ack-after-commit mode, no acknowledged envelope is lost;
-//! - after the network heals and crashed nodes return, the cluster orders new envelopes and every
-//!   node ends with the same ledger;
+//! - after the network heals and crashed nodes return, the cluster orders new envelopes, every
+//!   consenter of the last config runs under the Raft ID it gives and holds every block written,
+//!   and removed nodes hold a prefix of them;
 //! - no node's core fails or panics.
 //!
 //! A run is a pure function of its seed and [`SimOptions`]: a failing seed prints itself and

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
     let end = args.first + args.seeds;
     let failures = AtomicU64::new(0);
     let blocks = AtomicU64::new(0);
+    let changes = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
                     match run(seed, &opts) {
                         Ok(r) => {
                             blocks.fetch_add(r.blocks, Ordering::Relaxed);
+                            changes.fetch_add(r.membership_changes, Ordering::Relaxed);
                         }
                         Err(v) => {
                             failures.fetch_add(1, Ordering::Relaxed);
@@ -92,11 +94,12 @@ fn main() -> ExitCode {
     });
     let failed = failures.load(Ordering::Relaxed);
     println!(
-        "{} seeds ({}..{end}) on {threads} threads in {:.1} s: {failed} failed, {} blocks ordered in all",
+        "{} seeds ({}..{end}) on {threads} threads in {:.1} s: {failed} failed, {} blocks ordered and {} consenter changes in all",
         args.seeds,
         args.first,
         started.elapsed().as_secs_f64(),
-        blocks.load(Ordering::Relaxed)
+        blocks.load(Ordering::Relaxed),
+        changes.load(Ordering::Relaxed)
     );
     if failed == 0 {
         ExitCode::SUCCESS

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
-use ordo_ledger::block::{header_hash, new_block, verify_data_hash, verify_link};
+use ordo_ledger::block::{header_hash, is_config_block, new_block, verify_data_hash, verify_link};
 use ordo_proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload};
 use ordo_proto::etcdraft::BlockMetadata;
 use ordo_raft::blockcutter::{BatchLimits, Pending};
@@ -29,6 +29,9 @@ const TICK: u64 = 100 * MS;
 const ELECTION_TICK: usize = 10;
 /// Clients stop this long before the end, so that the last blocks reach every node.
 const QUIET: u64 = 4_000 * MS;
+/// Ticks without a leader after which a node asks the others whether it was removed (the real
+/// driver's `EvictionSuspicion`, 10 minutes by default; short here so that it happens).
+const SUSPICION_TICKS: usize = 5 * ELECTION_TICK;
 
 /// A deliberately broken driver, to prove the simulator catches what it must.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +85,12 @@ pub struct Report {
     pub catch_ups: u64,
     pub snapshots_taken: u64,
     pub leader_changes: u64,
+    /// Config blocks that changed the consenter set (an add, a removal or a rotation).
+    pub membership_changes: u64,
+    /// Nodes that reported their own removal and stopped.
+    pub evictions: u64,
+    /// Nodes that joined under a new Raft ID (added back after a removal).
+    pub rejoins: u64,
     pub messages: u64,
     pub events: u64,
 }
@@ -116,13 +125,33 @@ enum Net {
 }
 
 enum Ev {
-    Tick { node: usize, inc: u64 },
-    Timer { node: usize, inc: u64 },
-    CatchUp { node: usize, inc: u64 },
-    Deliver { from: usize, to: usize, msg: Net },
+    Tick {
+        node: usize,
+        inc: u64,
+    },
+    Timer {
+        node: usize,
+        inc: u64,
+    },
+    CatchUp {
+        node: usize,
+        inc: u64,
+    },
+    /// A node the config adds (back) pulls blocks up to the block that adds it, then starts.
+    Join {
+        node: usize,
+        inc: u64,
+    },
+    Deliver {
+        from: usize,
+        to: usize,
+        msg: Net,
+    },
     Client,
     Chaos,
-    Restart { node: usize },
+    Restart {
+        node: usize,
+    },
     Heal,
     EndChaos,
 }
@@ -152,8 +181,16 @@ impl Ord for Queued {
 }
 
 struct Node {
+    /// The Raft ID of the node's current membership (a node added back gets a new one).
     id: u64,
     core: Option<ChainCore>,
+    /// Removed from the consenters: it keeps its ledger and takes no part any more (the real
+    /// node becomes a follower).
+    evicted: bool,
+    /// Added under a new ID: the config block (number) its ledger must reach before it starts.
+    joining: Option<u64>,
+    /// Ticks in a row without a known leader (the eviction-suspicion emulation).
+    leaderless: usize,
     /// Bumped at each crash, so that timers of an earlier life are ignored.
     inc: u64,
     disk: Disk,
@@ -192,6 +229,8 @@ struct World {
     written: Vec<[u8; 32]>,
     acked: BTreeSet<Bytes>,
     next_env: u64,
+    /// Next certificate generation of each node (a rotation gives a node a new certificate).
+    generations: Vec<u64>,
     /// The first envelope number submitted after the heal.
     heal_env: Option<u64>,
     end: u64,
@@ -209,12 +248,73 @@ pub fn run(seed: u64, opts: &SimOptions) -> Result<Report, Violation> {
     Ok(w.report)
 }
 
-fn envelope(n: u64, config: bool) -> Bytes {
-    let ty = if config {
-        HeaderType::Config
-    } else {
-        HeaderType::EndorserTransaction
-    };
+/// Client envelope number `n` (a normal transaction).
+fn envelope(n: u64) -> Bytes {
+    envelope_with(n, HeaderType::EndorserTransaction, vec![b'x'; 60].into())
+}
+
+/// Node `slot`'s made-up TLS certificate of generation `generation`: the slot says which
+/// simulated node it is, the generation changes with each rotation.
+fn cert(slot: usize, generation: u64) -> Bytes {
+    let mut c = (slot as u64).to_be_bytes().to_vec();
+    c.extend_from_slice(&generation.to_be_bytes());
+    c.into()
+}
+
+fn slot_of(cert: &[u8]) -> Option<usize> {
+    Some(u64::from_be_bytes(cert.get(..8)?.try_into().ok()?) as usize)
+}
+
+/// A config envelope: like a real one it carries the whole consenter set, and the number of the
+/// config block it was made from (the config sequence the real driver validates it against).
+fn config_envelope(n: u64, base: u64, certs: &[Bytes]) -> Bytes {
+    let mut data = base.to_be_bytes().to_vec();
+    for c in certs {
+        data.extend_from_slice(c);
+    }
+    envelope_with(n, HeaderType::Config, data.into())
+}
+
+/// The base config block number and the consenter certificates of a config envelope.
+fn parse_config(env: &[u8]) -> Option<(u64, Vec<Bytes>)> {
+    let env = Envelope::decode(env).ok()?;
+    let data = Payload::decode(env.payload).ok()?.data;
+    let base = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
+    let rest = data.slice(8..);
+    if rest.len() % 16 != 0 {
+        return None;
+    }
+    Some((base, rest.chunks(16).map(Bytes::copy_from_slice).collect()))
+}
+
+/// The consenter certificates of a config block (the real node reads them from the config's
+/// etcdraft metadata).
+fn certs_of_block(block: &Block) -> Result<Vec<Bytes>, String> {
+    block
+        .data
+        .as_ref()
+        .and_then(|d| d.data.first())
+        .and_then(|e| parse_config(e))
+        .map(|(_, certs)| certs)
+        .ok_or_else(|| "not a simulated config block".to_string())
+}
+
+/// The number and consenter certificates of the last config block of a ledger.
+fn last_config(ledger: &[(Block, BlockMetadata)]) -> (u64, Vec<Bytes>) {
+    ledger
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, (b, _))| is_config_block(b))
+        .and_then(|(n, (b, _))| Some((n as u64, certs_of_block(b).ok()?)))
+        .unwrap_or_default()
+}
+
+fn block_number(block: &Block) -> u64 {
+    block.header.as_ref().map_or(0, |h| h.number)
+}
+
+fn envelope_with(n: u64, ty: HeaderType, data: Bytes) -> Bytes {
     let ch = ChannelHeader {
         r#type: ty as i32,
         channel_id: CHANNEL.into(),
@@ -226,7 +326,7 @@ fn envelope(n: u64, config: bool) -> Bytes {
             channel_header: ch.encode_to_vec().into(),
             signature_header: Bytes::new(),
         }),
-        data: vec![b'x'; 60].into(),
+        data,
     };
     Envelope {
         payload: payload.encode_to_vec().into(),
@@ -264,6 +364,7 @@ impl World {
             snapshot_interval_size: rng.gen_range(1..=16) * 1024,
             max_size_per_msg: u64::from(limits.preferred_max_bytes),
             election_timeout: None,
+            adaptive_cutting: rng.gen_bool(0.5),
         };
         let net = NetParams {
             drop: rng.gen_range(0.0..0.08),
@@ -274,7 +375,8 @@ impl World {
         // Distinct fixed election timeouts keep raft-rs's own randomness out of the run.
         let mut offsets: Vec<usize> = (0..n).map(|i| 3 * i).collect();
         offsets.shuffle(&mut rng);
-        let genesis = new_block(0, &[], vec![envelope(u64::MAX, true)]);
+        let certs: Vec<Bytes> = (0..n).map(|i| cert(i, 0)).collect();
+        let genesis = new_block(0, &[], vec![config_envelope(u64::MAX, 0, &certs)]);
         let genesis_md = BlockMetadata {
             consenter_ids: (1..=n as u64).collect(),
             next_consenter_id: n as u64 + 1,
@@ -284,6 +386,9 @@ impl World {
             .map(|i| Node {
                 id: i as u64 + 1,
                 core: None,
+                evicted: false,
+                joining: None,
+                leaderless: 0,
                 inc: 0,
                 disk: Disk::default(),
                 ledger: vec![(genesis.clone(), genesis_md.clone())],
@@ -317,6 +422,7 @@ impl World {
             written,
             acked: BTreeSet::new(),
             next_env: 0,
+            generations: vec![1; n],
             heal_env: None,
             end,
         }
@@ -369,6 +475,21 @@ impl World {
                 }
                 self.with_core(node, |c, _| c.tick())?;
                 self.at(self.now + TICK, Ev::Tick { node, inc });
+                let leaderless = self.nodes[node]
+                    .core
+                    .as_ref()
+                    .is_some_and(|c| c.status().leader == 0);
+                let n = &mut self.nodes[node];
+                n.leaderless = if leaderless { n.leaderless + 1 } else { 0 };
+                if n.leaderless >= SUSPICION_TICKS {
+                    n.leaderless = 0;
+                    self.suspect(node)?;
+                }
+            }
+            Ev::Join { node, inc } => {
+                if self.nodes[node].inc == inc {
+                    self.join(node)?;
+                }
             }
             Ev::Timer { node, inc } => {
                 if self.nodes[node].inc != inc {
@@ -388,6 +509,9 @@ impl World {
                 }
                 self.report.messages += 1;
                 match msg {
+                    // Addressed to the Raft ID the node had before it was removed and added
+                    // back: the real cluster service drops it too (and suspects an eviction).
+                    Net::Raft(m) if m.to != self.nodes[to].id => {}
                     Net::Raft(m) => self.with_core(to, |c, _| c.step(m))?,
                     Net::Submit { env, config } => self.order(to, env, config)?,
                 }
@@ -426,26 +550,45 @@ impl World {
         self.partition.as_ref().is_none_or(|p| p[a] == p[b])
     }
 
-    /// Starts (or restarts) a node from its disk and ledger, as `Channel::start` does.
+    /// Starts (or restarts) a node from its disk and ledger, as the registrar and
+    /// `Channel::start` do: a node its last config does not list stays out (a follower); the
+    /// Raft ID is the one the last block's metadata gives it, and a WAL made under another ID is
+    /// wiped.
     fn start(&mut self, i: usize) -> Result<(), String> {
+        if self.nodes[i].evicted {
+            return Ok(());
+        }
+        if self.nodes[i].joining.is_some() {
+            let inc = self.nodes[i].inc;
+            self.at(self.now + MS, Ev::Join { node: i, inc });
+            return Ok(());
+        }
         let node = &mut self.nodes[i];
         let (tip, md) = node.ledger.last().cloned().ok_or("empty ledger")?;
         let header = tip.header.as_ref().ok_or("block without header")?;
-        let start = if node.disk.is_fresh() {
+        let (_, certs) = last_config(&node.ledger);
+        let Some(pos) = certs.iter().position(|c| slot_of(c) == Some(i)) else {
+            node.evicted = true;
+            self.trace(|| format!("node {} is not in its last config: it stays out", i + 1));
+            return Ok(());
+        };
+        let id = *md
+            .consenter_ids
+            .get(pos)
+            .ok_or("the consenter IDs do not match the consenters")?;
+        if id != node.id {
+            node.id = id;
+            node.disk = Disk::default();
+        }
+        let start = if !node.disk.is_fresh() {
+            Start::Restart(Box::new(node.disk.recover()))
+        } else if node.ledger.len() == 1 {
             Start::Fresh
         } else {
-            Start::Restart(Box::new(node.disk.recover()))
+            Start::Join
         };
         let mut options = self.options.clone();
         options.election_timeout = Some((node.election, node.election + 1));
-        // Membership never changes here: one made-up certificate per consenter, and config
-        // blocks that keep them.
-        let certs: Vec<Bytes> = md
-            .consenter_ids
-            .iter()
-            .map(|id| Bytes::from(id.to_be_bytes().to_vec()))
-            .collect();
-        let same = certs.clone();
         let params = ChainParams {
             channel: CHANNEL.into(),
             id: node.id,
@@ -457,15 +600,17 @@ impl World {
                 metadata: md,
             },
             consenters: certs,
-            consenters_of: std::sync::Arc::new(move |_| Ok(same.clone())),
+            consenters_of: std::sync::Arc::new(certs_of_block),
             start,
         };
         let core = catch_unwind(AssertUnwindSafe(|| ChainCore::new(params)))
             .map_err(|p| format!("node {} panicked starting: {}", i + 1, panic_text(p)))?
             .map_err(|e| format!("node {} failed to start: {e}", i + 1))?;
         node.core = Some(core);
+        node.leaderless = 0;
         let inc = node.inc;
-        self.trace(|| format!("node {} started", i + 1));
+        let id = node.id;
+        self.trace(|| format!("node {} started as Raft node {id}", i + 1));
         let first = self.rng.gen_range(0..TICK);
         self.at(self.now + first, Ev::Tick { node: i, inc });
         self.drain(i)
@@ -491,6 +636,7 @@ impl World {
 
     /// Carries out node `i`'s actions in order, as the real driver does.
     fn drain(&mut self, i: usize) -> Result<(), String> {
+        let mut evicted = false;
         loop {
             let Some(core) = self.nodes[i].core.as_mut() else {
                 return Ok(());
@@ -505,8 +651,7 @@ impl World {
                     Action::Send(msgs) => {
                         self.sync(i)?;
                         for m in msgs {
-                            let to = (m.to as usize).wrapping_sub(1);
-                            if to < self.nodes.len() {
+                            if let Some(to) = self.slot_of_id(m.to) {
                                 self.send(i, to, Net::Raft(m));
                             }
                         }
@@ -517,9 +662,14 @@ impl World {
                         config,
                     } => {
                         self.sync(i)?;
-                        self.append(i, block, metadata.clone(), "committed")?;
+                        self.append(i, block.clone(), metadata.clone(), "committed")?;
                         if config && let Some(core) = self.nodes[i].core.as_mut() {
                             core.config_applied(self.limits, self.options.snapshot_interval_size);
+                        }
+                        // Only the newest block counts (a lagging node applying an old config
+                        // block changes nobody's membership).
+                        if config && self.written.len() as u64 == block_number(&block) + 1 {
+                            self.added_back(&block, &metadata)?;
                         }
                     }
                     Action::Snapshot {
@@ -538,18 +688,177 @@ impl World {
                         self.at(at, Ev::CatchUp { node: i, inc });
                     }
                     Action::BatchCut { .. } => {}
-                    // Membership never changes in this simulation.
-                    Action::Evicted => {
-                        return Err(format!(
-                            "node {} was evicted, but no config removes it",
-                            i + 1
-                        ));
-                    }
+                    Action::Evicted => evicted = true,
                 }
             }
+            if evicted {
+                break;
+            }
+        }
+        if evicted {
+            self.evict(i, "it reported its removal")?;
+            return Ok(());
         }
         self.arm_timer(i);
         Ok(())
+    }
+
+    /// The node running (or down) under Raft ID `id`.
+    fn slot_of_id(&self, id: u64) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id && !n.evicted && n.joining.is_none())
+    }
+
+    /// Node `i` stops being a consenter: its chain stops, its ledger stays (the real node
+    /// follows the channel from then on). Checked against the truth: the config its ledger ends
+    /// with must not list it under its ID.
+    fn evict(&mut self, i: usize, why: &str) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        let (number, certs) = last_config(&node.ledger);
+        let md = &node.ledger[number as usize].1;
+        let listed = certs
+            .iter()
+            .zip(&md.consenter_ids)
+            .any(|(c, id)| slot_of(c) == Some(i) && *id == node.id);
+        if listed {
+            return Err(format!(
+                "node {} (Raft node {}) stopped as evicted, but its last config (block {number}) lists it",
+                i + 1,
+                node.id
+            ));
+        }
+        node.core = None;
+        node.evicted = true;
+        node.inc += 1;
+        node.waiting.clear();
+        node.timer_at = None;
+        node.catch_up = None;
+        self.report.evictions += 1;
+        self.trace(|| format!("node {} evicted: {why}", i + 1));
+        Ok(())
+    }
+
+    /// A config block was written: a node it lists under a Raft ID other than the node's own
+    /// was added back. Like the real node (a follower that finds itself in a config block), it
+    /// stops whatever it was, pulls blocks up to that block and starts under the new ID with an
+    /// empty WAL.
+    fn added_back(&mut self, block: &Block, md: &BlockMetadata) -> Result<(), String> {
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        let certs = certs_of_block(block)?;
+        for (c, &id) in certs.iter().zip(&md.consenter_ids) {
+            let Some(s) = slot_of(c).filter(|&s| s < self.nodes.len()) else {
+                return Err(format!("config block {number} lists an unknown node"));
+            };
+            let node = &mut self.nodes[s];
+            // IDs only grow: a smaller one is from an older config block.
+            if node.id >= id || node.joining.is_some() {
+                continue;
+            }
+            let old = node.id;
+            node.core = None;
+            node.inc += 1;
+            node.waiting.clear();
+            node.timer_at = None;
+            node.catch_up = None;
+            node.evicted = false;
+            node.id = id;
+            node.joining = Some(number);
+            node.disk = Disk::default();
+            self.report.rejoins += 1;
+            self.trace(|| {
+                format!(
+                    "node {} (was Raft node {old}) added back as Raft node {id} by block {number}",
+                    s + 1
+                )
+            });
+            let inc = self.nodes[s].inc;
+            let at = self.now + self.rng.gen_range(1..50) * MS;
+            self.at(at, Ev::Join { node: s, inc });
+        }
+        Ok(())
+    }
+
+    /// A node added back pulls the blocks it lacks up to the one that adds it (checked as the
+    /// real puller does), then starts as a consenter; else it retries later.
+    fn join(&mut self, i: usize) -> Result<(), String> {
+        let Some(target) = self.nodes[i].joining else {
+            return Ok(());
+        };
+        self.pull(i, target)?;
+        if self.nodes[i].ledger.len() as u64 > target {
+            self.nodes[i].joining = None;
+            return self.start(i);
+        }
+        let inc = self.nodes[i].inc;
+        self.at(self.now + 200 * MS, Ev::Join { node: i, inc });
+        Ok(())
+    }
+
+    /// Pulls blocks into node `i`'s ledger up to block `target` from reachable running peers.
+    fn pull(&mut self, i: usize, target: u64) -> Result<(), String> {
+        let mut peers: Vec<usize> = (0..self.nodes.len())
+            .filter(|&p| p != i && self.nodes[p].core.is_some() && self.reachable(i, p))
+            .collect();
+        peers.shuffle(&mut self.rng);
+        for p in peers {
+            loop {
+                let have = self.nodes[i].ledger.len();
+                if have as u64 > target {
+                    break;
+                }
+                let Some((block, md)) = self.nodes[p].ledger.get(have).cloned() else {
+                    break;
+                };
+                self.append(i, block, md, "pulled")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A node long without a leader asks a peer for its last config block, as the real
+    /// driver does after `EvictionSuspicion`: if it no longer lists the node under its ID, the
+    /// node pulls the blocks up to it and stops (or is added back under its new ID).
+    fn suspect(&mut self, i: usize) -> Result<(), String> {
+        let me = self.nodes[i].id;
+        let Some(p) = (0..self.nodes.len())
+            .filter(|&p| p != i && self.nodes[p].core.is_some() && self.reachable(i, p))
+            .max_by_key(|&p| self.nodes[p].ledger.len())
+        else {
+            return Ok(());
+        };
+        let (number, certs) = last_config(&self.nodes[p].ledger);
+        if number < last_config(&self.nodes[i].ledger).0 {
+            // The peer is behind this node: its config says nothing about this node's.
+            return Ok(());
+        }
+        let md = &self.nodes[p].ledger[number as usize].1;
+        let standing = certs
+            .iter()
+            .zip(&md.consenter_ids)
+            .find(|(c, _)| slot_of(c) == Some(i))
+            .map(|(_, id)| *id);
+        match standing {
+            Some(id) if id == me => Ok(()),
+            // Added back meanwhile: the block adding it starts the join.
+            Some(_) => {
+                let (block, md) = self.nodes[p].ledger[number as usize].clone();
+                self.added_back(&block, &md)
+            }
+            None => {
+                self.trace(|| {
+                    format!(
+                        "node {} suspects its eviction: block {number} does not list it",
+                        i + 1
+                    )
+                });
+                self.pull(i, number)?;
+                if (self.nodes[i].ledger.len() as u64) > number {
+                    self.evict(i, "the others' last config does not list it")?;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn sync(&mut self, i: usize) -> Result<(), String> {
@@ -656,6 +965,27 @@ impl World {
                 self.acked.insert(env.clone());
             }
         }
+        if self.opts.trace && is_config_block(&block) {
+            let certs: Vec<String> = certs_of_block(&block)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| {
+                    let generation = c.get(8..16).and_then(|g| g.try_into().ok());
+                    format!(
+                        "{}/{}",
+                        slot_of(c).map_or(0, |s| s + 1),
+                        generation.map_or(0, u64::from_be_bytes)
+                    )
+                })
+                .collect();
+            eprintln!(
+                "[{:>6} ms] node {} config block {number}: nodes/generations {certs:?}, Raft IDs {:?}, next {}",
+                self.now / MS,
+                i + 1,
+                md.consenter_ids,
+                md.next_consenter_id
+            );
+        }
         node.ledger.push((block, md));
         if self.opts.trace {
             eprintln!(
@@ -677,32 +1007,13 @@ impl World {
         if self.nodes[i].core.is_none() {
             return Ok(());
         }
-        let mut peers: Vec<usize> = (0..self.nodes.len())
-            .filter(|&p| p != i && self.nodes[p].core.is_some() && self.reachable(i, p))
-            .collect();
-        peers.shuffle(&mut self.rng);
-        for p in peers {
-            loop {
-                let have = self.nodes[i].ledger.len();
-                if have as u64 > target {
-                    break;
-                }
-                let Some((block, md)) = self.nodes[p].ledger.get(have).cloned() else {
-                    break;
-                };
-                self.append(i, block, md, "pulled")?;
-            }
-        }
+        self.pull(i, target)?;
         let (tip, md) = self.nodes[i].ledger.last().cloned().ok_or("empty ledger")?;
         let header = tip.header.as_ref().ok_or("block without header")?;
         if header.number >= target {
             self.nodes[i].catch_up = None;
             self.report.catch_ups += 1;
-            let certs: Vec<Bytes> = md
-                .consenter_ids
-                .iter()
-                .map(|id| Bytes::from(id.to_be_bytes().to_vec()))
-                .collect();
+            let (_, certs) = last_config(&self.nodes[i].ledger);
             let last = LastBlock {
                 number: header.number,
                 header_hash: header_hash(header),
@@ -726,7 +1037,11 @@ impl World {
         let n = self.next_env;
         self.next_env += 1;
         let config = self.rng.gen_ratio(1, 50);
-        let env = envelope(n, config);
+        let env = if config {
+            self.config_update(n, i)
+        } else {
+            envelope(n)
+        };
         let Some(core) = self.nodes[i].core.as_ref() else {
             return Ok(());
         };
@@ -744,13 +1059,43 @@ impl World {
             if self.ack_after_commit {
                 self.nodes[i].waiting.insert(env.clone());
             }
-            let leader = status.leader as usize - 1;
-            self.send(i, leader, Net::Submit { env, config });
+            if let Some(leader) = self.slot_of_id(status.leader) {
+                self.send(i, leader, Net::Submit { env, config });
+            }
             Ok(())
         } else {
             // SERVICE_UNAVAILABLE: no Raft leader.
             Ok(())
         }
+    }
+
+    /// A config update made on node `i`'s last config, as an operator's tools make it: the
+    /// same consenters (another setting changed), or one consenter added back, removed or given
+    /// a new certificate (rotation) — one change at a time, as Fabric allows.
+    fn config_update(&mut self, n: u64, i: usize) -> Bytes {
+        let (base, mut certs) = last_config(&self.nodes[i].ledger);
+        let roll = self.rng.gen_range(0..100);
+        let missing: Vec<usize> = (0..self.nodes.len())
+            .filter(|s| !certs.iter().any(|c| slot_of(c) == Some(*s)))
+            .collect();
+        let fewest = self.nodes.len().saturating_sub(2).max(2);
+        if roll < 40 || certs.is_empty() {
+            // Not a membership change.
+        } else if !missing.is_empty() && roll < 75 {
+            let s = missing[self.rng.gen_range(0..missing.len())];
+            certs.push(cert(s, self.generations[s]));
+            self.generations[s] += 1;
+        } else if certs.len() > fewest && roll < 88 {
+            let k = self.rng.gen_range(0..certs.len());
+            certs.remove(k);
+        } else {
+            let k = self.rng.gen_range(0..certs.len());
+            if let Some(s) = slot_of(&certs[k]).filter(|&s| s < self.nodes.len()) {
+                certs[k] = cert(s, self.generations[s]);
+                self.generations[s] += 1;
+            }
+        }
+        config_envelope(n, base, &certs)
     }
 
     /// The leader orders an envelope, as the driver's `submit` does.
@@ -761,6 +1106,14 @@ impl World {
         if !core.accepting() {
             // A forward that reached a node that is not (or no longer) an accepting leader is
             // dropped, as in Fabric.
+            return Ok(());
+        }
+        // The real leader validates a config update against the config in force; one made from
+        // an older config is refused (re-applied, it could change two consenters at once).
+        if config
+            && parse_config(&env).map(|(base, _)| base)
+                != Some(last_config(&self.nodes[i].ledger).0)
+        {
             return Ok(());
         }
         let proposal = if config {
@@ -857,20 +1210,71 @@ impl World {
         Ok(())
     }
 
+    /// Each node's Raft standing, for failure messages.
+    fn statuses(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match n.core.as_ref().map(|c| c.status()) {
+                Some(s) => format!(
+                    "node {} id {} term {} leader {}{}",
+                    i + 1,
+                    s.id,
+                    s.term,
+                    s.leader,
+                    if n.catch_up.is_some() {
+                        " catching up"
+                    } else {
+                        ""
+                    }
+                ),
+                None if n.evicted => format!("node {} evicted", i + 1),
+                None => format!("node {} down (id {}, joining {:?})", i + 1, n.id, n.joining),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn final_check(&mut self) -> Result<(), String> {
         let heights: Vec<usize> = self.nodes.iter().map(|n| n.ledger.len()).collect();
         let written = self.written.len();
-        for (i, n) in self.nodes.iter().enumerate() {
+        let longest = (0..self.nodes.len())
+            .max_by_key(|&i| self.nodes[i].ledger.len())
+            .ok_or("no node")?;
+        // The consenters of the last config hold every block and run as consenters; the nodes
+        // it removed hold a prefix (the no-fork check saw every block they wrote).
+        let (number, certs) = last_config(&self.nodes[longest].ledger);
+        let ids = &self.nodes[longest].ledger[number as usize].1.consenter_ids;
+        for (c, id) in certs.iter().zip(ids) {
+            let i = slot_of(c)
+                .filter(|&s| s < self.nodes.len())
+                .ok_or("unknown consenter")?;
+            let n = &self.nodes[i];
             if n.ledger.len() < written {
                 return Err(format!(
-                    "after the heal node {} has {} blocks but {written} were written (heights {heights:?}): not converged or a committed block was lost",
+                    "after the heal node {} has {} blocks but {written} were written (heights {heights:?}; {}): not converged or a committed block was lost",
                     i + 1,
-                    n.ledger.len()
+                    n.ledger.len(),
+                    self.statuses()
+                ));
+            }
+            let running = n.core.as_ref().map(|c| c.status().id);
+            if running != Some(*id) {
+                return Err(format!(
+                    "after the heal node {} is not running as Raft node {id}, the ID the last config gives it (running: {running:?})",
+                    i + 1
                 ));
             }
         }
-        // Same height everywhere; the no-fork check made them identical block by block.
-        let ledger = &self.nodes[0].ledger;
+        let ledger = &self.nodes[longest].ledger;
+        self.report.membership_changes = ledger
+            .iter()
+            .filter(|(b, _)| is_config_block(b))
+            .filter_map(|(b, _)| certs_of_block(b).ok())
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] != w[1])
+            .count() as u64;
         let mut ordered = BTreeSet::new();
         for (b, _) in ledger.iter().skip(1) {
             for env in b.data.iter().flat_map(|d| d.data.iter()) {
@@ -886,8 +1290,7 @@ impl World {
             ));
         }
         let heal_env = self.heal_env.unwrap_or(u64::MAX);
-        let progressed = (heal_env..self.next_env)
-            .any(|n| ordered.contains(&envelope(n, false)) || ordered.contains(&envelope(n, true)));
+        let progressed = (heal_env..self.next_env).any(|n| ordered.contains(&envelope(n)));
         if !progressed {
             return Err(format!(
                 "no envelope submitted after the heal was ordered (heights {heights:?})"

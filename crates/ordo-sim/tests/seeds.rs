@@ -42,6 +42,12 @@ fn assert_exercised(reports: &[Report]) {
         sum(|r| r.leader_changes) > reports.len() as u64,
         "too few leader changes"
     );
+    assert!(
+        sum(|r| r.membership_changes) >= reports.len() as u64,
+        "too few consenter changes"
+    );
+    assert!(sum(|r| r.evictions) > 0, "no node evicted");
+    assert!(sum(|r| r.rejoins) > 0, "no node added back");
     for (nodes, ack) in [(3, false), (3, true), (5, false), (5, true)] {
         let runs: Vec<&Report> = reports
             .iter()

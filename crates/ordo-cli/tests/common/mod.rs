@@ -61,6 +61,19 @@ pub fn write_config(dir: &Path, mutual_tls: bool) -> PathBuf {
     write_node_config(dir, 1, mutual_tls, None)
 }
 
+/// As [`write_config`], with `consensus` added to the `Consensus` section.
+pub fn write_config_consensus(dir: &Path, mutual_tls: bool, consensus: &str) -> PathBuf {
+    node_yaml(
+        dir,
+        1,
+        mutual_tls,
+        free_port(),
+        None,
+        consensus,
+        NodeTls::default(),
+    )
+}
+
 /// The orderer.yaml of orderer`n` (its MSP and TLS material), data under `dir`; with
 /// `cluster_port`, a separate cluster listener there (the fixture channels name 3715n).
 pub fn write_node_config(
