@@ -578,20 +578,8 @@ pub fn admin_update(
     original: &ordo_proto::common::Config,
     updated: &ordo_proto::common::Config,
 ) -> Envelope {
-    let update = ordo_protolator::compute_update(channel, original, updated).unwrap();
     let admin = signer(ADMIN_MSP, "OrdererMSP");
-    let mut cue = ordo_proto::common::ConfigUpdateEnvelope {
-        config_update: update.encode_to_vec().into(),
-        signatures: vec![],
-    };
-    ordo_config::envelope::add_config_signature(&mut cue, &admin).unwrap();
-    create_signed_envelope(
-        HeaderType::ConfigUpdate,
-        channel,
-        &admin,
-        cue.encode_to_vec().into(),
-    )
-    .unwrap()
+    ordo_config::consenters::signed_config_update(channel, original, updated, &[&admin]).unwrap()
 }
 
 /// Hash chain, data hashes and every block's signatures against BlockValidation.
@@ -796,19 +784,7 @@ pub fn edit_consenters(
     config: &mut ordo_proto::common::Config,
     edit: impl FnOnce(&mut Vec<ordo_proto::etcdraft::Consenter>),
 ) {
-    let orderer = config
-        .channel_group
-        .as_mut()
-        .unwrap()
-        .groups
-        .get_mut("Orderer")
-        .unwrap();
-    let value = orderer.values.get_mut("ConsensusType").unwrap();
-    let mut ct = ordo_proto::orderer::ConsensusType::decode(value.value.clone()).unwrap();
-    let mut md = ordo_proto::etcdraft::ConfigMetadata::decode(ct.metadata.clone()).unwrap();
-    edit(&mut md.consenters);
-    ct.metadata = md.encode_to_vec().into();
-    value.value = ct.encode_to_vec().into();
+    ordo_config::consenters::edit_consenters(config, edit).unwrap();
 }
 
 /// A CONFIG_UPDATE of `channel` that edits the etcdraft consenters of the config in
