@@ -3,8 +3,9 @@
 //! (add one, remove one, or rotate one's certificates), check locally that exactly one
 //! consenter changes and that the consenters it can reach would still be a quorum of the new
 //! set, sign the config update with every admin identity given, Broadcast it, and wait until
-//! Deliver shows a config block that carries it (and, if asked, until the affected node's
-//! participation API shows the outcome). Each step is reported as a [`Progress`].
+//! Deliver shows a config block that carries it; then, if asked, [`wait_for_node`] waits until
+//! the affected node's participation API shows the outcome. Each step is reported as a
+//! [`Progress`].
 //!
 //! Transient answers (no Raft leader yet) are retried until the deadline; a refusal is an
 //! error carrying the orderer's words.
@@ -50,10 +51,6 @@ pub struct Change {
     pub probe_timeout: Duration,
     /// Wait until a config block carries the change.
     pub wait: bool,
-    /// Also wait until this node (the one the change is about) reports the outcome on its
-    /// participation API: consenter and active after an addition or rotation, no longer a
-    /// consenter after a removal.
-    pub node_admin: Option<Endpoint>,
     /// The whole operation's time limit.
     pub timeout: Duration,
 }
@@ -154,6 +151,8 @@ impl std::fmt::Display for Progress {
 pub struct Outcome {
     /// The number of the config block the update was built on.
     pub based_on: u64,
+    /// The consenter change the update makes.
+    pub change: ConsenterChange,
     /// The config block that carries the change (when waited for).
     pub config_block: Option<Block>,
 }
@@ -207,6 +206,26 @@ impl Session<'_> {
         .map_err(|e| self.deliver_err(format!("signing the seek request: {e}")))
     }
 
+    /// A gRPC failure in words: the message, what caused it, and — when no client certificate
+    /// was given and the connection itself failed — the likely reason (an orderer requiring
+    /// client certificates ends the connection only after the TLS handshake seemed to work).
+    fn describe(&self, e: &tonic::Status) -> String {
+        let mut text = e.message().to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        let transport = matches!(
+            e.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+        );
+        if transport && self.orderer.tls.is_some() && self.orderer.tls_cert_hash.is_empty() {
+            text.push_str(" (does the orderer require a TLS client certificate?)");
+        }
+        text
+    }
+
     fn deliver_err(&self, reason: String) -> AdminError {
         AdminError::Deliver {
             addr: self.orderer.addr.to_string(),
@@ -230,13 +249,13 @@ impl Session<'_> {
             let mut stream = tokio::time::timeout_at(self.deadline, call)
                 .await
                 .map_err(|_| self.timed_out("the Deliver stream"))?
-                .map_err(|e| self.deliver_err(e.message().to_string()))?
+                .map_err(|e| self.deliver_err(self.describe(&e)))?
                 .into_inner();
             let status = loop {
                 let msg = tokio::time::timeout_at(self.deadline, stream.message())
                     .await
                     .map_err(|_| self.timed_out("blocks on Deliver"))?
-                    .map_err(|e| self.deliver_err(e.message().to_string()))?;
+                    .map_err(|e| self.deliver_err(self.describe(&e)))?;
                 match msg.and_then(|m| m.r#type) {
                     Some(deliver_response::Type::Block(b)) => {
                         if each(&b) {
@@ -330,7 +349,7 @@ impl Session<'_> {
             })
             .await
             .map_err(|_| self.timed_out("the Broadcast answer"))?
-            .map_err(|e| err(e.message().to_string()))?
+            .map_err(|e| err(self.describe(&e)))?
             .ok_or_else(|| err("the stream ended without an answer".into()))?;
             if answer.status == Status::Success as i32 {
                 return Ok(());
@@ -468,6 +487,7 @@ pub async fn change_consenters(
     if !change.wait {
         return Ok(Outcome {
             based_on,
+            change: what,
             config_block: None,
         });
     }
@@ -517,23 +537,25 @@ pub async fn change_consenters(
         next_id: md.next_consenter_id,
     });
 
-    if let Some(admin) = &change.node_admin {
-        wait_for_node(admin, change, &what, deadline, progress).await?;
-    }
     Ok(Outcome {
         based_on,
+        change: what,
         config_block: Some(block),
     })
 }
 
-/// Polls the affected node's participation API until it shows the change's outcome.
-async fn wait_for_node(
+/// Polls the participation API of the node a change is about (`admin`) until it shows the
+/// outcome: consenter and active after an addition or rotation (an added node gets there once
+/// it has joined with the config block), no longer a consenter after a removal. Gives up
+/// after `timeout`.
+pub async fn wait_for_node(
     admin: &Endpoint,
-    change: &Change,
+    channel: &str,
     what: &ConsenterChange,
-    deadline: Instant,
+    timeout: Duration,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), AdminError> {
+    let deadline = Instant::now() + timeout;
     let done = |state: &Option<(String, String)>| match (what, state) {
         (ConsenterChange::Remove(_), None) => true,
         (ConsenterChange::Remove(_), Some((relation, _))) => relation != "consenter",
@@ -542,11 +564,11 @@ async fn wait_for_node(
     };
     let mut last = None;
     loop {
-        let state = tokio::time::timeout_at(deadline, relation(admin, &change.channel))
+        let state = tokio::time::timeout_at(deadline, relation(admin, channel))
             .await
             .map_err(|_| AdminError::Timeout {
                 what: format!("the participation API of {}", admin.addr),
-                after: change.timeout,
+                after: timeout,
             })??;
         if last.as_ref() != Some(&state) {
             progress(Progress::Node {
@@ -561,7 +583,7 @@ async fn wait_for_node(
         if Instant::now() + POLL_PAUSE > deadline {
             return Err(AdminError::Timeout {
                 what: format!("node {} to show the change", admin.addr),
-                after: change.timeout,
+                after: timeout,
             });
         }
         tokio::time::sleep(POLL_PAUSE).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use ordo_admin::consenters::{Change, change_consenters};
+use ordo_admin::consenters::{Change, Progress, change_consenters, wait_for_node};
 use ordo_admin::endpoint::{Endpoint, TlsFiles, split_host_port};
 use ordo_admin::participation;
 use ordo_config::consenters::ConsenterEdit;
@@ -135,8 +135,9 @@ pub struct UpdateArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     timeout: Duration,
     /// Also wait until this node's participation API shows the change (the affected node's
-    /// admin endpoint: consenter and active after add/rotate, not a consenter after remove).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// admin endpoint: consenter and active after add/rotate — an added node once it has
+    /// joined with the config block — and no longer a consenter after remove).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_wait")]
     wait_node_admin: Option<String>,
     /// CA of that admin endpoint's TLS certificate (PEM).
     #[arg(long, requires = "wait_node_admin")]
@@ -209,13 +210,7 @@ pub fn run(cmd: ChannelCommand) -> Result<()> {
                 client_tls_cert: read(&client_tls_cert)?.into(),
                 server_tls_cert: read(&server_tls_cert)?.into(),
             });
-            let block = consenter_change(update, edit)?;
-            if let (Some(path), Some(block)) = (output_block, block) {
-                std::fs::write(&path, block.encode_to_vec())
-                    .with_context(|| format!("writing {}", path.display()))?;
-                println!("config block written to {}", path.display());
-            }
-            Ok(())
+            consenter_change(update, edit, output_block)
         }
         ChannelCommand::RemoveConsenter { update, consenter } => {
             let (host, port) = split_host_port(&consenter)?;
@@ -223,7 +218,7 @@ pub fn run(cmd: ChannelCommand) -> Result<()> {
                 host,
                 port: u32::from(port),
             };
-            consenter_change(update, edit).map(|_| ())
+            consenter_change(update, edit, None)
         }
         ChannelCommand::RotateCert {
             update,
@@ -238,7 +233,7 @@ pub fn run(cmd: ChannelCommand) -> Result<()> {
                 client_tls_cert: read(&client_tls_cert)?.into(),
                 server_tls_cert: read(&server_tls_cert)?.into(),
             };
-            consenter_change(update, edit).map(|_| ())
+            consenter_change(update, edit, None)
         }
     }
 }
@@ -279,11 +274,24 @@ where
     Ok(())
 }
 
-/// Makes one consenter change; returns the config block that carries it (when waited for).
+/// Writes `bytes` to `path` through a file beside it renamed into place, so that whoever waits
+/// for the file (a script joining the new node) never reads half of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Makes one consenter change; writes the config block that carries it to `output_block`, then
+/// waits for the affected node when asked.
 fn consenter_change(
     args: UpdateArgs,
     edit: ConsenterEdit,
-) -> Result<Option<ordo_proto::common::Block>> {
+    output_block: Option<PathBuf>,
+) -> Result<()> {
+    let start = std::time::Instant::now();
     let mut signers = Vec::new();
     for spec in &args.admin_msp {
         let (dir, id) = spec
@@ -322,7 +330,6 @@ fn consenter_change(
         check_quorum: !args.skip_quorum_check,
         probe_timeout: Duration::from_secs(3),
         wait: !args.no_wait,
-        node_admin,
         timeout: args.timeout,
     };
     println!(
@@ -335,13 +342,28 @@ fn consenter_change(
         },
         args.orderer
     );
-    let outcome = runtime()?.block_on(change_consenters(&orderer, &change, &mut |p| {
-        println!("{p}")
-    }))?;
-    if change.wait {
-        println!("done");
-    } else {
+    let rt = runtime()?;
+    let mut show = |p: Progress| println!("{p}");
+    let outcome = rt.block_on(change_consenters(&orderer, &change, &mut show))?;
+    if !change.wait {
         println!("not waiting for the config block (--no-wait)");
+        return Ok(());
     }
-    Ok(outcome.config_block)
+    if let (Some(path), Some(block)) = (output_block, &outcome.config_block) {
+        write_atomically(&path, &block.encode_to_vec())?;
+        println!("config block written to {}", path.display());
+    }
+    if let Some(admin) = &node_admin {
+        // What is left of --timeout.
+        let left = args.timeout.saturating_sub(start.elapsed());
+        rt.block_on(wait_for_node(
+            admin,
+            &args.channel,
+            &outcome.change,
+            left,
+            &mut show,
+        ))?;
+    }
+    println!("done");
+    Ok(())
 }

@@ -20,25 +20,38 @@ fn cluster_port(n: u32) -> u16 {
     27550 + n as u16
 }
 
-/// Runs `ordo` with `args` (bounded by [`WAIT`] plus the commands' own 60 s limit).
-async fn ordo(args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+/// Starts `ordo` with `args`, its output captured.
+fn spawn_ordo(args: &[&str]) -> (String, tokio::process::Child) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
         .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(WAIT * 2, run)
+        .spawn()
+        .expect("running ordo");
+    (args.join(" "), child)
+}
+
+/// Waits for a started `ordo` (bounded by [`WAIT`] plus the commands' own 60 s limit).
+async fn finish(started: (String, tokio::process::Child)) -> Output {
+    let (line, child) = started;
+    let out = tokio::time::timeout(WAIT * 2, child.wait_with_output())
         .await
         .expect("ordo did not finish in time")
         .expect("running ordo");
     // Captured by the test harness: shown with a failure, as the commands' transcript.
     println!(
-        "$ ordo {}\n{}{}[{}]",
-        args.join(" "),
+        "$ ordo {line}\n{}{}[{}]",
         stdout(&out),
         stderr(&out),
         out.status
     );
     out
+}
+
+/// Runs `ordo` with `args`.
+async fn ordo(args: &[&str]) -> Output {
+    finish(spawn_ordo(args)).await
 }
 
 fn stdout(o: &Output) -> String {
@@ -130,28 +143,34 @@ async fn osnadmin(cmd: &str, node: &OrdoProcess, extra: &[&str]) -> Output {
     ordo(&args).await
 }
 
-/// `ordo channel <cmd>` through orderer1's general endpoint, signed by the orderer admin, with
-/// `extra` flags.
-async fn update(cmd: &str, extra: &[&str]) -> Output {
-    let orderer = format!("127.0.0.1:{}", general_port(1));
-    let admin = format!("{}:OrdererMSP", p(ADMIN_MSP));
-    let tlsca = p(TLSCA);
-    let mut args = vec![
+/// The arguments of `ordo channel <cmd>` through the general endpoint of orderer`n`, signed by
+/// the orderer admin, with `extra` flags.
+fn update_args(n: u32, cmd: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "channel",
         cmd,
         "-o",
-        orderer.as_str(),
+        &format!("127.0.0.1:{}", general_port(n)),
         "-c",
         CH,
         "--tls-ca-file",
-        &tlsca,
+        &p(TLSCA),
         "--admin-msp",
-        &admin,
+        &format!("{}:OrdererMSP", p(ADMIN_MSP)),
         "--timeout",
         "60s",
-    ];
-    args.extend(extra);
-    ordo(&args).await
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// `ordo channel <cmd>` through orderer1 (see [`update_args`]).
+async fn update(cmd: &str, extra: &[&str]) -> Output {
+    let args = update_args(1, cmd, extra);
+    ordo(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
 }
 
 fn fixture_tls_cert(n: u32) -> String {
@@ -195,7 +214,10 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
     for n in 1..=2u32 {
         let d = dir.path().join(format!("orderer{n}"));
         std::fs::create_dir_all(&d).unwrap();
-        let config = write_node_config_own_tls_at(&d, n, general_port(n), cluster_port(n), "");
+        // orderer2 requires client certificates from its Broadcast/Deliver clients.
+        let mutual_tls = n == 2;
+        let config =
+            write_node_config_own_tls_at(&d, n, mutual_tls, general_port(n), cluster_port(n), "");
         let ports = [general_port(n), cluster_port(n)];
         nodes.push(Some(OrdoProcess::start_on_ports(&config, ports).await));
     }
@@ -233,28 +255,55 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
     assert!(one.starts_with("{\n\t\"name\": \"cli-channel\""), "{one}");
     assert!(one.contains("\"status\": \"active\""), "{one}");
 
-    // A second consenter: added, then joined with the block that adds it.
+    // A second consenter: added; the command writes the block that adds it and waits until
+    // orderer2, joined with that block, reports itself a consenter.
     let add_block = dir.path().join("add2.block");
+    let add_block_path = add_block.display().to_string();
     let c2 = format!("127.0.0.1:{}", cluster_port(2));
     let (cert1, cert2, cert3) = (
         fixture_tls_cert(1),
         fixture_tls_cert(2),
         fixture_tls_cert(3),
     );
-    let out = ok(update(
-        "add-consenter",
-        &[
-            "--consenter",
-            &c2,
-            "--client-tls-cert",
-            &cert2,
-            "--server-tls-cert",
-            &cert2,
-            "--output-block",
-            &add_block.display().to_string(),
-        ],
-    )
-    .await);
+    let admin2 = node(1).addrs.admin.to_string();
+    let (ca, cc, ck) = (
+        p(TLSCA),
+        p(&format!("{ADMIN_TLS}/client.crt")),
+        p(&format!("{ADMIN_TLS}/client.key")),
+    );
+    let wait_for_node2 = [
+        "--wait-node-admin",
+        admin2.as_str(),
+        "--admin-ca-file",
+        &ca,
+        "--admin-client-cert",
+        &cc,
+        "--admin-client-key",
+        &ck,
+    ];
+    let mut add_flags = vec![
+        "--consenter",
+        c2.as_str(),
+        "--client-tls-cert",
+        &cert2,
+        "--server-tls-cert",
+        &cert2,
+        "--output-block",
+        &add_block_path,
+    ];
+    add_flags.extend(wait_for_node2);
+    let args = update_args(1, "add-consenter", &add_flags);
+    let adding = spawn_ordo(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_for("add-consenter to write the config block", || async {
+        add_block.exists()
+    })
+    .await;
+    let joined = ok(osnadmin("join", node(1), &["-c", CH, "-b", &add_block_path]).await);
+    assert!(
+        joined.contains("\"consensusRelation\": \"follower\""),
+        "{joined}"
+    );
+    let out = ok(finish(adding).await);
     let c1 = format!("127.0.0.1:{}", cluster_port(1));
     for line in [
         format!("fetched config block 0 (consenters: {c1})"),
@@ -262,6 +311,8 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
         "quorum check: not needed for 2 consenters (all consenters reachable)".to_string(),
         "submitted".to_string(),
         format!("applied: consenters {c1} (ID 1), {c2} (ID 2); next ID 3"),
+        format!("config block written to {add_block_path}"),
+        format!("node {admin2}: consenter, active"),
         "done".to_string(),
     ] {
         assert!(
@@ -274,20 +325,10 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
         out.contains(&format!("ordered in block {added_in}\n")),
         "{out}"
     );
-    let joined = ok(osnadmin(
-        "join",
-        node(1),
-        &["-c", CH, "-b", &add_block.display().to_string()],
-    )
-    .await);
-    assert!(
-        joined.contains("\"consensusRelation\": \"follower\""),
-        "{joined}"
+    assert_eq!(
+        relation(node(1), CH).await,
+        ("consenter".to_string(), "active".to_string())
     );
-    wait_for("orderer2 to become a consenter", || async {
-        relation(node(1), CH).await == ("consenter".to_string(), "active".to_string())
-    })
-    .await;
     wait_active(&nodes, CH, 2).await;
 
     // Bad inputs: refused before anything is submitted, with what is wrong.
@@ -424,8 +465,17 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
             .contains(&Bytes::from(new3.clone().into_bytes()))
     );
 
-    // The down node is removed.
-    let out = ok(update("remove-consenter", &["--consenter", &c3]).await);
+    // The down node is removed, through orderer2, which requires a client certificate (Deliver
+    // requests then carry its hash): refused without one.
+    let remove3 = update_args(2, "remove-consenter", &["--consenter", &c3]);
+    let remove3: Vec<&str> = remove3.iter().map(String::as_str).collect();
+    fails(
+        ordo(&remove3).await,
+        "(does the orderer require a TLS client certificate?)",
+    );
+    let mut with_cert = remove3.clone();
+    with_cert.extend(["--tls-client-cert", &cc, "--tls-client-key", &ck]);
+    let out = ok(ordo(&with_cert).await);
     assert!(
         out.contains("quorum check: 2 of 2 consenters alive after the change, quorum 2"),
         "{out}"
@@ -476,12 +526,6 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
     .await;
 
     // orderer2 removed: it follows the channel; the command waits for its admin API to say so.
-    let admin2 = node(1).addrs.admin.to_string();
-    let (ca, cc, ck) = (
-        p(TLSCA),
-        p(&format!("{ADMIN_TLS}/client.crt")),
-        p(&format!("{ADMIN_TLS}/client.key")),
-    );
     let out = ok(update(
         "remove-consenter",
         &[

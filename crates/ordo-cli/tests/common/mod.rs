@@ -173,10 +173,12 @@ pub fn write_cluster_node_config_own_tls(dir: &Path, n: u32, consensus: &str) ->
 }
 
 /// As [`write_cluster_node_config_own_tls`], on general port `port` and cluster port
-/// `cluster_port` (for tests on channels of their own, away from the fixture channels' ports).
+/// `cluster_port` (for tests on channels of their own, away from the fixture channels' ports);
+/// `mutual_tls` requires client certificates on the general listener.
 pub fn write_node_config_own_tls_at(
     dir: &Path,
     n: u32,
+    mutual_tls: bool,
     port: u16,
     cluster_port: u16,
     consensus: &str,
@@ -188,7 +190,7 @@ pub fn write_node_config_own_tls_at(
         cluster: Some(&tls),
         shift: None,
     };
-    node_yaml(dir, n, false, port, Some(cluster_port), consensus, own)
+    node_yaml(dir, n, mutual_tls, port, Some(cluster_port), consensus, own)
 }
 
 /// A TLS certificate for orderer`n` (its names and 127.0.0.1) issued by the orderer
