@@ -165,6 +165,9 @@ struct Session<'a> {
     channel: &'a str,
     deadline: Instant,
     timeout: Duration,
+    /// The last transient answer reported: a wait for a leader repeats it every
+    /// [`RETRY_PAUSE`], and once is enough to show.
+    last_retry: Option<String>,
 }
 
 fn specified(number: u64) -> SeekPosition {
@@ -226,6 +229,14 @@ impl Session<'_> {
         text
     }
 
+    /// Reports a transient answer unless it is the one reported last.
+    fn retrying(&mut self, why: String, progress: &mut dyn FnMut(Progress)) {
+        if self.last_retry.as_ref() != Some(&why) {
+            progress(Progress::Retrying(why.clone()));
+            self.last_retry = Some(why);
+        }
+    }
+
     fn deliver_err(&self, reason: String) -> AdminError {
         AdminError::Deliver {
             addr: self.orderer.addr.to_string(),
@@ -285,9 +296,10 @@ impl Session<'_> {
                     _ => status_name(status),
                 }));
             }
-            progress(Progress::Retrying(
+            self.retrying(
                 "Deliver: SERVICE_UNAVAILABLE (no Raft leader yet)".into(),
-            ));
+                progress,
+            );
             if Instant::now() + RETRY_PAUSE > self.deadline {
                 return Err(self.timed_out("the channel to have a leader"));
             }
@@ -360,10 +372,10 @@ impl Session<'_> {
                     info: answer.info,
                 });
             }
-            progress(Progress::Retrying(format!(
-                "Broadcast: SERVICE_UNAVAILABLE: {}",
-                answer.info
-            )));
+            self.retrying(
+                format!("Broadcast: SERVICE_UNAVAILABLE: {}", answer.info),
+                progress,
+            );
             if Instant::now() + RETRY_PAUSE > self.deadline {
                 return Err(self.timed_out("the channel to take the update"));
             }
@@ -439,6 +451,7 @@ pub async fn change_consenters(
         channel: &change.channel,
         deadline,
         timeout: change.timeout,
+        last_retry: None,
     };
 
     let (config_block, tip) = session.newest_config(progress).await?;
