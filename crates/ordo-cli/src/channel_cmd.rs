@@ -31,6 +31,7 @@ pub enum ChannelCommand {
     List {
         #[command(flatten)]
         admin: AdminArgs,
+        /// Show only this channel.
         #[arg(short = 'c', long = "channelID")]
         channel: Option<String>,
     },
@@ -38,6 +39,7 @@ pub enum ChannelCommand {
     Remove {
         #[command(flatten)]
         admin: AdminArgs,
+        /// Channel ID.
         #[arg(short = 'c', long = "channelID")]
         channel: String,
     },
@@ -110,6 +112,7 @@ pub struct UpdateArgs {
     /// The orderer's general (gRPC) endpoint: Deliver and Broadcast go there.
     #[arg(short = 'o', long = "orderer-address", value_name = "HOST:PORT")]
     orderer: String,
+    /// Channel ID.
     #[arg(short = 'c', long = "channelID")]
     channel: String,
     /// CA of the orderer's TLS certificate (PEM); without it, plain TCP.
@@ -118,6 +121,7 @@ pub struct UpdateArgs {
     /// Client certificate, when the orderer requires mutual TLS (PEM).
     #[arg(long, requires = "tls_client_key")]
     tls_client_cert: Option<PathBuf>,
+    /// Key of that client certificate (PEM).
     #[arg(long, requires = "tls_client_cert")]
     tls_client_key: Option<PathBuf>,
     /// An admin's MSP folder and MSP ID; repeat for each admin whose signature the update
@@ -142,8 +146,10 @@ pub struct UpdateArgs {
     /// CA of that admin endpoint's TLS certificate (PEM).
     #[arg(long, requires = "wait_node_admin")]
     admin_ca_file: Option<PathBuf>,
+    /// Client certificate for that admin endpoint (PEM).
     #[arg(long, requires = "admin_client_key")]
     admin_client_cert: Option<PathBuf>,
+    /// Key of that client certificate (PEM).
     #[arg(long, requires = "admin_client_cert")]
     admin_client_key: Option<PathBuf>,
 }
