@@ -526,7 +526,16 @@ pub async fn change_consenters(
                 }
             }
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Broadcast's SUCCESS means the update reached the leader, not that it was
+            // ordered: say what never came.
+            AdminError::Timeout { after, .. } => AdminError::Timeout {
+                what: "a config block carrying the change (the update was submitted)".into(),
+                after,
+            },
+            e => e,
+        })?;
     if let Some(e) = bad {
         return Err(e);
     }
