@@ -203,10 +203,13 @@ async fn cluster_view(nodes: &[Option<OrdoProcess>]) -> (Option<f64>, Option<f64
 }
 
 /// osnadmin's join, list and remove, and every consenter change, on a channel that grows from
-/// one consenter to two, gets a third that never runs (so a quorum-losing change is refused,
-/// by `ordo` itself and, with `--skip-quorum-check`, by the orderer), has that down node's
-/// certificate rotated and then the node removed, has the live second node's certificate
-/// rotated (the node reloads its files, no restart), loses the second node, and is removed.
+/// one consenter to two (add-consenter writes the block, the second node joins with it, the
+/// command waits until it is a consenter), gets a third that never runs (so a quorum-losing
+/// change is refused, by `ordo` itself and, with `--skip-quorum-check`, by the orderer), has
+/// that down node's certificate rotated and then the node removed (through the second node,
+/// which requires client certificates), has the live second node's certificate rotated (the
+/// node reloads its files, no restart), loses the second node, and is removed. Bad inputs fail
+/// with a message and nothing submitted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
     let dir = tempfile::tempdir().unwrap();
