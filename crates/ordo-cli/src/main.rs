@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench_cmd;
+mod channel_cmd;
 mod config_cmd;
 mod demo_cmd;
 mod demo_net;
@@ -27,6 +28,10 @@ enum Command {
     /// Load generator for any Fabric-compatible orderer (`ordo bench calibrate`: the machine's
     /// signature rates).
     Bench(bench_cmd::BenchArgs),
+    /// Channel administration: osnadmin's join/list/remove against an orderer's admin
+    /// endpoint, and consenter changes by config update (add, remove, rotate certificates).
+    #[command(subcommand)]
+    Channel(channel_cmd::ChannelCommand),
     /// Channel configuration tools: what configtxlator and configtxgen do, without Fabric.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(a) => bench_cmd::run_cmd(a),
+        Command::Channel(c) => channel_cmd::run(c),
         Command::Config(c) => config_cmd::run(c),
         Command::Node(c) => node_cmd::run(c),
         Command::Demo(a) => demo_cmd::run(a),

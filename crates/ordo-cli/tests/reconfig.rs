@@ -45,28 +45,6 @@ async fn submit_update(
     broadcast_when_led(&mut client, env).await
 }
 
-/// The `consensusRelation` and `status` `node` reports for `channel`.
-async fn relation(node: &OrdoProcess, channel: &str) -> (String, String) {
-    let info = channel_info(node, channel).await.unwrap_or_default();
-    (
-        info["consensusRelation"].as_str().unwrap_or("").to_string(),
-        info["status"].as_str().unwrap_or("").to_string(),
-    )
-}
-
-/// Waits until the leader counts `n` consenters, all active (a config update that changes the
-/// membership is refused while a quorum of the new set is not active).
-async fn wait_active(nodes: &[Option<OrdoProcess>], channel: &str, n: usize) {
-    let size = format!("consensus_etcdraft_cluster_size{{channel=\"{channel}\"}}");
-    let active = format!("consensus_etcdraft_active_nodes{{channel=\"{channel}\"}}");
-    wait_for(&format!("{n} active consenters"), || async {
-        let leader = leader_of(nodes, channel).await;
-        let l = node(nodes, leader);
-        metric(l, &size).await == Some(n as f64) && metric(l, &active).await == Some(n as f64)
-    })
-    .await;
-}
-
 /// Applies a consenter edit (read from and waited for on node `via`); returns the config block
 /// that carries it.
 async fn update_consenters(
@@ -85,13 +63,6 @@ async fn update_consenters(
     })
     .await;
     last_config_block(node(nodes, via), ch).await
-}
-
-/// Consenter IDs and next ID in the consenter metadata of `block`.
-fn consenter_ids(block: &Block) -> (Vec<u64>, u64) {
-    let raw = ordo_ledger::block::consenter_metadata(block).unwrap();
-    let md = ordo_proto::etcdraft::BlockMetadata::decode(raw).unwrap();
-    (md.consenter_ids, md.next_consenter_id)
 }
 
 /// Stops the load, waits until every node has the same height, and checks that they hold the
@@ -395,16 +366,6 @@ async fn an_orderer_evicted_while_offline_notices_it_and_rejoins_under_its_new_r
     assert!(!ids.contains(&4));
 }
 
-/// The expiry a node reports for its certificate `cert` (general_tls, cluster_server, ...), in
-/// seconds from now.
-async fn tls_expiry(n: &OrdoProcess, cert: &str) -> Option<f64> {
-    metric(
-        n,
-        &format!("ordo_cert_expiry_seconds{{cert=\"{cert}\",channel=\"\",endpoint=\"\"}}"),
-    )
-    .await
-}
-
 /// Days the certificates [`rotate_certificate`] issues are valid for.
 const ROTATED_DAYS: i64 = 30;
 
@@ -450,16 +411,6 @@ async fn rotate_certificate(
     .await;
     wait_active(nodes, ch, 3).await;
     (new, block)
-}
-
-/// Replaces a node's TLS key and certificate files as an operator would (each file written
-/// aside and renamed into place).
-fn install_tls(dir: &Path, cert: &str, key: &str) {
-    for (name, content) in [("server.key", key), ("server.crt", cert)] {
-        let tmp = dir.join(format!("{name}.new"));
-        std::fs::write(&tmp, content).unwrap();
-        std::fs::rename(&tmp, dir.join(name)).unwrap();
-    }
 }
 
 /// config_test.go "the orderer certificates are all rotated / is possible to rotate

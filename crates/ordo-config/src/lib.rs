@@ -13,6 +13,8 @@
 //!   a CONFIG envelope before it is written;
 //! - [`etcdraft`]: Raft options and consenter validation, and the consenter-set changes an
 //!   update makes;
+//! - [`consenters`]: one consenter edit (add, remove, rotate) of a config, the quorum rule
+//!   checked before submitting it, and the admin-signed CONFIG_UPDATE carrying it;
 //! - [`duration`]: Go's `time.ParseDuration`, which Fabric uses for every duration it stores.
 //!
 //! This crate never touches the network or a ledger; the only files it reads are the ones
@@ -20,6 +22,7 @@
 
 pub mod channel;
 pub mod configtx;
+pub mod consenters;
 pub mod duration;
 pub mod envelope;
 mod error;

@@ -185,6 +185,27 @@ pub fn write_cluster_node_config_own_tls(dir: &Path, n: u32, consensus: &str) ->
     )
 }
 
+/// As [`write_cluster_node_config_own_tls`], on general port `port` and cluster port
+/// `cluster_port` (for tests on channels of their own, away from the fixture channels' ports);
+/// `mutual_tls` requires client certificates on the general listener.
+pub fn write_node_config_own_tls_at(
+    dir: &Path,
+    n: u32,
+    mutual_tls: bool,
+    port: u16,
+    cluster_port: u16,
+    consensus: &str,
+) -> PathBuf {
+    let tls = dir.join("tls");
+    copy_fixture_tls(n, &tls);
+    let own = NodeTls {
+        general: Some(&tls),
+        cluster: Some(&tls),
+        shift: None,
+    };
+    node_yaml(dir, n, mutual_tls, port, Some(cluster_port), consensus, own)
+}
+
 /// A TLS certificate for orderer`n` (its names and 127.0.0.1) issued by the orderer
 /// organization's TLS CA with a new key, valid from `from` to `to` seconds from now: PEM
 /// certificate and key.
@@ -310,7 +331,11 @@ impl OrdoProcess {
     /// elsewhere may hold one for a moment: wait until both can be bound, and start again if
     /// the node still lost the race.
     pub async fn start_cluster_node(config: &Path, n: u32) -> OrdoProcess {
-        let ports = [37050 + n as u16, 37150 + n as u16];
+        Self::start_on_ports(config, [37050 + n as u16, 37150 + n as u16]).await
+    }
+
+    /// Starts a node whose config names the fixed `ports`, waiting until they can be bound.
+    pub async fn start_on_ports(config: &Path, ports: [u16; 2]) -> OrdoProcess {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let free = ports
@@ -591,20 +616,8 @@ pub fn admin_update(
     original: &ordo_proto::common::Config,
     updated: &ordo_proto::common::Config,
 ) -> Envelope {
-    let update = ordo_protolator::compute_update(channel, original, updated).unwrap();
     let admin = signer(ADMIN_MSP, "OrdererMSP");
-    let mut cue = ordo_proto::common::ConfigUpdateEnvelope {
-        config_update: update.encode_to_vec().into(),
-        signatures: vec![],
-    };
-    ordo_config::envelope::add_config_signature(&mut cue, &admin).unwrap();
-    create_signed_envelope(
-        HeaderType::ConfigUpdate,
-        channel,
-        &admin,
-        cue.encode_to_vec().into(),
-    )
-    .unwrap()
+    ordo_config::consenters::signed_config_update(channel, original, updated, &[&admin]).unwrap()
 }
 
 /// Hash chain, data hashes and every block's signatures against BlockValidation.
@@ -809,19 +822,7 @@ pub fn edit_consenters(
     config: &mut ordo_proto::common::Config,
     edit: impl FnOnce(&mut Vec<ordo_proto::etcdraft::Consenter>),
 ) {
-    let orderer = config
-        .channel_group
-        .as_mut()
-        .unwrap()
-        .groups
-        .get_mut("Orderer")
-        .unwrap();
-    let value = orderer.values.get_mut("ConsensusType").unwrap();
-    let mut ct = ordo_proto::orderer::ConsensusType::decode(value.value.clone()).unwrap();
-    let mut md = ordo_proto::etcdraft::ConfigMetadata::decode(ct.metadata.clone()).unwrap();
-    edit(&mut md.consenters);
-    ct.metadata = md.encode_to_vec().into();
-    value.value = ct.encode_to_vec().into();
+    ordo_config::consenters::edit_consenters(config, edit).unwrap();
 }
 
 /// A CONFIG_UPDATE of `channel` that edits the etcdraft consenters of the config in
@@ -891,5 +892,54 @@ pub async fn blocks_of_range(
         assert_eq!(status, Status::ServiceUnavailable as i32);
         assert!(tokio::time::Instant::now() < deadline, "no leader in time");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `consensusRelation` and `status` `node` reports for `channel`.
+pub async fn relation(node: &OrdoProcess, channel: &str) -> (String, String) {
+    let info = channel_info(node, channel).await.unwrap_or_default();
+    (
+        info["consensusRelation"].as_str().unwrap_or("").to_string(),
+        info["status"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Waits until the leader counts `n` consenters, all active (a config update that changes the
+/// membership is refused while a quorum of the new set is not active).
+pub async fn wait_active(nodes: &[Option<OrdoProcess>], channel: &str, n: usize) {
+    let size = format!("consensus_etcdraft_cluster_size{{channel=\"{channel}\"}}");
+    let active = format!("consensus_etcdraft_active_nodes{{channel=\"{channel}\"}}");
+    wait_for(&format!("{n} active consenters"), || async {
+        let leader = leader_of(nodes, channel).await;
+        let l = nodes[leader].as_ref().unwrap();
+        metric(l, &size).await == Some(n as f64) && metric(l, &active).await == Some(n as f64)
+    })
+    .await;
+}
+
+/// Consenter IDs and next ID in the consenter metadata of `block`.
+pub fn consenter_ids(block: &Block) -> (Vec<u64>, u64) {
+    let raw = ordo_ledger::block::consenter_metadata(block).unwrap();
+    let md = ordo_proto::etcdraft::BlockMetadata::decode(raw).unwrap();
+    (md.consenter_ids, md.next_consenter_id)
+}
+
+/// The expiry a node reports for its certificate `cert` (general_tls, cluster_server, ...), in
+/// seconds from now.
+pub async fn tls_expiry(n: &OrdoProcess, cert: &str) -> Option<f64> {
+    metric(
+        n,
+        &format!("ordo_cert_expiry_seconds{{cert=\"{cert}\",channel=\"\",endpoint=\"\"}}"),
+    )
+    .await
+}
+
+/// Replaces a node's TLS key and certificate files as an operator would (each file written
+/// aside and renamed into place).
+pub fn install_tls(dir: &Path, cert: &str, key: &str) {
+    for (name, content) in [("server.key", key), ("server.crt", cert)] {
+        let tmp = dir.join(format!("{name}.new"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
     }
 }
