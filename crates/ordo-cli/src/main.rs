@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench_cmd;
+mod ca_cmd;
 mod config_cmd;
 mod demo_cmd;
 mod demo_net;
@@ -27,6 +28,9 @@ enum Command {
     /// Load generator for any Fabric-compatible orderer (`ordo bench calibrate`: the machine's
     /// signature rates).
     Bench(bench_cmd::BenchArgs),
+    /// A Fabric-CA-compatible certificate authority (`start`) and its client.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
     /// Channel configuration tools: what configtxlator and configtxgen do, without Fabric.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(a) => bench_cmd::run_cmd(a),
+        Command::Ca(c) => ca_cmd::run(c),
         Command::Config(c) => config_cmd::run(c),
         Command::Node(c) => node_cmd::run(c),
         Command::Demo(a) => demo_cmd::run(a),
