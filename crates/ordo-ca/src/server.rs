@@ -167,10 +167,27 @@ impl Ctx {
         field(&self.json, name)
     }
 
-    fn str_field(&self, name: &str) -> String {
+    /// A string field; absent or null is empty. Any other type is a bad request, as Go's JSON
+    /// decoding into Fabric CA's typed request structs refuses it.
+    fn str_field(&self, name: &str) -> Result<String, CaError> {
         match self.field(name) {
-            Some(Value::String(s)) => s.clone(),
-            _ => String::new(),
+            Some(Value::String(s)) => Ok(s.clone()),
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(_) => Err(CaError::bad_request(
+                ErrorCode::BadReqBody,
+                format!("'{name}' must be a string"),
+            )),
+        }
+    }
+
+    fn bool_field(&self, name: &str) -> Result<bool, CaError> {
+        match self.field(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(CaError::bad_request(
+                ErrorCode::BadReqBody,
+                format!("'{name}' must be a boolean"),
+            )),
         }
     }
 
@@ -260,7 +277,8 @@ const REVOCATION_REASONS: [&str; 11] = [
     "aacompromise",
 ];
 
-/// RFC 3339 (`2006-01-02T15:04:05Z07:00`, optional fraction) to Unix seconds.
+/// RFC 3339 (`2006-01-02T15:04:05Z07:00`, optional fraction) to Unix seconds. Every slice is
+/// taken with `get`: the text comes from clients and may hold multi-byte characters anywhere.
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
@@ -269,20 +287,22 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
+    let mut rest = s.get(19..)?;
     if let Some(r) = rest.strip_prefix('.') {
         let n = r.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &r[n..];
+        rest = r.get(n..)?;
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 => {
-            let sign = match &rest[..1] {
+        _ if rest.len() == 6 && rest.get(3..4) == Some(":") => {
+            let sign = match rest.get(..1)? {
                 "+" => 1,
                 "-" => -1,
                 _ => return None,
             };
-            sign * (rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60)
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (oh * 3600 + om * 60)
         }
         _ => return None,
     };
@@ -385,7 +405,7 @@ impl CaServer {
     fn select_ca(&self, ctx: &Ctx) -> Result<Arc<Ca>, CaError> {
         let name = match ctx.query.get("ca") {
             Some(n) if !n.is_empty() => n.clone(),
-            _ => ctx.str_field("caname"),
+            _ => ctx.str_field("caname")?,
         };
         if name.is_empty() {
             return Ok(self.default_ca().clone());
@@ -497,20 +517,20 @@ impl CaServer {
     /// `register`, and `POST identities` (`add = true`: 201 with the identity's info).
     fn register(&self, ctx: &Ctx, ca: &Ca, add: bool) -> Result<Ok200, CaError> {
         let (registrar, _, _) = self.token_auth(ctx, ca)?;
-        let id = ctx.str_field("id");
+        let id = ctx.str_field("id")?;
         if id.is_empty() {
             return Err(CaError::bad_request(
                 ErrorCode::BadReqBody,
                 "Missing 'ID' in request to register a new identity",
             ));
         }
-        let mut affiliation = ctx.str_field("affiliation");
+        let mut affiliation = ctx.str_field("affiliation")?;
         if affiliation.is_empty() {
             affiliation = registrar.affiliation.clone();
         } else if affiliation == "." {
             affiliation.clear();
         }
-        let mut id_type = ctx.str_field("type");
+        let mut id_type = ctx.str_field("type")?;
         if id_type.is_empty() {
             id_type = registrar.id_type.clone();
         }
@@ -530,7 +550,7 @@ impl CaServer {
             ctx.int_field("max_enrollments")?,
             ca.settings.max_enrollments,
         )?;
-        let mut secret = ctx.str_field("secret");
+        let mut secret = ctx.str_field("secret")?;
         if secret.is_empty() {
             secret = attrs::random_secret()?;
         }
@@ -586,15 +606,15 @@ impl CaServer {
 
     fn revoke(&self, ctx: &Ctx, ca: &Ca) -> Result<Ok200, CaError> {
         let (caller, caller_serial, caller_aki) = self.token_auth(ctx, ca)?;
-        let name = ctx.str_field("id");
-        let serial = x::normalize_hex(&ctx.str_field("serial"));
-        let aki = x::normalize_hex(&ctx.str_field("aki"));
-        let reason_name = ctx.str_field("reason").to_lowercase();
+        let name = ctx.str_field("id")?;
+        let serial = x::normalize_hex(&ctx.str_field("serial")?);
+        let aki = x::normalize_hex(&ctx.str_field("aki")?);
+        let reason_name = ctx.str_field("reason")?.to_lowercase();
         let reason = REVOCATION_REASONS
             .iter()
             .position(|r| !r.is_empty() && *r == reason_name)
             .unwrap_or(0) as i64;
-        let gencrl = matches!(ctx.field("gencrl"), Some(Value::Bool(true)));
+        let gencrl = ctx.bool_field("gencrl")?;
         let now = x::now_secs() as i64;
         let check_revoker = |owner: &str| -> Result<(), CaError> {
             if caller.id != owner && !attrs::attribute_is_true(&caller, attrs::REVOKER) {
@@ -703,7 +723,7 @@ impl CaServer {
             )));
         }
         let time = |name: &str| -> Result<Option<i64>, CaError> {
-            let s = ctx.str_field(name);
+            let s = ctx.str_field(name)?;
             if s.is_empty() || s.starts_with("0001-01-01") {
                 return Ok(None);
             }
@@ -813,12 +833,12 @@ impl CaServer {
             )
         })?;
         attrs::can_manage(caller, &rec)?;
-        let new_type = ctx.str_field("type");
+        let new_type = ctx.str_field("type")?;
         if !new_type.is_empty() {
             attrs::can_act_on_type(caller, &new_type).map_err(CaError::Authorization)?;
             rec.id_type = new_type;
         }
-        let new_aff = ctx.str_field("affiliation");
+        let new_aff = ctx.str_field("affiliation")?;
         if !new_aff.is_empty() {
             let aff = if new_aff == "." {
                 String::new()
@@ -857,7 +877,7 @@ impl CaServer {
             -2 => rec.max_enrollments = 0,
             n => rec.max_enrollments = attrs::max_enrollments(n, ca.settings.max_enrollments)?,
         }
-        let secret = ctx.str_field("secret");
+        let secret = ctx.str_field("secret")?;
         if !secret.is_empty() {
             rec.secret_hash = attrs::hash_secret(&secret)?;
         }
@@ -898,7 +918,7 @@ impl CaServer {
             }
             (Endpoint::Affiliations, Method::POST) => {
                 require_affiliation_mgr(&caller)?;
-                let name = ctx.str_field("name");
+                let name = ctx.str_field("name")?;
                 if name.is_empty() || name.split('.').any(str::is_empty) {
                     return Err(CaError::bad_request(
                         ErrorCode::UpdateConfigAddAff,
@@ -913,8 +933,7 @@ impl CaServer {
                         "Affiliation already exists",
                     ));
                 }
-                let force = ctx.bool_query("force")?
-                    || matches!(ctx.field("force"), Some(Value::Bool(true)));
+                let force = ctx.bool_query("force")? || ctx.bool_field("force")?;
                 let parts: Vec<&str> = name.split('.').collect();
                 let parents: Vec<String> = (1..parts.len()).map(|i| parts[..i].join(".")).collect();
                 let missing: Vec<&String> = parents.iter().filter(|p| !all.contains(p)).collect();
@@ -1137,14 +1156,14 @@ fn handle_enroll(
             "Empty request body",
         ));
     }
-    let profile_name = ctx.str_field("profile");
+    let profile_name = ctx.str_field("profile")?;
     let profile = ca.profile(&profile_name).ok_or_else(|| {
         CaError::bad_request(
             ErrorCode::BadReqBody,
             format!("Invalid profile: '{profile_name}'"),
         )
     })?;
-    let csr_pem = ctx.str_field("certificate_request");
+    let csr_pem = ctx.str_field("certificate_request")?;
     if csr_pem.is_empty() {
         return Err(CaError::bad_request(ErrorCode::BadCsr, "CSR Decode failed"));
     }
@@ -1288,7 +1307,17 @@ async fn handle(State(srv): State<Arc<CaServer>>, req: Request) -> Response {
         Value::Null
     } else {
         match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => v,
+            // Every Fabric CA request body is a JSON object (or null).
+            Ok(v @ (Value::Object(_) | Value::Null)) => v,
+            Ok(_) => {
+                return error_response(
+                    &CaError::bad_request(
+                        ErrorCode::BadReqBody,
+                        "Invalid request body: not a JSON object",
+                    ),
+                    head,
+                );
+            }
             Err(e) => {
                 return error_response(
                     &CaError::bad_request(
@@ -1515,5 +1544,10 @@ mod tests {
             Some(1_709_204_400)
         );
         assert_eq!(parse_rfc3339("garbage"), None);
+        // Multi-byte characters where ASCII is expected are refused, not a panic.
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:0é+01:00"), None);
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00é1:00"), None);
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.9é"), None);
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00+0é:0"), None);
     }
 }
