@@ -28,6 +28,7 @@ pub enum ErrorCode {
     ModifyingIdentity = 58,
     UpdateConfigAddAff = 60,
     UpdateConfigRemoveAff = 61,
+    UpdateConfigModifyAff = 64,
     CertAlreadyRevoked = 66,
     AuthorizationFailure = 71,
     DupIdentityReg = 74,

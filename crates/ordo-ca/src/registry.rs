@@ -140,6 +140,24 @@ pub trait Registry: Send + Sync {
     fn add_affiliation(&self, name: &str) -> Result<bool, RegistryError>;
     /// Removes an affiliation and its sub-affiliations.
     fn remove_affiliation(&self, name: &str) -> Result<Vec<String>, RegistryError>;
+    /// Renames an affiliation and its sub-affiliations, moving the identities under them (their
+    /// affiliation and `hf.Affiliation`) in the same transaction. Returns the new names and the
+    /// identities moved.
+    fn rename_affiliation(
+        &self,
+        old: &str,
+        new: &str,
+    ) -> Result<(Vec<String>, Vec<IdentityRecord>), RegistryError>;
+}
+
+/// `name` with the prefix `old` (a whole affiliation path element) replaced by `new`.
+fn moved(name: &str, old: &str, new: &str) -> Option<String> {
+    if name == old {
+        Some(new.to_string())
+    } else {
+        name.strip_prefix(&format!("{old}."))
+            .map(|rest| format!("{new}.{rest}"))
+    }
 }
 
 /// The SQLite database shared by the CAs of one server.
@@ -524,6 +542,57 @@ impl Registry for SqliteRegistry {
             )?;
             tx.commit()?;
             Ok(removed)
+        })
+    }
+
+    fn rename_affiliation(
+        &self,
+        old: &str,
+        new: &str,
+    ) -> Result<(Vec<String>, Vec<IdentityRecord>), RegistryError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let affs = {
+                let mut st = tx.prepare("SELECT name FROM affiliations WHERE ca = ?1")?;
+                st.query_map(params![self.ca], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let mut renamed = Vec::new();
+            for a in &affs {
+                if let Some(n) = moved(a, old, new) {
+                    tx.execute(
+                        "UPDATE affiliations SET name = ?3 WHERE ca = ?1 AND name = ?2",
+                        params![self.ca, a, n],
+                    )?;
+                    renamed.push(n);
+                }
+            }
+            let ids = {
+                let mut st = tx.prepare(&format!(
+                    "SELECT {IDENTITY_COLS} FROM identities WHERE ca = ?1"
+                ))?;
+                st.query_map(params![self.ca], identity_row)?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let mut moved_ids = Vec::new();
+            for row in ids {
+                let mut rec = with_attrs(row)?;
+                let Some(aff) = moved(&rec.affiliation, old, new) else {
+                    continue;
+                };
+                rec.affiliation = aff.clone();
+                for a in rec.attrs.iter_mut().filter(|a| a.name == "hf.Affiliation") {
+                    a.value = aff.clone();
+                }
+                tx.execute(
+                    "UPDATE identities SET affiliation = ?3, attrs = ?4 WHERE ca = ?1 AND id = ?2",
+                    params![self.ca, rec.id, rec.affiliation, attrs_json(&rec)?],
+                )?;
+                moved_ids.push(rec);
+            }
+            tx.commit()?;
+            renamed.sort();
+            Ok((renamed, moved_ids))
         })
     }
 }

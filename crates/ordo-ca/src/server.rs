@@ -1003,11 +1003,63 @@ impl CaServer {
                 tree["caname"] = json!(ca.name());
                 ok(200, tree)
             }
-            (Endpoint::Affiliation, Method::PUT) => Err(CaError::http(
-                501,
-                ErrorCode::UpdateConfigAddAff,
-                "Renaming affiliations is not implemented",
-            )),
+            (Endpoint::Affiliation, Method::PUT) => {
+                require_affiliation_mgr(&caller)?;
+                let old = ctx.var.clone().unwrap_or_default();
+                let new = ctx.str_field("name")?;
+                if new.is_empty() || new.split('.').any(str::is_empty) {
+                    return Err(CaError::bad_request(
+                        ErrorCode::UpdateConfigModifyAff,
+                        format!("invalid affiliation name '{new}'"),
+                    ));
+                }
+                attrs::contains_affiliation(&caller, &old).map_err(CaError::Authorization)?;
+                attrs::contains_affiliation(&caller, &new).map_err(CaError::Authorization)?;
+                if !all.contains(&old) {
+                    return Err(CaError::http(
+                        404,
+                        ErrorCode::GettingAffiliation,
+                        format!("Failed getting affiliation '{old}'"),
+                    ));
+                }
+                if all.contains(&new) {
+                    return Err(CaError::http(
+                        409,
+                        ErrorCode::UpdateConfigModifyAff,
+                        format!("Affiliation '{new}' already exists"),
+                    ));
+                }
+                let affected: Vec<String> = ca
+                    .registry
+                    .list_identities()?
+                    .into_iter()
+                    .filter(|i| !i.affiliation.is_empty() && under(&old, &i.affiliation))
+                    .map(|i| i.id)
+                    .collect();
+                if !affected.is_empty() {
+                    if caller.attr(attrs::ROLES).unwrap_or("").is_empty() {
+                        return Err(CaError::Authorization(
+                            "Modifying affiliation affects identities, but caller is not a registrar".into(),
+                        ));
+                    }
+                    if !(ctx.bool_query("force")? || ctx.bool_field("force")?) {
+                        return Err(CaError::bad_request(
+                            ErrorCode::UpdateConfigModifyAff,
+                            format!(
+                                "The request to modify affiliation '{old}' has the following identities associated: {}. Need to use 'force' to modify identities and affiliation",
+                                affected.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                let (renamed, moved) = ca.registry.rename_affiliation(&old, &new)?;
+                let mut tree = affiliation_tree(&new, &renamed);
+                if !moved.is_empty() {
+                    tree["identities"] = Value::Array(moved.iter().map(identity_info).collect());
+                }
+                tree["caname"] = json!(ca.name());
+                ok(200, tree)
+            }
             _ => Err(method_not_allowed(&ctx.method)),
         }
     }

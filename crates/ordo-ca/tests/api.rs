@@ -919,3 +919,80 @@ async fn junk_input_gets_a_fabric_error_and_writes_nothing() {
     assert_eq!(affs["affiliations"].as_array().unwrap().len(), 2);
     h.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_an_affiliation_moves_its_identities() {
+    let home = tempfile::tempdir().unwrap();
+    let h = Harness::start(&config(home.path())).await;
+    let ca = h.client("ca");
+    let admin = h.admin().await;
+    let secret = ca
+        .register(
+            &admin,
+            &RegistrationRequest {
+                id: "peer1".into(),
+                id_type: "peer".into(),
+                affiliation: "org1.department1".into(),
+                ..RegistrationRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Identities are affected: force is required.
+    let body = json!({"name": "orgA"});
+    let e = ca
+        .call_as(&admin, "PUT", "affiliations/org1", Some(body.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(server_error(e), (400, 64));
+    let e = ca
+        .call_as(
+            &admin,
+            "PUT",
+            "affiliations/org1",
+            Some(json!({"name": "org2"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(server_error(e), (409, 64));
+    let r = ca
+        .call_as(&admin, "PUT", "affiliations/org1?force=true", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(r["name"], "orgA");
+    assert_eq!(r["affiliations"][0]["name"], "orgA.department1");
+    assert_eq!(r["identities"][0]["id"], "peer1");
+    let p = ca
+        .call_as(&admin, "GET", "identities/peer1?ca=ca", None)
+        .await
+        .unwrap();
+    assert_eq!(p["affiliation"], "orgA.department1");
+    let aff_attr = p["attrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "hf.Affiliation")
+        .unwrap()
+        .clone();
+    assert_eq!(aff_attr["value"], "orgA.department1");
+    let e = ca
+        .call_as(&admin, "GET", "affiliations/org1?ca=ca", None)
+        .await
+        .unwrap_err();
+    assert_eq!(server_error(e), (404, 16));
+    // Its next certificate carries the new path.
+    let enr = ca
+        .enroll("peer1", &secret, &EnrollOptions::default())
+        .await
+        .unwrap();
+    let der = cert_der(&enr.cert_pem);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    let mut ous: Vec<String> = cert
+        .subject()
+        .iter_organizational_unit()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    ous.sort();
+    assert_eq!(ous, vec!["department1", "orgA", "peer"]);
+    h.server.stop().await;
+}
