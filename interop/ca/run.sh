@@ -26,7 +26,7 @@ CA_PID=""
 cleanup() {
   local rc=$?
   if [ -n "$CA_PID" ] && kill -0 "$CA_PID" 2>/dev/null; then
-    kill -INT "$CA_PID" 2>/dev/null || true
+    kill -TERM "$CA_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$CA_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$CA_PID" 2>/dev/null || true
     wait "$CA_PID" 2>/dev/null || true

@@ -423,8 +423,24 @@ fn start(
         let scheme = if cfg.tls.enabled { "https" } else { "http" };
         // One line that scripts and tests wait for.
         println!("ordo ca started: {scheme}://{}", server.addr);
-        tokio::signal::ctrl_c().await.ok();
+        shutdown_signal().await;
         server.stop().await;
         Ok(())
     })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
