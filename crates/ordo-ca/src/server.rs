@@ -1416,8 +1416,8 @@ async fn handle(State(srv): State<Arc<CaServer>>, req: Request) -> Response {
     }
 }
 
-/// A server started by [`start`]: its address, the PEM of the CA its TLS certificate chains
-/// to, and a handle to stop it.
+/// A server started by [`start`]: its address, the PEM of the CA its generated TLS certificate
+/// chains to (`None` without TLS or with a configured certificate), and a handle to stop it.
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub tls_ca_pem: Option<String>,
@@ -1446,14 +1446,14 @@ impl RunningServer {
 fn tls_config(
     cfg: &ServerConfig,
     srv: &CaServer,
-) -> Result<(rustls::ServerConfig, String), CaError> {
+) -> Result<(rustls::ServerConfig, Option<String>), CaError> {
     let (cert_pem, key_pem, ca_pem) = if !cfg.tls.certfile.is_empty() {
         let read = |p: &str| {
             std::fs::read_to_string(cfg.resolve(p))
                 .map_err(|e| CaError::Internal(format!("{p}: {e}")))
         };
-        let cert = read(&cfg.tls.certfile)?;
-        (cert.clone(), read(&cfg.tls.keyfile)?, cert)
+        // The issuer of a configured certificate is not known here.
+        (read(&cfg.tls.certfile)?, read(&cfg.tls.keyfile)?, None)
     } else {
         let cert_path = cfg.home.join("tls-cert.pem");
         let key_path = cfg.home.join("tls-key.pem");
@@ -1476,7 +1476,7 @@ fn tls_config(
                 (c, k)
             }
         };
-        (c, k, ca.cert_pem().to_string())
+        (c, k, Some(ca.cert_pem().to_string()))
     };
     let certs = ordo_crypto::x509::pem_blocks(cert_pem.as_bytes())
         .map_err(|e| CaError::Internal(e.to_string()))?
@@ -1510,7 +1510,7 @@ pub async fn start(
     let srv = Arc::new(srv);
     let (tls, tls_ca_pem) = if cfg.tls.enabled {
         let (c, ca) = tls_config(cfg, &srv)?;
-        (Some(tokio_rustls::TlsAcceptor::from(Arc::new(c))), Some(ca))
+        (Some(tokio_rustls::TlsAcceptor::from(Arc::new(c))), ca)
     } else {
         (None, None)
     };

@@ -996,3 +996,69 @@ async fn renaming_an_affiliation_moves_its_identities() {
     assert_eq!(ous, vec!["department1", "orgA", "peer"]);
     h.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_enrollment_limit_and_expiry_clamp() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cfg = config(home.path());
+    // The CA allows two enrollments per identity, and its root outlives no certificate.
+    cfg.registry.maxenrollments = 2;
+    cfg.csr.ca.expiry = "100h".into();
+    let h = Harness::start(&cfg).await;
+    let ca = h.client("ca");
+    // The bootstrap admin is registered with -1: the CA's 2 applies.
+    let admin = h.admin().await;
+    ca.enroll("admin", "adminpw", &EnrollOptions::default())
+        .await
+        .unwrap();
+    let e = ca
+        .enroll("admin", "adminpw", &EnrollOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(server_error(e), (401, 20));
+    // Registration: unlimited and above the CA's limit are refused, 0 means the CA's limit.
+    let reg = |max: i64| RegistrationRequest {
+        id: format!("u{}", max + 10),
+        id_type: "client".into(),
+        max_enrollments: max,
+        ..RegistrationRequest::default()
+    };
+    assert_eq!(
+        server_error(ca.register(&admin, &reg(-1)).await.unwrap_err()),
+        (400, 82)
+    );
+    assert_eq!(
+        server_error(ca.register(&admin, &reg(3)).await.unwrap_err()),
+        (400, 82)
+    );
+    ca.register(&admin, &reg(0)).await.unwrap();
+    let u = ca
+        .call_as(&admin, "GET", "identities/u10", None)
+        .await
+        .unwrap();
+    assert_eq!(u["max_enrollments"], 2);
+
+    // Certificates never outlive the CA: the default profile's 8760h is cut to the root's 100h.
+    let der = cert_der(&admin.cert_pem);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    let root_der = cert_der(&admin.chain_pem);
+    let (_, root) = X509Certificate::from_der(&root_der).unwrap();
+    assert_eq!(cert.validity().not_after, root.validity().not_after);
+    assert!(cert.validity().not_before >= root.validity().not_before);
+    h.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_with_enrollment_disabled_refuses_enroll() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cfg = config(home.path());
+    cfg.registry.maxenrollments = 0;
+    let h = Harness::start(&cfg).await;
+    let e = h
+        .client("ca")
+        .enroll("admin", "adminpw", &EnrollOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(server_error(e), (401, 20));
+    h.server.stop().await;
+}
