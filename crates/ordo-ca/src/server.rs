@@ -1426,6 +1426,15 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
 impl RunningServer {
     /// Stops accepting connections and waits for the accept loop to end.
     pub async fn stop(mut self) {

@@ -1062,3 +1062,49 @@ async fn a_ca_with_enrollment_disabled_refuses_enroll() {
     assert_eq!(server_error(e), (401, 20));
     h.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_key_and_root_load_from_configured_files() {
+    let first = tempfile::tempdir().unwrap();
+    let h = Harness::start(&config(first.path())).await;
+    let (_, chain) = h.client("ca").cainfo().await.unwrap();
+    h.server.stop().await;
+
+    // Another home, another database: the same CA from its files.
+    let second = tempfile::tempdir().unwrap();
+    let mut cfg = config(second.path());
+    let ca_dir = first.path().join("ca");
+    cfg.cas = vec![ordo_ca::config::CaEntry {
+        name: "ca".into(),
+        certfile: ca_dir.join("ca-cert.pem").display().to_string(),
+        keyfile: ca_dir.join("ca-key.pem").display().to_string(),
+        cn: String::new(),
+    }];
+    let h = Harness::start(&cfg).await;
+    let ca = h.client("ca");
+    assert_eq!(ca.cainfo().await.unwrap().1, chain);
+    // Only the configured CA is served.
+    let e = h.client("tlsca").cainfo().await.unwrap_err();
+    assert_eq!(server_error(e), (404, 19));
+    // Certificates chain to the loaded root; a CN beyond 64 characters is refused (code 80).
+    let admin = h.admin().await;
+    let der = cert_der(&admin.cert_pem);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    let root_der = cert_der(&chain);
+    let (_, root) = X509Certificate::from_der(&root_der).unwrap();
+    cert.verify_signature(Some(root.public_key())).unwrap();
+    let long = "x".repeat(65);
+    h.register(&admin, &long, "client", "longpw", 0).await;
+    let e = ca
+        .enroll(&long, "longpw", &EnrollOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(server_error(e), (400, 80));
+    h.server.stop().await;
+
+    // A key that is not the certificate's is refused at start.
+    let mut bad = cfg.clone();
+    bad.cas[0].keyfile = first.path().join("tlsca/ca-key.pem").display().to_string();
+    let err = ordo_ca::start(&bad, None).await.unwrap_err();
+    assert!(err.to_string().contains("does not hold the key"), "{err}");
+}
