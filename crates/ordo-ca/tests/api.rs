@@ -1108,3 +1108,84 @@ async fn ca_key_and_root_load_from_configured_files() {
     let err = ordo_ca::start(&bad, None).await.unwrap_err();
     assert!(err.to_string().contains("does not hold the key"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sans_come_from_the_csr_unless_hosts_is_present() {
+    let home = tempfile::tempdir().unwrap();
+    let h = Harness::start(&config(home.path())).await;
+    let ca = h.client("ca");
+    let admin = h.admin().await;
+    h.register(&admin, "node", "peer", "nodepw", 0).await;
+    let (key, _) = ordo_ca::ca::generate_key().unwrap();
+    let csr = ordo_ca::client::csr_pem(&key, "node", &["csr.example.com".into()]).unwrap();
+    let sans_of = |pem: &str| -> Vec<String> {
+        let der = cert_der(pem);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        cert.subject_alternative_name()
+            .unwrap()
+            .map(|s| {
+                s.value
+                    .general_names
+                    .iter()
+                    .map(|n| format!("{n}"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut issued = Vec::new();
+    for body in [
+        json!({"certificate_request": csr}),
+        json!({"certificate_request": csr, "hosts": []}),
+        json!({"certificate_request": csr, "hosts": ["req.example.com", "10.0.0.1"]}),
+    ] {
+        let r = ca
+            .raw(
+                "POST",
+                "/api/v1/enroll",
+                body.to_string().into_bytes(),
+                Some(basic_header("node", "nodepw")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201);
+        let b64 = r.json().unwrap()["result"]["Cert"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        issued.push(sans_of(
+            &String::from_utf8(B64.decode(b64).unwrap()).unwrap(),
+        ));
+    }
+    assert_eq!(issued[0], vec!["DNSName(csr.example.com)"]);
+    assert!(issued[1].is_empty(), "{:?}", issued[1]);
+    assert_eq!(
+        issued[2],
+        vec!["DNSName(req.example.com)", "IPAddress(0a:00:00:01)"]
+    );
+    h.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_when_tls_is_off() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cfg = config(home.path());
+    cfg.tls.enabled = false;
+    let server = ordo_ca::start(
+        &cfg,
+        Some(ordo_ca::config::BootstrapIdentity::from_flag("admin:adminpw").unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(server.tls_ca_pem.is_none());
+    let c = ordo_ca::CaClient::new(
+        &format!("http://127.0.0.1:{}", server.addr.port()),
+        &[],
+        "tlsca",
+    )
+    .unwrap();
+    assert_eq!(c.cainfo().await.unwrap().0, "tlsca");
+    c.enroll("admin", "adminpw", &EnrollOptions::default())
+        .await
+        .unwrap();
+    server.stop().await;
+}
