@@ -21,8 +21,11 @@
 //! - the client ([`client`]): enroll, reenroll, register, revoke, gencrl, and writing Fabric's
 //!   MSP folder layout, including an organization's MSP definition built from the two CAs.
 //!
-//! It knows nothing of channels or ordering; the only contract with the rest of Ordo is the MSP
-//! folder layout it writes.
+//! It must not reach into orderer internals: it knows nothing of channels or ordering, and the
+//! only contract with the rest of Ordo is the MSP folder layout it writes (read by `ordo-msp`).
+//!
+//! Bounds: request bodies (`max_body_bytes`, 1 MiB by default); registry writes are serialised
+//! by one SQLite connection, so an enrollment limit holds under concurrent requests.
 
 pub mod attrs;
 pub mod auth;
