@@ -100,6 +100,8 @@ pub struct CaSettings {
     pub crl_expiry: Duration,
     pub allow_remove_identities: bool,
     pub allow_remove_affiliations: bool,
+    /// 0: wrong secrets are not counted.
+    pub password_attempts: i64,
 }
 
 /// What to issue: the caller-side facts Fabric CA fills the certificate with.
@@ -264,6 +266,7 @@ impl Ca {
                 crl_expiry: parse_duration(&cfg.crl.expiry)?,
                 allow_remove_identities: cfg.cfg.identities.allowremove,
                 allow_remove_affiliations: cfg.cfg.affiliations.allowremove,
+                password_attempts: cfg.cfg.identities.passwordattempts,
             },
             registry,
         })

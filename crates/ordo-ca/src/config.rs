@@ -335,14 +335,28 @@ impl Default for CrlConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct CfgConfig {
-    pub identities: AllowRemove,
+    pub identities: IdentitiesCfg,
     pub affiliations: AllowRemove,
+}
+
+/// `cfg.identities`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct IdentitiesCfg {
+    pub allowremove: bool,
+    /// Wrong secrets after which an identity is locked out of enroll (Fabric CA's
+    /// `passwordattempts`). 0, the default here, disables the count: Fabric CA defaults to 10,
+    /// but counting writes to the registry on every wrong secret.
+    pub passwordattempts: i64,
 }
 
 impl Default for CfgConfig {
     fn default() -> Self {
         CfgConfig {
-            identities: AllowRemove { allowremove: true },
+            identities: IdentitiesCfg {
+                allowremove: true,
+                passwordattempts: 0,
+            },
             affiliations: AllowRemove { allowremove: true },
         }
     }

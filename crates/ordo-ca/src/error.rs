@@ -31,6 +31,7 @@ pub enum ErrorCode {
     UpdateConfigModifyAff = 64,
     CertAlreadyRevoked = 66,
     AuthorizationFailure = 71,
+    PasswordAttempts = 73,
     DupIdentityReg = 74,
     CnInvalidEnroll = 77,
     InputValidCsr = 80,

@@ -107,6 +107,10 @@ pub trait Registry: Send + Sync {
     /// Replaces type, affiliation, attributes, max enrollments, secret and state.
     fn update_identity(&self, rec: &IdentityRecord) -> Result<(), RegistryError>;
     fn delete_identity(&self, id: &str) -> Result<(), RegistryError>;
+    /// Wrong secrets given for `id` since its last successful login.
+    fn failed_logins(&self, id: &str) -> Result<i64, RegistryError>;
+    /// Counts one more wrong secret (`reset`: back to zero after a good one).
+    fn record_login(&self, id: &str, reset: bool) -> Result<(), RegistryError>;
 
     /// Records an issued certificate; when `count` (a Basic-auth enrollment), atomically checks
     /// the identity's remaining enrollments against `max` (−1 = unlimited) and increments its
@@ -188,6 +192,7 @@ impl SqliteDb {
                 ca TEXT NOT NULL, id TEXT NOT NULL, secret_hash TEXT NOT NULL,
                 type TEXT NOT NULL, affiliation TEXT NOT NULL, attrs TEXT NOT NULL,
                 max_enrollments INTEGER NOT NULL, state INTEGER NOT NULL,
+                incorrect_password_attempts INTEGER NOT NULL DEFAULT 0,
                 PRIMARY KEY (ca, id));
              CREATE TABLE IF NOT EXISTS certificates (
                 ca TEXT NOT NULL, serial TEXT NOT NULL, aki TEXT NOT NULL, id TEXT NOT NULL,
@@ -348,6 +353,32 @@ impl Registry for SqliteRegistry {
             if n == 0 {
                 return Err(RegistryError::NotFound(id.to_string()));
             }
+            Ok(())
+        })
+    }
+
+    fn failed_logins(&self, id: &str) -> Result<i64, RegistryError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT incorrect_password_attempts FROM identities WHERE ca = ?1 AND id = ?2",
+                params![self.ca, id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+        })
+    }
+
+    fn record_login(&self, id: &str, reset: bool) -> Result<(), RegistryError> {
+        let sql = if reset {
+            "UPDATE identities SET incorrect_password_attempts = 0
+             WHERE ca = ?1 AND id = ?2 AND incorrect_password_attempts != 0"
+        } else {
+            "UPDATE identities SET incorrect_password_attempts = incorrect_password_attempts + 1
+             WHERE ca = ?1 AND id = ?2"
+        };
+        self.with(|c| {
+            c.execute(sql, params![self.ca, id])?;
             Ok(())
         })
     }

@@ -490,10 +490,30 @@ impl CaServer {
             .registry
             .get_identity(&id)?
             .ok_or_else(|| CaError::Authentication(format!("Failed to get user: {id}")))?;
+        let allowed = ca.settings.password_attempts;
+        if allowed > 0 {
+            let attempts = ca.registry.failed_logins(&id)?;
+            if attempts >= allowed {
+                // Fabric CA sends this one with its own code, not the generic 20.
+                return Err(CaError::http(
+                    401,
+                    ErrorCode::PasswordAttempts,
+                    format!(
+                        "Incorrect password entered {attempts} times, max incorrect password limit of {allowed} reached"
+                    ),
+                ));
+            }
+        }
         if !attrs::verify_secret(&secret, &user.secret_hash) {
+            if allowed > 0 {
+                ca.registry.record_login(&id, false)?;
+            }
             return Err(CaError::Authentication(format!(
                 "Login failure: password mismatch for {id}"
             )));
+        }
+        if allowed > 0 {
+            ca.registry.record_login(&id, true)?;
         }
         if user.max_enrollments == 0 {
             return Err(CaError::Authentication(format!(
@@ -882,6 +902,10 @@ impl CaServer {
             rec.secret_hash = attrs::hash_secret(&secret)?;
         }
         ca.registry.update_identity(&rec)?;
+        if !secret.is_empty() {
+            // A new secret unlocks an identity locked by wrong secrets.
+            ca.registry.record_login(id, true)?;
+        }
         let mut info = identity_info(&rec);
         if !secret.is_empty() {
             info["secret"] = json!(secret);

@@ -1189,3 +1189,49 @@ async fn plain_http_when_tls_is_off() {
         .unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_attempts_lock_an_identity_when_configured() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cfg = config(home.path());
+    cfg.cfg.identities.passwordattempts = 2;
+    let h = Harness::start(&cfg).await;
+    let ca = h.client("ca");
+    let admin = h.admin().await;
+    h.register(&admin, "locked", "client", "pw", 0).await;
+    h.register(&admin, "careful", "client", "pw", 0).await;
+    let enroll = |id: &'static str, secret: &'static str| {
+        let ca = ca.clone();
+        async move { ca.enroll(id, secret, &EnrollOptions::default()).await }
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            server_error(enroll("locked", "bad").await.unwrap_err()),
+            (401, 20)
+        );
+    }
+    // The limit is reached: even the right secret is refused, with Fabric CA's code 73.
+    assert_eq!(
+        server_error(enroll("locked", "pw").await.unwrap_err()),
+        (401, 73)
+    );
+    // A registrar setting a new secret unlocks it.
+    ca.call_as(
+        &admin,
+        "PUT",
+        "identities/locked",
+        Some(json!({"secret": "pw2"})),
+    )
+    .await
+    .unwrap();
+    enroll("locked", "pw2").await.unwrap();
+    // A good secret in between resets the count.
+    for _ in 0..3 {
+        assert_eq!(
+            server_error(enroll("careful", "bad").await.unwrap_err()).1,
+            20
+        );
+        enroll("careful", "pw").await.unwrap();
+    }
+    h.server.stop().await;
+}
