@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub compatibility_mode_v1_3: bool,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client has to complete the TLS handshake (Go duration syntax).
+    pub tls_handshake_timeout: String,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +63,8 @@ impl Default for ServerConfig {
             cas: vec![CaEntry::named("ca"), CaEntry::named("tlsca")],
             compatibility_mode_v1_3: false,
             max_body_bytes: 1 << 20,
+            max_connections: 1024,
+            tls_handshake_timeout: "10s".into(),
         }
     }
 }
@@ -418,6 +424,10 @@ impl ServerConfig {
         }
         parse_duration(&self.csr.ca.expiry)?;
         parse_duration(&self.crl.expiry)?;
+        parse_duration(&self.tls_handshake_timeout)?;
+        if self.max_connections == 0 {
+            return Err(CaError::Internal("max_connections must be positive".into()));
+        }
         Ok(())
     }
 

@@ -24,8 +24,10 @@
 //! It must not reach into orderer internals: it knows nothing of channels or ordering, and the
 //! only contract with the rest of Ordo is the MSP folder layout it writes (read by `ordo-msp`).
 //!
-//! Bounds: request bodies (`max_body_bytes`, 1 MiB by default); registry writes are serialised
-//! by one SQLite connection, so an enrollment limit holds under concurrent requests.
+//! Bounds (named configuration values): request bodies (`max_body_bytes`, 1 MiB), connections
+//! served at once (`max_connections`, 1024), the TLS handshake (`tls_handshake_timeout`, 10s).
+//! Registry writes are serialised by one SQLite connection, so an enrollment limit holds under
+//! concurrent requests.
 
 pub mod attrs;
 pub mod auth;

@@ -1555,8 +1555,18 @@ pub async fn start(
         .map_err(|e| CaError::Internal(e.to_string()))?;
     let router = srv.clone().router();
     let (tx, mut rx) = oneshot::channel::<()>();
+    let handshake_timeout = crate::config::parse_duration(&cfg.tls_handshake_timeout)?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let task = tokio::spawn(async move {
         loop {
+            // A slot first: at the limit, connections wait in the kernel's backlog.
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = &mut rx => return,
+            };
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
                     Ok(c) => c,
@@ -1570,23 +1580,30 @@ pub async fn start(
             let router = router.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         router.clone().oneshot(req.map(Body::new))
                     });
                 let builder = Builder::new(TokioExecutor::new());
                 let res = match tls {
-                    Some(acceptor) => match acceptor.accept(tcp).await {
-                        Ok(stream) => {
-                            builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await
+                    Some(acceptor) => {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => {
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
                         }
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                    },
+                    }
                     None => builder.serve_connection(TokioIo::new(tcp), service).await,
                 };
                 if let Err(e) = res {

@@ -9,6 +9,7 @@ use common::{Harness, cert_der, config, error_of};
 use ordo_ca::auth::{basic_header, create_token};
 use ordo_ca::client::{ClientError, EnrollOptions, RegistrationRequest, RevocationRequest};
 use serde_json::{Value, json};
+use std::time::Duration;
 use x509_parser::prelude::*;
 
 fn server_error(e: ClientError) -> (u16, i64) {
@@ -1233,5 +1234,33 @@ async fn password_attempts_lock_an_identity_when_configured() {
         );
         enroll("careful", "pw").await.unwrap();
     }
+    h.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_dropped_and_holds_no_slot() {
+    use tokio::io::AsyncReadExt;
+    let home = tempfile::tempdir().unwrap();
+    let mut cfg = config(home.path());
+    cfg.tls_handshake_timeout = "1s".into();
+    cfg.max_connections = 1;
+    let h = Harness::start(&cfg).await;
+    // A client that connects and never starts TLS holds the only slot until the handshake
+    // timeout closes it; the real request waits for the slot, then succeeds.
+    let mut silent = tokio::net::TcpStream::connect(h.server.addr).await.unwrap();
+    let c = h.client("ca");
+    let request = tokio::spawn(async move { c.cainfo().await });
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(30), silent.read(&mut buf))
+        .await
+        .expect("the server closes a silent connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without data");
+    let (name, _) = tokio::time::timeout(Duration::from_secs(30), request)
+        .await
+        .expect("served once the slot is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(name, "ca");
     h.server.stop().await;
 }
