@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench_cmd;
+mod ca_cmd;
 mod channel_cmd;
 mod config_cmd;
 mod demo_cmd;
@@ -28,6 +29,9 @@ enum Command {
     /// Load generator for any Fabric-compatible orderer (`ordo bench calibrate`: the machine's
     /// signature rates).
     Bench(bench_cmd::BenchArgs),
+    /// A Fabric-CA-compatible certificate authority (`start`) and its client.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
     /// Channel administration: osnadmin's join/list/remove against an orderer's admin
     /// endpoint, and consenter changes by config update (add, remove, rotate certificates).
     #[command(subcommand)]
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(a) => bench_cmd::run_cmd(a),
+        Command::Ca(c) => ca_cmd::run(c),
         Command::Channel(c) => channel_cmd::run(c),
         Command::Config(c) => config_cmd::run(c),
         Command::Node(c) => node_cmd::run(c),
