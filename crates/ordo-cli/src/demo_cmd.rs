@@ -1,25 +1,35 @@
-//! `ordo demo`: a local Raft cluster (three orderers by default) on a freshly generated channel,
-//! fed by a small client through one orderer, with every block printed as another orderer's
-//! Deliver hands it out, and a final check that every orderer holds the same blocks — what Ordo
-//! does, in one command, with nothing installed but Ordo.
+//! `ordo demo`: the seed's ordering service, grown on this machine. Five orderers labelled with
+//! three regions (2/1/2) start; a freshly generated channel names only orderer1 as its consenter;
+//! a small client starts broadcasting through it; then orderer2…orderer5 are added one at a time,
+//! each by a config update signed by the orderer organization's admin and a join with the config
+//! block that adds it (it follows, then becomes a consenter), while a live status line per node
+//! shows its role, height and the leader it knows. Every block is printed as orderer1's Deliver
+//! hands it out, and at the end every orderer must hold the same blocks — what Ordo does, in one
+//! command, with nothing installed but Ordo.
 
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
+use ordo_config::consenters::{ConsenterEdit, consenters, edit_consenters, signed_config_update};
 use ordo_config::envelope::create_signed_envelope;
+use ordo_orderer::channel::{Relation, config_at_tip};
 use ordo_orderer::client::{ClientTls, HttpClient, grpc_channel};
 use ordo_orderer::localconfig::LocalConfig;
 use ordo_orderer::node::Node;
+use ordo_orderer::registrar::Registrar;
 use ordo_proto::common::{Envelope, HeaderType, Status};
 use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use ordo_proto::orderer::seek_info::{SeekBehavior, SeekErrorResponse};
 use ordo_proto::orderer::{SeekInfo, deliver_response};
 use prost::Message;
+use tonic::transport::Channel as GrpcChannel;
 
-use crate::demo_net::generate;
+use crate::demo_net::{DemoNet, generate};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -27,25 +37,135 @@ pub struct DemoArgs {
     /// folder, deleted at the end).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Stop after this many blocks (0: run until Ctrl-C).
+    /// Stop this many blocks after the last orderer became a consenter (0: run until Ctrl-C).
     #[arg(long, default_value_t = 10)]
     blocks: u64,
     /// Envelopes the client sends per second.
     #[arg(long, default_value_t = 20)]
     rate: u32,
-    /// Orderers in the cluster (all consenters of the channel).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    /// Orderers: the channel starts with orderer1 as its only consenter and the others are added
+    /// one at a time (5: the seed's 2/1/2 over three regions).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=9))]
     nodes: u32,
 }
 
+const REGIONS: [&str; 3] = ["us-east", "eu-central", "ap-south"];
+
+/// The region label of orderer `i` (0-based) of `n`: spread over three regions with the middle
+/// one smallest (5 → 2/1/2, so that losing any one region leaves a quorum).
+fn region(i: u32, n: u32) -> &'static str {
+    if n < 3 {
+        return REGIONS[i as usize];
+    }
+    let middle = (n / 3).max(1);
+    let first = (n - middle).div_ceil(2);
+    if i < first {
+        REGIONS[0]
+    } else if i < first + middle {
+        REGIONS[1]
+    } else {
+        REGIONS[2]
+    }
+}
+
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let spec = std::env::var("FABRIC_LOGGING_SPEC").unwrap_or_else(|_| "warn".to_string());
+    // Errors only: growing the cluster makes the nodes warn about what is expected then (a
+    // follower refusing Raft traffic until it becomes a consenter, a leader without a quorum
+    // for that moment).
+    let spec = std::env::var("FABRIC_LOGGING_SPEC").unwrap_or_else(|_| "error".to_string());
     ordo_orderer::logging::init(&spec, "").context("logging")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(demo(args))
+}
+
+/// The terminal: event lines scroll, and on a terminal the status lines stay under them,
+/// redrawn in place. Elsewhere (a pipe, a test) the status is printed at each step instead.
+struct Screen {
+    tty: bool,
+    status: Vec<String>,
+    drawn: usize,
+}
+
+impl Screen {
+    fn erase(&mut self) {
+        if self.drawn > 0 {
+            print!("\x1b[{}A\x1b[J", self.drawn);
+            self.drawn = 0;
+        }
+    }
+
+    fn draw(&mut self) {
+        for l in &self.status {
+            println!("{l}");
+        }
+        self.drawn = self.status.len();
+        let _ = std::io::stdout().flush();
+    }
+
+    fn event(&mut self, line: &str) {
+        if self.tty {
+            self.erase();
+            println!("{line}");
+            self.draw();
+        } else {
+            println!("{line}");
+        }
+    }
+
+    fn set_status(&mut self, lines: Vec<String>) {
+        self.status = lines;
+        if self.tty {
+            self.erase();
+            self.draw();
+        }
+    }
+
+    /// Prints the status as ordinary lines (off a terminal, where it is not kept on screen).
+    fn print_status(&mut self) {
+        if !self.tty {
+            for l in &self.status {
+                println!("{l}");
+            }
+        }
+    }
+}
+
+type SharedScreen = Arc<Mutex<Screen>>;
+
+fn event(screen: &SharedScreen, line: &str) {
+    screen.lock().unwrap_or_else(|p| p.into_inner()).event(line);
+}
+
+/// One status line per orderer: region, role in the channel, height, and the leader it knows.
+fn status_lines(registrars: &[Arc<Registrar>], n: u32, channel: &str) -> Vec<String> {
+    registrars
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let name = format!("orderer{}", i + 1);
+            let reg = region(i as u32, n);
+            let Some(ch) = r.get(channel) else {
+                return format!("  {name}  {reg:<10}  not joined");
+            };
+            let state = ch.state();
+            let role = match state.relation {
+                Relation::Follower { onboarding: true } => "onboarding",
+                Relation::Follower { onboarding: false } => "follower",
+                Relation::Consenter if state.status.is_leader => "LEADER",
+                Relation::Consenter => "consenter",
+            };
+            let leader = match state.status.leader {
+                0 => "—".to_string(),
+                // Orderers join in order and nobody leaves, so Raft ID k is orderer k.
+                id => format!("orderer{id}"),
+            };
+            let height = ch.ledger().height();
+            format!("  {name}  {reg:<10}  {role:<10}  height {height:>5}  leader {leader}")
+        })
+        .collect()
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -60,10 +180,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let material = generate(&dir, "demo", args.nodes).context("generating the demo network")?;
+    let n = args.nodes;
+    let material = generate(&dir, "demo", n, 1).context("generating the demo network")?;
     println!(
-        "Generated an orderer org with {} orderers, an application org and channel '{}' in {}",
-        args.nodes,
+        "Generated an orderer org with {n} orderers, an application org and channel '{}' (its genesis block names orderer1 as the only consenter) in {}",
         material.channel,
         dir.display()
     );
@@ -74,8 +194,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let node = Node::start(cfg).await?;
         let a = &node.addresses;
         println!(
-            "orderer{} started: gRPC {} (also Raft) · admin {} · operations http://{}",
+            "orderer{} [{}] started: gRPC {} (also Raft) · admin {} · operations http://{}",
             i + 1,
+            region(i as u32, n),
             a.general,
             a.admin,
             a.operations
@@ -86,8 +207,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let ca = std::fs::read(&material.tls_ca_cert)?;
     let admin_cert = std::fs::read(&material.admin_tls_cert)?;
     let admin_key = std::fs::read(&material.admin_tls_key)?;
-    for (i, node) in nodes.iter().enumerate() {
-        let admin = HttpClient {
+    let mut admins = Vec::new();
+    for node in &nodes {
+        admins.push(HttpClient {
             addr: node.addresses.admin,
             tls: Some(ClientTls::new(
                 std::slice::from_ref(&ca),
@@ -95,19 +217,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 "127.0.0.1",
                 &[b"http/1.1"],
             )?),
-        };
-        let joined = admin.join(&material.genesis_block).await?;
-        if joined.status != 201 {
-            bail!(
-                "orderer{} joining the channel: HTTP {}: {}",
-                i + 1,
-                joined.status,
-                String::from_utf8_lossy(&joined.body)
-            );
-        }
+        });
     }
+    join(&admins[0], 1, &material.genesis_block).await?;
     println!(
-        "Every orderer joined channel '{}' through the channel participation API (HTTP 201)",
+        "orderer1 joined channel '{}' through the channel participation API (HTTP 201)",
         material.channel
     );
     let channel_handle = nodes[0]
@@ -121,20 +235,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await
     .context("no Raft leader after 30 s")??;
-    println!(
-        "Raft leader elected (orderer{} of {})",
-        channel_handle.state().status.leader,
-        args.nodes
-    );
+    println!("Raft leader elected (orderer1 of 1)");
 
-    // The client talks to the last orderer (a follower forwards to the leader); blocks are read
-    // from the first.
     let a = nodes[0].addresses;
-    let through = nodes[nodes.len() - 1].addresses.general;
     let tls = ClientTls::new(std::slice::from_ref(&ca), None, "127.0.0.1", &[b"h2"])?;
-    let client = AtomicBroadcastClient::new(grpc_channel(a.general, Some(tls.clone())).await?);
-    let sender = AtomicBroadcastClient::new(grpc_channel(through, Some(tls)).await?);
-    let signer = std::sync::Arc::new(
+    let client = AtomicBroadcastClient::new(grpc_channel(a.general, Some(tls)).await?);
+    let signer = Arc::new(
         ordo_msp::local::load_signing_identity(&material.client_msp_dir, &material.client_msp_id)?
             .signer,
     );
@@ -162,7 +268,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let mut bc = sender.clone();
+    let screen: SharedScreen = Arc::new(Mutex::new(Screen {
+        tty: std::io::stdout().is_terminal(),
+        status: Vec::new(),
+        drawn: 0,
+    }));
+    let mut bc = client.clone();
+    let s = screen.clone();
     let broadcaster = tokio::spawn(async move {
         let stream = tokio_stream_from(rx);
         match bc.broadcast(stream).await {
@@ -170,15 +282,238 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 let mut answers = resp.into_inner();
                 while let Ok(Some(r)) = answers.message().await {
                     if r.status != Status::Success as i32 {
-                        eprintln!("broadcast answered {}: {}", r.status, r.info);
+                        event(&s, &format!("broadcast answered {}: {}", r.status, r.info));
                     }
                 }
             }
-            Err(e) => eprintln!("broadcast failed: {e}"),
+            Err(e) => event(&s, &format!("broadcast failed: {e}")),
         }
     });
 
     // Deliver: every block from the genesis block on, as a peer would receive them.
+    let (printed_tx, mut printed) = tokio::sync::watch::channel(None::<u64>);
+    let printer = tokio::spawn(print_blocks(
+        client.clone(),
+        material.channel.clone(),
+        signer.clone(),
+        screen.clone(),
+        printed_tx,
+    ));
+    // The live status, redrawn on a terminal.
+    let registrars: Vec<Arc<Registrar>> = nodes.iter().map(|n| n.registrar.clone()).collect();
+    let (s, r, ch) = (screen.clone(), registrars.clone(), material.channel.clone());
+    let status = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            every.tick().await;
+            let lines = status_lines(&r, n, &ch);
+            s.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_status(lines);
+        }
+    });
+
+    let grown = grow(&nodes, &admins, &material, client.clone(), &screen).await;
+    let mut outcome = grown.map(|()| ());
+    if outcome.is_ok() {
+        let last = channel_handle.ledger().height() - 1;
+        let target = if args.blocks == 0 {
+            u64::MAX
+        } else {
+            last + args.blocks
+        };
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        tokio::select! {
+            r = printed.wait_for(|p| p.is_some_and(|p| p >= target)) => {
+                if r.is_err() {
+                    outcome = Err(anyhow::anyhow!("the Deliver stream ended early"));
+                }
+            }
+            _ = &mut ctrl_c => {}
+        }
+    }
+    producer.abort();
+    broadcaster.abort();
+    printer.abort();
+    status.abort();
+    let _ = broadcaster.await;
+    let _ = printer.await;
+    let _ = status.await;
+    let last_printed = *printed.borrow();
+    {
+        let mut s = screen.lock().unwrap_or_else(|p| p.into_inner());
+        s.set_status(status_lines(&registrars, n, &material.channel));
+        s.erase();
+        s.tty = false;
+        s.print_status();
+    }
+    // Close the client's connections first so that the nodes' graceful stop has nothing to wait
+    // for.
+    drop(client);
+    if outcome.is_ok()
+        && let Some(last) = last_printed
+    {
+        outcome = same_blocks_everywhere(&nodes, &material.channel, last).await;
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+    if args.dir.is_some() {
+        println!("Data kept in {}", dir.display());
+    }
+    outcome
+}
+
+async fn join(admin: &HttpClient, n: usize, block: &[u8]) -> anyhow::Result<()> {
+    let joined = admin.join(block).await?;
+    if joined.status != 201 {
+        bail!(
+            "orderer{n} joining the channel: HTTP {}: {}",
+            joined.status,
+            String::from_utf8_lossy(&joined.body)
+        );
+    }
+    Ok(())
+}
+
+/// Adds orderer2…ordererN one at a time, as an operator does: a config update adding its
+/// consenter, signed by the orderer organization's admin and broadcast; once the config block is
+/// in orderer1's ledger, the new orderer joins with it (it follows until its ledger reaches that
+/// block, then runs Raft under the ID the block gives it); the next one is added once it is a
+/// consenter that knows the leader.
+async fn grow(
+    nodes: &[Node],
+    admins: &[HttpClient],
+    material: &DemoNet,
+    client: AtomicBroadcastClient<GrpcChannel>,
+    screen: &SharedScreen,
+) -> anyhow::Result<()> {
+    let admin =
+        ordo_msp::local::load_signing_identity(&material.admin_msp_dir, &material.orderer_msp_id)?
+            .signer;
+    let total = nodes.len() as u32;
+    let ch = &material.channel;
+    let first = nodes[0]
+        .registrar
+        .get(ch)
+        .context("orderer1 lost the channel")?;
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        let name = format!("orderer{}", i + 1);
+        let reg = region(i as u32, total);
+        // Fabric's quorum-loss check counts the consenters the leader sees active: adding one
+        // before the last one added is seen active is refused ("1 out of 3 nodes are alive").
+        wait_all_active(&nodes[..i], ch).await?;
+        let ledger = first.ledger();
+        let (cfg, before) = config_at_tip(ledger)?;
+        let original = cfg.config().clone();
+        let mut updated = original.clone();
+        let add = ConsenterEdit::Add(material.consenters[i].clone());
+        let (consenters, _) = add.apply(&consenters(&original)?)?;
+        edit_consenters(&mut updated, |cs| *cs = consenters)?;
+        let env = signed_config_update(ch, &original, &updated, &[&admin])?;
+        event(
+            screen,
+            &format!(
+                "Adding {name} [{reg}]: config update adding its consenter, signed by the {} admin",
+                material.orderer_msp_id
+            ),
+        );
+        let mut bc = client.clone();
+        let answer = bc
+            .broadcast(futures::stream::iter(vec![env]))
+            .await?
+            .into_inner()
+            .message()
+            .await?
+            .context("no answer to the config update")?;
+        if answer.status != Status::Success as i32 {
+            bail!(
+                "the config update adding {name} was refused: {} {}",
+                answer.status,
+                answer.info
+            );
+        }
+        let mut height = ledger.subscribe();
+        let block = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let (_, last) = config_at_tip(ledger)?;
+                if last > before {
+                    return anyhow::Ok(ledger.block(last)?);
+                }
+                height.changed().await?;
+            }
+        })
+        .await
+        .context("the config block did not come within 30 s")??;
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        join(&admins[i], i + 1, &block.encode_to_vec()).await?;
+        event(
+            screen,
+            &format!(
+                "  ordered in block {number}; {name} joined the channel with it and follows it"
+            ),
+        );
+        // Polled rather than watched: the follower's channel is replaced by a new one when it
+        // becomes a consenter.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let id = loop {
+            if let Some(s) = node.registrar.get(ch).map(|c| c.state()) {
+                if let Some(why) = s.halted {
+                    bail!("{name} stopped: {why}");
+                }
+                if s.relation == Relation::Consenter && s.status.leader != 0 {
+                    break s.status.id;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{name} did not become a consenter within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        event(
+            screen,
+            &format!(
+                "  {name} is a consenter (Raft ID {id}) — {} of {total} orderers",
+                i + 1
+            ),
+        );
+        let registrars: Vec<Arc<Registrar>> = nodes.iter().map(|n| n.registrar.clone()).collect();
+        let mut s = screen.lock().unwrap_or_else(|p| p.into_inner());
+        s.set_status(status_lines(&registrars, total, ch));
+        s.print_status();
+    }
+    Ok(())
+}
+
+/// Waits until the leader among `nodes` sees every consenter of the channel active.
+async fn wait_all_active(nodes: &[Node], ch: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let all_active = nodes
+            .iter()
+            .filter_map(|n| n.registrar.get(ch).map(|c| c.state().status))
+            .find(|s| s.is_leader)
+            .is_some_and(|s| s.active.len() >= s.cluster_size);
+        if all_active {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the leader did not see every consenter active within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Prints every block orderer1's Deliver hands out, checking that each links to the previous
+/// one; reports the last printed number.
+async fn print_blocks(
+    client: AtomicBroadcastClient<GrpcChannel>,
+    channel: String,
+    signer: Arc<ordo_msp::SigningIdentity>,
+    screen: SharedScreen,
+    printed: tokio::sync::watch::Sender<Option<u64>>,
+) -> anyhow::Result<()> {
     let seek = SeekInfo {
         start: Some(ordo_orderer::deliver::specified(0)),
         stop: Some(ordo_orderer::deliver::specified(u64::MAX)),
@@ -187,85 +522,54 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let seek_env = create_signed_envelope(
         HeaderType::DeliverSeekInfo,
-        &material.channel,
+        &channel,
         &signer,
         seek.encode_to_vec().into(),
     )?;
-    let mut dc = client.clone();
+    let mut dc = client;
     let mut blocks = dc
         .deliver(futures::stream::iter(vec![seek_env]))
         .await?
         .into_inner();
     let mut prev: Option<[u8; 32]> = None;
-    let mut last_printed = None;
-    let stop_after = if args.blocks == 0 {
-        u64::MAX
-    } else {
-        args.blocks
-    };
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        let msg = tokio::select! {
-            m = blocks.message() => m?,
-            _ = &mut ctrl_c => break,
-        };
-        let Some(msg) = msg else { break };
+    while let Some(msg) = blocks.message().await? {
         match msg.r#type {
             Some(deliver_response::Type::Block(b)) => {
                 let Some(h) = b.header.as_ref() else { continue };
                 let hash = ordo_ledger::block::header_hash(h);
                 let linked = prev.is_none_or(|p| h.previous_hash.as_ref() == p.as_slice());
-                let n = b.data.as_ref().map_or(0, |d| d.data.len());
+                let count = b.data.as_ref().map_or(0, |d| d.data.len());
                 let kind = if ordo_ledger::block::is_config_block(&b) {
                     "config"
                 } else {
                     "transactions"
                 };
-                println!(
-                    "block {:>4}  {:>3} envelope(s)  {:<12}  hash {}…  previous hash {}",
-                    h.number,
-                    n,
-                    kind,
-                    hex(&hash[..8]),
-                    if h.number == 0 {
-                        "—"
-                    } else if linked {
-                        "linked ✓"
-                    } else {
-                        "BROKEN ✗"
-                    }
+                event(
+                    &screen,
+                    &format!(
+                        "block {:>4}  {:>3} envelope(s)  {:<12}  hash {}…  previous hash {}",
+                        h.number,
+                        count,
+                        kind,
+                        hex(&hash[..8]),
+                        if h.number == 0 {
+                            "—"
+                        } else if linked {
+                            "linked ✓"
+                        } else {
+                            "BROKEN ✗"
+                        }
+                    ),
                 );
                 prev = Some(hash);
-                last_printed = Some(h.number);
-                if h.number + 1 >= stop_after.saturating_add(1) {
-                    break;
-                }
+                let _ = printed.send(Some(h.number));
             }
             Some(deliver_response::Type::Status(s)) => {
-                println!("deliver ended with status {s}");
+                event(&screen, &format!("deliver ended with status {s}"));
                 break;
             }
             None => {}
         }
-    }
-    producer.abort();
-    broadcaster.abort();
-    // Close the client's connections first so that the nodes' graceful stop has nothing to wait
-    // for.
-    drop(blocks);
-    drop(dc);
-    drop(client);
-    drop(sender);
-    let _ = broadcaster.await;
-    if let Some(last) = last_printed {
-        same_blocks_everywhere(&nodes, &material.channel, last).await?;
-    }
-    for node in nodes {
-        node.stop().await;
-    }
-    if args.dir.is_some() {
-        println!("Data kept in {}", dir.display());
     }
     Ok(())
 }
@@ -309,4 +613,20 @@ fn tokio_stream_from(
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region;
+
+    #[test]
+    fn five_orderers_spread_two_one_two_over_three_regions() {
+        let labels: Vec<&str> = (0..5).map(|i| region(i, 5)).collect();
+        assert_eq!(
+            labels,
+            ["us-east", "us-east", "eu-central", "ap-south", "ap-south"]
+        );
+        let three: Vec<&str> = (0..3).map(|i| region(i, 3)).collect();
+        assert_eq!(three, ["us-east", "eu-central", "ap-south"]);
+    }
 }

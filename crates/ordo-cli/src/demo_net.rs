@@ -1,9 +1,10 @@
 //! The network `ordo demo` runs on, generated from nothing: what Fabric's cryptogen makes for an
 //! orderer org and an application org (CAs, TLS CAs, NodeOUs, node/admin/user MSP folders, TLS
-//! certificates for `localhost` and `127.0.0.1`), a configtx.yaml whose etcdraft profile has N
-//! consenters on free ports of 127.0.0.1, the channel's genesis block (built by Ordo's
-//! configtxgen path), and an orderer.yaml per orderer (its cluster traffic shares the general
-//! port, which is the consenter's port in the channel config).
+//! certificates for `localhost` and `127.0.0.1`), a configtx.yaml whose etcdraft profile has the
+//! first orderers as consenters on free ports of 127.0.0.1 (the others are added later by config
+//! updates, with the consenter entries prepared here), the channel's genesis block (built by
+//! Ordo's configtxgen path), and an orderer.yaml per orderer (its cluster traffic shares the
+//! general port, which is the consenter's port in the channel config).
 //! Everything is in Fabric's layouts, so Fabric's tools could use the same folder.
 
 use std::fs;
@@ -26,6 +27,12 @@ pub struct DemoNet {
     pub admin_tls_cert: PathBuf,
     pub admin_tls_key: PathBuf,
     pub tls_ca_cert: PathBuf,
+    /// The orderer organization's admin (signs config updates), and its MSP ID.
+    pub admin_msp_dir: PathBuf,
+    pub orderer_msp_id: String,
+    /// Every orderer's consenter entry (host, port, TLS certificates), orderer1 first; the
+    /// genesis block lists the first ones only.
+    pub consenters: Vec<ordo_proto::etcdraft::Consenter>,
 }
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
@@ -146,12 +153,14 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// Generates the demo network in `dir` for `channel`, with `orderers` consenters.
-pub fn generate(dir: &Path, channel: &str, orderers: u32) -> Result<DemoNet> {
+/// Generates the demo network in `dir` for `channel`, with `orderers` orderers of which the
+/// first `initial` are the consenters of the genesis block.
+pub fn generate(dir: &Path, channel: &str, orderers: u32, initial: u32) -> Result<DemoNet> {
     let oo = dir.join("crypto/ordererOrganizations/example.com");
     let (o_ca, o_tlsca) = (ca("example.com", "ca")?, ca("example.com", "tlsca")?);
     msp(&oo.join("msp"), &o_ca, &o_tlsca, None)?;
     let mut ports = Vec::new();
+    let mut consenters = Vec::new();
     for n in 1..=orderers {
         let host = format!("orderer{n}.example.com");
         let node = oo.join(format!("orderers/{host}"));
@@ -165,7 +174,14 @@ pub fn generate(dir: &Path, channel: &str, orderers: u32) -> Result<DemoNet> {
         write(&node.join("tls/server.crt"), &tls_cert)?;
         write(&node.join("tls/server.key"), &tls_key)?;
         write(&node.join("tls/ca.crt"), o_tlsca.pem())?;
-        ports.push(free_port()?);
+        let port = free_port()?;
+        ports.push(port);
+        consenters.push(ordo_proto::etcdraft::Consenter {
+            host: "127.0.0.1".into(),
+            port: u32::from(port),
+            client_tls_cert: tls_cert.clone().into_bytes().into(),
+            server_tls_cert: tls_cert.into_bytes().into(),
+        });
     }
     let admin = oo.join("users/Admin@example.com");
     msp(
@@ -198,8 +214,9 @@ pub fn generate(dir: &Path, channel: &str, orderers: u32) -> Result<DemoNet> {
     )?;
 
     let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let consenters: String = ports
+    let initial_consenters: String = ports
         .iter()
+        .take(initial.max(1) as usize)
         .enumerate()
         .map(|(i, port)| {
             let tls = format!(
@@ -216,7 +233,7 @@ pub fn generate(dir: &Path, channel: &str, orderers: u32) -> Result<DemoNet> {
         &configtx,
         CONFIGTX
             .replace("ORDERER_ENDPOINTS", &endpoints.join(", "))
-            .replace("CONSENTERS", &consenters),
+            .replace("CONSENTERS", &initial_consenters),
     )?;
     let block = ordo_config::genesis::genesis_block(&configtx, "Demo", channel)
         .context("building the genesis block")?;
@@ -246,10 +263,13 @@ pub fn generate(dir: &Path, channel: &str, orderers: u32) -> Result<DemoNet> {
         admin_tls_cert: admin.join("tls/client.crt"),
         admin_tls_key: admin.join("tls/client.key"),
         tls_ca_cert: oo.join("orderers/orderer1.example.com/tls/ca.crt"),
+        admin_msp_dir: admin.join("msp"),
+        orderer_msp_id: "OrdererMSP".to_string(),
+        consenters,
     })
 }
 
-/// One orderer org whose orderers are all consenters, one application org; Fabric's sample
+/// One orderer org, one application org; Fabric's sample
 /// policies. ORDERER_ENDPOINTS and CONSENTERS are filled in by [`generate`].
 const CONFIGTX: &str = r#"Organizations:
     - &OrdererOrg

@@ -506,10 +506,42 @@ fn the_demo_produces_linked_blocks() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("Raft leader elected"), "{text}");
-    assert!(
-        text.contains("All 3 orderers hold the same 4 blocks ✓"),
+    // The seed's topology: five orderers over three regions (2/1/2), added one at a time.
+    for (n, region) in [
+        (2, "us-east"),
+        (3, "eu-central"),
+        (4, "ap-south"),
+        (5, "ap-south"),
+    ] {
+        assert!(
+            text.contains(&format!("Adding orderer{n} [{region}]")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "orderer{n} is a consenter (Raft ID {n}) — {n} of 5"
+            )),
+            "{text}"
+        );
+    }
+    // The status lines at the end: one leader, the others consenters that know it.
+    let status: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("orderer"))
+        .rev()
+        .take(5)
+        .collect();
+    assert_eq!(
+        status.iter().filter(|l| l.contains("LEADER")).count(),
+        1,
         "{text}"
     );
+    assert_eq!(
+        status.iter().filter(|l| l.contains("consenter")).count(),
+        4,
+        "{text}"
+    );
+    assert!(text.contains("All 5 orderers hold the same"), "{text}");
     for n in 1..=3 {
         let line = text
             .lines()
