@@ -313,8 +313,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     });
 
-    let grown = grow(&nodes, &admins, &material, client.clone(), &screen).await;
-    let mut outcome = grown.map(|()| ());
+    let mut outcome = grow(&nodes, &admins, &material, client.clone(), &screen).await;
     if outcome.is_ok() {
         let last = channel_handle.ledger().height() - 1;
         let target = if args.blocks == 0 {
