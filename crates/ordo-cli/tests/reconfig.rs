@@ -418,9 +418,10 @@ async fn rotate_certificate(
 /// first, gets a TLS certificate with a new key. One config update swaps its consenter
 /// certificates (1 removed + 1 added: it keeps its Raft ID), then its certificate files are
 /// replaced and it reloads them without a restart (Fabric's orderer must be restarted) and
-/// takes part again. A client broadcasts throughout; at the end all nodes hold the same blocks,
-/// every acknowledged envelope among them, and the consenters are the three new certificates
-/// under IDs 1-3.
+/// takes part again. Then, as config_test.go's "it is still possible to onboard new cluster
+/// members", a fourth node is added and onboards from the rotated nodes. A client broadcasts
+/// throughout; at the end all nodes hold the same blocks, every acknowledged envelope among
+/// them, and the consenters are the three new certificates and orderer4's under IDs 1-4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_without_restarts() {
     let _channels = CHANNELS.lock().await;
@@ -463,6 +464,28 @@ async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_withou
         assert_eq!((ids, next), (vec![1, 2, 3], 4), "a rotation keeps the IDs");
     }
 
+    // "It is still possible to onboard new cluster members": orderer4 is added after every
+    // certificate changed; it pulls the chain from the rotated nodes (it trusts them by the
+    // config's TLS CA, not by the old pinned certificates) and becomes a consenter.
+    wait_active(&nodes, ch, 3).await;
+    let d4 = dir.path().join("orderer4");
+    std::fs::create_dir_all(&d4).unwrap();
+    let config4 = write_cluster_node_config_own_tls(&d4, 4, ACK_AFTER_COMMIT);
+    nodes.push(Some(OrdoProcess::start_cluster_node(&config4, 4).await));
+    let added = update_consenters(&nodes, ch, leader, |cs| cs.push(fixture_consenter(4))).await;
+    assert_eq!(consenter_ids(&added).1, 5);
+    let joined = node(&nodes, 3)
+        .admin()
+        .join(&added.encode_to_vec())
+        .await
+        .unwrap();
+    assert_eq!(joined.status, 201);
+    wait_for("orderer4 to become a consenter", || async {
+        relation(node(&nodes, 3), ch).await == ("consenter".to_string(), "active".to_string())
+    })
+    .await;
+    wait_active(&nodes, ch, 4).await;
+
     let before = acked.lock().unwrap().len();
     wait_for("the cluster to order more envelopes", || async {
         acked.lock().unwrap().len() >= before + 30
@@ -473,11 +496,12 @@ async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_withou
     let cfg = ordo_orderer::channel::config_of_block(&last).unwrap();
     let mut certs = ordo_orderer::channel::consenter_certs(&cfg);
     certs.sort();
+    new_certs.push(fixture_consenter(4).client_tls_cert);
     new_certs.sort();
     assert_eq!(certs, new_certs);
     let (mut ids, next) = consenter_ids(blocks.last().unwrap());
     ids.sort_unstable();
-    assert_eq!((ids, next), (vec![1, 2, 3], 4));
+    assert_eq!((ids, next), (vec![1, 2, 3, 4], 5));
 }
 
 /// A node's certificate is rotated while it is down (accepted: the two others hold a quorum,
