@@ -1,5 +1,8 @@
 //! `ordo bench`: drives any Fabric-compatible orderer with signed envelopes and reports ordered
-//! throughput and latency; `ordo bench calibrate`: this machine's signature rates (the ceiling).
+//! throughput and latency; `ordo bench calibrate`: this machine's signature rates (the ceiling);
+//! `ordo bench local`: the same against a local cluster of `ordo node` processes it sets up
+//! (generated crypto material, a channel with the given BatchSize), reporting each node's peak
+//! RSS after the run — the reproducible set-up of docs/performance.md.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,10 +35,44 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sets up a local cluster of `ordo node` processes on 127.0.0.1 (generated crypto material,
+    /// TLS on, a channel whose consenters they all are), runs the benchmark against it and
+    /// reports each node's peak RSS.
+    Local(LocalArgs),
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    /// Orderer processes (all consenters of the channel).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    nodes: u32,
+    /// The channel's BatchSize.MaxMessageCount.
+    #[arg(long, default_value_t = 500)]
+    max_message_count: u32,
+    /// The channel's BatchTimeout.
+    #[arg(long, default_value = "2s")]
+    batch_timeout: String,
+    /// Cut blocks exactly as Fabric does (`Consensus.FabricBlockCutting`) instead of adaptively.
+    #[arg(long)]
+    fabric_cutting: bool,
+    /// Keep the network (crypto, configs, ledgers) in this folder instead of a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    load: LoadArgs,
 }
 
 #[derive(Args)]
 struct RunArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// Which orderers and channel, as whom.
+#[derive(Args)]
+struct TargetArgs {
     /// An orderer's general endpoint (repeat for several; Broadcast streams are spread over them).
     #[arg(long = "orderer")]
     orderers: Vec<SocketAddr>,
@@ -60,6 +97,11 @@ struct RunArgs {
     /// The name the orderers' TLS certificates must carry.
     #[arg(long, default_value = "127.0.0.1")]
     server_name: String,
+}
+
+/// The load itself.
+#[derive(Args)]
+struct LoadArgs {
     #[arg(long, default_value_t = 10_000)]
     envelopes: u64,
     /// Payload bytes per envelope.
@@ -99,12 +141,19 @@ pub fn run_cmd(args: BenchArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(BenchCommand::Local(l)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(local(l))
+        }
         None => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(bench(args.run))
+            rt.block_on(bench(args.run.target, args.run.load))
         }
     }
 }
@@ -116,7 +165,7 @@ fn print_calibration(c: &Calibration) {
     );
 }
 
-async fn bench(a: RunArgs) -> anyhow::Result<()> {
+async fn bench(a: TargetArgs, l: LoadArgs) -> anyhow::Result<()> {
     let Some(&first) = a.orderers.first() else {
         bail!("give at least one --orderer");
     };
@@ -148,15 +197,16 @@ async fn bench(a: RunArgs) -> anyhow::Result<()> {
         tls,
         channel,
         signer: Arc::new(signer),
-        envelopes: a.envelopes,
-        payload_size: a.payload,
-        streams: a.streams.max(1),
-        window: a.window.max(1),
-        presign: !a.sign_on_the_fly,
-        rate: a.rate,
-        drain_timeout: Duration::from_secs_f64(a.drain_timeout.max(0.0)),
-        progress: !a.json,
+        envelopes: l.envelopes,
+        payload_size: l.payload,
+        streams: l.streams.max(1),
+        window: l.window.max(1),
+        presign: !l.sign_on_the_fly,
+        rate: l.rate,
+        drain_timeout: Duration::from_secs_f64(l.drain_timeout.max(0.0)),
+        progress: !l.json,
     };
+    let a = l;
     if !a.json {
         eprintln!(
             "{} envelopes of {} payload bytes, {} streams × window {}, {}, {}",
@@ -188,6 +238,216 @@ async fn bench(a: RunArgs) -> anyhow::Result<()> {
         bail!("not every envelope was acknowledged and delivered exactly once");
     }
     Ok(())
+}
+
+/// A local cluster's node process.
+struct LocalNode {
+    child: std::process::Child,
+    general: SocketAddr,
+    admin: SocketAddr,
+    operations: SocketAddr,
+}
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `ordo node start --config yaml` and waits for the line where it reports its
+/// listeners.
+fn start_node(yaml: &std::path::Path) -> anyhow::Result<LocalNode> {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["node", "start", "--config"])
+        .arg(yaml)
+        .env("FABRIC_LOGGING_SPEC", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting an ordo node")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let line = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(rest) = l.strip_prefix("ordo node started: ") {
+                    break rest.to_string();
+                }
+            }
+            _ => bail!("the node for {} exited before it started", yaml.display()),
+        }
+    };
+    // Keep reading so the node never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let addr = |key: &str| -> anyhow::Result<SocketAddr> {
+        line.split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .context("a listener missing from the start line")?
+            .parse()
+            .context("a listener address")
+    };
+    Ok(LocalNode {
+        general: addr("general")?,
+        admin: addr("admin")?,
+        operations: addr("operations")?,
+        child,
+    })
+}
+
+/// Peak resident set size of a process, from /proc (Linux), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn local(l: LocalArgs) -> anyhow::Result<()> {
+    let tmp;
+    let dir = match &l.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let channel = "bench";
+    let net = crate::demo_net::generate(&dir, channel, l.nodes, l.nodes)
+        .context("generating the local network")?;
+    // The channel's BatchSize and BatchTimeout are the benchmark's: rewrite them in the
+    // generated configtx.yaml and build the genesis block again.
+    let configtx = dir.join("configtx.yaml");
+    let text = std::fs::read_to_string(&configtx)?;
+    let edited = set_value(&text, "MaxMessageCount: ", &l.max_message_count.to_string())
+        .and_then(|t| set_value(&t, "BatchTimeout: ", &l.batch_timeout))
+        .context("the generated configtx.yaml has no BatchSize/BatchTimeout to set")?;
+    std::fs::write(&configtx, edited)?;
+    let genesis = ordo_config::genesis::genesis_block(&configtx, "Demo", channel)
+        .context("building the benchmark channel's genesis block")?;
+    if l.fabric_cutting {
+        for yaml in &net.orderer_yamls {
+            let text = std::fs::read_to_string(yaml)?;
+            let Some(at) = text
+                .find("SnapDir: ")
+                .and_then(|i| text[i..].find('}').map(|j| i + j))
+            else {
+                bail!("{} has no Consensus section to extend", yaml.display());
+            };
+            let text = format!("{}, FabricBlockCutting: true{}", &text[..at], &text[at..]);
+            std::fs::write(yaml, text)?;
+        }
+    }
+    let mut nodes = Vec::new();
+    for yaml in &net.orderer_yamls {
+        nodes.push(start_node(yaml)?);
+    }
+    let ca = std::fs::read(&net.tls_ca_cert)?;
+    let (cert, key) = (
+        std::fs::read(&net.admin_tls_cert)?,
+        std::fs::read(&net.admin_tls_key)?,
+    );
+    let block = prost::Message::encode_to_vec(&genesis);
+    for (i, n) in nodes.iter().enumerate() {
+        let admin = ordo_orderer::client::HttpClient {
+            addr: n.admin,
+            tls: Some(ClientTls::new(
+                std::slice::from_ref(&ca),
+                Some((&cert, &key)),
+                "127.0.0.1",
+                &[b"http/1.1"],
+            )?),
+        };
+        let r = admin.join(&block).await?;
+        if r.status != 201 {
+            bail!(
+                "orderer{} joining {channel}: HTTP {}: {}",
+                i + 1,
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+    // A run started before the election would measure SERVICE_UNAVAILABLE answers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let series = format!("consensus_etcdraft_is_leader{{channel=\"{channel}\"}} 1");
+    'elected: loop {
+        for n in &nodes {
+            let ops = ordo_orderer::client::HttpClient {
+                addr: n.operations,
+                tls: None,
+            };
+            if let Ok(r) = ops.get("/metrics").await
+                && String::from_utf8_lossy(&r.body).contains(&series)
+            {
+                break 'elected;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no Raft leader in the local cluster after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{} orderers on 127.0.0.1 (TLS), channel '{channel}': MaxMessageCount {}, BatchTimeout {}, {} cutting; data in {}",
+        l.nodes,
+        l.max_message_count,
+        l.batch_timeout,
+        if l.fabric_cutting {
+            "Fabric's"
+        } else {
+            "adaptive"
+        },
+        dir.display()
+    );
+    let target = TargetArgs {
+        orderers: nodes.iter().map(|n| n.general).collect(),
+        deliver: None,
+        channel: Some(channel.to_string()),
+        msp_dir: Some(net.client_msp_dir.clone()),
+        msp_id: Some(net.client_msp_id.clone()),
+        tls_ca: Some(net.tls_ca_cert.clone()),
+        tls_cert: None,
+        tls_key: None,
+        server_name: "127.0.0.1".into(),
+    };
+    let json = l.load.json;
+    let outcome = bench(target, l.load).await;
+    let rss: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            peak_rss_mib(n.child.id()).map_or(format!("orderer{} ?", i + 1), |m| {
+                format!("orderer{} {m:.1} MiB", i + 1)
+            })
+        })
+        .collect();
+    if json {
+        eprintln!("peak RSS: {}", rss.join(", "));
+    } else {
+        println!("peak RSS: {}", rss.join(", "));
+    }
+    drop(nodes);
+    outcome
+}
+
+/// Replaces the value after `key` (up to the end of the line, a comma or a closing brace) with
+/// `value`; `None` if `key` is not in `text`.
+fn set_value(text: &str, key: &str, value: &str) -> Option<String> {
+    let start = text.find(key)? + key.len();
+    let len = text[start..]
+        .find([',', '}', '\n'])
+        .unwrap_or(text.len() - start);
+    Some(format!("{}{value}{}", &text[..start], &text[start + len..]))
 }
 
 fn print_summary(r: &BenchResult, c: &Calibration) {

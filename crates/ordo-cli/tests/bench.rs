@@ -80,3 +80,43 @@ fn calibrate_reports_positive_rates() {
         assert!(v[k].as_f64().unwrap() > 0.0, "{v}");
     }
 }
+
+/// `ordo bench local` (docs/performance.md's set-up): it starts its own three-node cluster of
+/// `ordo node` processes, and the smoke run's envelopes are all ordered exactly once there, in
+/// Fabric's cutting mode too; each node's peak RSS is reported.
+#[test]
+fn a_local_cluster_is_set_up_and_measured() {
+    for extra in [
+        &[][..],
+        &["--fabric-cutting", "--max-message-count", "50"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args([
+                "bench",
+                "local",
+                "--nodes",
+                "3",
+                "--envelopes",
+                "2000",
+                "--check",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("ordered 2000 of 2000 envelopes"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("duplicates 0; hash chain ok"), "{stdout}");
+        let rss = stdout
+            .lines()
+            .find(|l| l.starts_with("peak RSS: "))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert_eq!(rss.matches(" MiB").count(), 3, "{rss}");
+    }
+}
