@@ -113,6 +113,33 @@ async fn check_agreement(
     reference
 }
 
+/// Joins node `i` to `ch` with `block`, the config block that adds it: it follows first (the
+/// block is not the genesis block), then becomes a consenter; waits until the leader counts
+/// `active` active consenters.
+async fn join_added_node(
+    nodes: &[Option<OrdoProcess>],
+    ch: &str,
+    i: usize,
+    block: &Block,
+    active: usize,
+) {
+    let joined = node(nodes, i)
+        .admin()
+        .join(&block.encode_to_vec())
+        .await
+        .unwrap();
+    assert_eq!(joined.status, 201);
+    assert_eq!(joined.json().unwrap()["consensusRelation"], "follower");
+    wait_for(
+        &format!("orderer{} to become a consenter", i + 1),
+        || async {
+            relation(node(nodes, i), ch).await == ("consenter".to_string(), "active".to_string())
+        },
+    )
+    .await;
+    wait_active(nodes, ch, active).await;
+}
+
 /// config_test.go "a single node cluster is expanded / is still possible to onboard the new
 /// cluster member", grown as the seed's tutorial does: one node, then a second, third, fourth
 /// and fifth, each added by a config update and joined with the config block that adds it
@@ -163,20 +190,8 @@ async fn a_single_node_cluster_is_expanded_one_node_at_a_time_while_a_client_bro
         let (ids, next) = consenter_ids(&join_block);
         assert_eq!(ids, (1..=u64::from(n)).collect::<Vec<_>>());
         assert_eq!(next, u64::from(n) + 1);
-        let joined = node(&nodes, n as usize - 1)
-            .admin()
-            .join(&join_block.encode_to_vec())
-            .await
-            .unwrap();
-        assert_eq!(joined.status, 201);
-        assert_eq!(joined.json().unwrap()["consensusRelation"], "follower");
-        wait_for(&format!("orderer{n} to become a consenter"), || async {
-            relation(node(&nodes, n as usize - 1), ch).await
-                == ("consenter".to_string(), "active".to_string())
-        })
-        .await;
+        join_added_node(&nodes, ch, n as usize - 1, &join_block, n as usize).await;
     }
-    wait_active(&nodes, ch, 5).await;
     let before = acked.lock().unwrap().len();
     wait_for("the five-node cluster to order more envelopes", || async {
         acked.lock().unwrap().len() >= before + 30
@@ -474,17 +489,7 @@ async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_withou
     nodes.push(Some(OrdoProcess::start_cluster_node(&config4, 4).await));
     let added = update_consenters(&nodes, ch, leader, |cs| cs.push(fixture_consenter(4))).await;
     assert_eq!(consenter_ids(&added).1, 5);
-    let joined = node(&nodes, 3)
-        .admin()
-        .join(&added.encode_to_vec())
-        .await
-        .unwrap();
-    assert_eq!(joined.status, 201);
-    wait_for("orderer4 to become a consenter", || async {
-        relation(node(&nodes, 3), ch).await == ("consenter".to_string(), "active".to_string())
-    })
-    .await;
-    wait_active(&nodes, ch, 4).await;
+    join_added_node(&nodes, ch, 3, &added, 4).await;
 
     let before = acked.lock().unwrap().len();
     wait_for("the cluster to order more envelopes", || async {
@@ -848,17 +853,7 @@ async fn an_orderer_behind_the_latest_snapshot_catches_up_and_replicates_consent
 
     // orderer4 in, orderer1 out.
     let add = update_consenters(&nodes, ch, 1, |cs| cs.push(fixture_consenter(4))).await;
-    let joined = node(&nodes, 3)
-        .admin()
-        .join(&add.encode_to_vec())
-        .await
-        .unwrap();
-    assert_eq!(joined.status, 201);
-    wait_for("orderer4 to become a consenter", || async {
-        relation(node(&nodes, 3), ch).await == ("consenter".to_string(), "active".to_string())
-    })
-    .await;
-    wait_active(&nodes, ch, 4).await;
+    join_added_node(&nodes, ch, 3, &add, 4).await;
     update_consenters(&nodes, ch, 1, |cs| {
         cs.retain(|c| c.client_tls_cert != cert(0))
     })
