@@ -29,7 +29,7 @@ use ordo_proto::orderer::{SeekInfo, deliver_response};
 use prost::Message;
 use tonic::transport::Channel as GrpcChannel;
 
-use crate::demo_net::{DemoNet, generate};
+use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -180,12 +180,33 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let n = args.nodes;
-    let material = generate(&dir, "demo", n, 1).context("generating the demo network")?;
+    // The orderer organization's CA, as in the seed tutorial: it serves while the demo runs
+    // and is stopped at the end whatever the outcome.
+    let ca = DemoCa::start(&dir.join("ca")).await?;
     println!(
-        "Generated an orderer org with {n} orderers, an application org and channel '{}' (its genesis block names orderer1 as the only consenter) in {}",
-        material.channel,
-        dir.display()
+        "CA started: {} (ca, tlsca), its data in {}",
+        ca.url,
+        dir.join("ca").display()
+    );
+    let outcome = run_network(&args, &dir, &ca).await;
+    ca.stop().await;
+    if args.dir.is_some() {
+        println!("Data kept in {}", dir.display());
+    }
+    outcome
+}
+
+/// Everything after the CA started: the orderer organization enrolled from it, the network
+/// generated around it, the nodes run and the channel grown.
+async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> anyhow::Result<()> {
+    let n = args.nodes;
+    let org = enroll_orderer_org(ca, dir, n, |line| println!("{line}"))
+        .await
+        .context("enrolling the orderer organization")?;
+    let material = generate(dir, "demo", &org, 1).context("generating the demo network")?;
+    println!(
+        "Generated channel '{}' for OrdererMSP (orderer1..orderer{n} run as os1..os{n}) and Org1MSP (cryptogen-style, its client broadcasts); its genesis block names orderer1 as the only consenter",
+        material.channel
     );
 
     let mut nodes = Vec::new();
@@ -357,9 +378,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     for node in nodes {
         node.stop().await;
-    }
-    if args.dir.is_some() {
-        println!("Data kept in {}", dir.display());
     }
     outcome
 }
