@@ -204,8 +204,13 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
         .await
         .context("enrolling the orderer organization")?;
     let material = generate(dir, "demo", &org, 1).context("generating the demo network")?;
+    let runs_as = if n == 1 {
+        "orderer1 runs as os1".to_string()
+    } else {
+        format!("orderer1..orderer{n} run as os1..os{n}")
+    };
     println!(
-        "Generated channel '{}' for OrdererMSP (orderer1..orderer{n} run as os1..os{n}) and Org1MSP (cryptogen-style, its client broadcasts); its genesis block names orderer1 as the only consenter",
+        "Generated channel '{}' for OrdererMSP ({runs_as}) and Org1MSP (cryptogen-style, its client broadcasts); its genesis block names orderer1 as the only consenter",
         material.channel
     );
 

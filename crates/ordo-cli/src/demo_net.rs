@@ -116,6 +116,11 @@ pub async fn enroll_orderer_org(
         .chain((1..=orderers).map(|n| (format!("os{n}"), "orderer")))
         .collect();
     let secret = |id: &str| format!("{id}pw");
+    let node_ids = if orderers == 1 {
+        "os1".to_string()
+    } else {
+        format!("os1..os{orderers}")
+    };
     // Each CA has its own registry and bootstrap admin, so the identities are registered with
     // both, as the seed tutorial does with its TLS CA and organization CA.
     for client in [&ca.ca, &ca.tlsca] {
@@ -138,7 +143,7 @@ pub async fn enroll_orderer_org(
         }
     }
     report(&format!(
-        "enrolled the CA's bootstrap admin ({boot_id}) with ca and tlsca; registered osadmin (admin), os1..os{orderers} (orderer)"
+        "enrolled the CA's bootstrap admin ({boot_id}) with ca and tlsca; registered osadmin (admin), {node_ids} (orderer)"
     ));
 
     let oo = dir.join("crypto/ordererOrganizations/example.com");
@@ -180,7 +185,7 @@ pub async fn enroll_orderer_org(
         }
     }
     report(&format!(
-        "enrolled osadmin and os1..os{orderers}: MSPs from ca, TLS certificates from tlsca (profile tls, hosts 127.0.0.1, localhost)"
+        "enrolled osadmin and {node_ids}: MSPs from ca, TLS certificates from tlsca (profile tls, hosts 127.0.0.1, localhost)"
     ));
 
     let (_, ca_chain) = ca.ca.cainfo().await.context("cainfo of ca")?;
