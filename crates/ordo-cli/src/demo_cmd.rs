@@ -1,5 +1,8 @@
-//! `ordo demo`: the seed's ordering service, grown on this machine. Five orderers labelled with
-//! three regions (2/1/2) start; a freshly generated channel names only orderer1 as its consenter;
+//! `ordo demo`: the seed's ordering service, grown on this machine. It starts with a CA, as the
+//! seed tutorial does: an in-process `ordo ca` server from which the orderer organization's admin
+//! (`osadmin`), its orderers' identities (`os1`..) and their TLS certificates are enrolled and its
+//! MSP is built (it is stopped at the end). Five orderers labelled with three regions (2/1/2)
+//! start on that material; a freshly generated channel names only orderer1 as its consenter;
 //! a small client starts broadcasting through it; then orderer2…orderer5 are added one at a time,
 //! each by a config update signed by the orderer organization's admin and a join with the config
 //! block that adds it (it follows, then becomes a consenter), while a live status line per node
@@ -33,8 +36,9 @@ use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate};
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Where to put the generated crypto material, config and ledger (default: a temporary
-    /// folder, deleted at the end).
+    /// Where to put the CA's data, the enrolled and generated crypto material, config and ledger
+    /// (default: a temporary folder, deleted at the end). Use a new folder each time: the CA
+    /// keeps its registry there.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Stop this many blocks after the last orderer became a consenter (0: run until Ctrl-C).
