@@ -1,5 +1,8 @@
-//! `ordo demo`: the seed's ordering service, grown on this machine. Five orderers labelled with
-//! three regions (2/1/2) start; a freshly generated channel names only orderer1 as its consenter;
+//! `ordo demo`: the seed's ordering service, grown on this machine. It starts with a CA, as the
+//! seed tutorial does: an in-process `ordo ca` server from which the orderer organization's admin
+//! (`osadmin`), its orderers' identities (`os1`..) and their TLS certificates are enrolled and its
+//! MSP is built (it is stopped at the end). Five orderers labelled with three regions (2/1/2)
+//! start on that material; a freshly generated channel names only orderer1 as its consenter;
 //! a small client starts broadcasting through it; then orderer2…orderer5 are added one at a time,
 //! each by a config update signed by the orderer organization's admin and a join with the config
 //! block that adds it (it follows, then becomes a consenter), while a live status line per node
@@ -29,12 +32,13 @@ use ordo_proto::orderer::{SeekInfo, deliver_response};
 use prost::Message;
 use tonic::transport::Channel as GrpcChannel;
 
-use crate::demo_net::{DemoNet, generate};
+use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate};
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Where to put the generated crypto material, config and ledger (default: a temporary
-    /// folder, deleted at the end).
+    /// Where to put the CA's data, the enrolled and generated crypto material, config and ledger
+    /// (default: a temporary folder, deleted at the end). Use a new folder each time: the CA
+    /// keeps its registry there.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Stop this many blocks after the last orderer became a consenter (0: run until Ctrl-C).
@@ -180,12 +184,38 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let n = args.nodes;
-    let material = generate(&dir, "demo", n, 1).context("generating the demo network")?;
+    // The orderer organization's CA, as in the seed tutorial: it serves while the demo runs
+    // and is stopped at the end whatever the outcome.
+    let ca = DemoCa::start(&dir.join("ca")).await?;
     println!(
-        "Generated an orderer org with {n} orderers, an application org and channel '{}' (its genesis block names orderer1 as the only consenter) in {}",
-        material.channel,
-        dir.display()
+        "CA started: {} (ca, tlsca), its data in {}",
+        ca.url,
+        dir.join("ca").display()
+    );
+    let outcome = run_network(&args, &dir, &ca).await;
+    ca.stop().await;
+    if args.dir.is_some() {
+        println!("Data kept in {}", dir.display());
+    }
+    outcome
+}
+
+/// Everything after the CA started: the orderer organization enrolled from it, the network
+/// generated around it, the nodes run and the channel grown.
+async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> anyhow::Result<()> {
+    let n = args.nodes;
+    let org = enroll_orderer_org(ca, dir, n, |line| println!("{line}"))
+        .await
+        .context("enrolling the orderer organization")?;
+    let material = generate(dir, "demo", &org, 1).context("generating the demo network")?;
+    let runs_as = if n == 1 {
+        "orderer1 runs as os1".to_string()
+    } else {
+        format!("orderer1..orderer{n} run as os1..os{n}")
+    };
+    println!(
+        "Generated channel '{}' for OrdererMSP ({runs_as}) and Org1MSP (cryptogen-style, its client broadcasts); its genesis block names orderer1 as the only consenter",
+        material.channel
     );
 
     let mut nodes = Vec::new();
@@ -357,9 +387,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     for node in nodes {
         node.stop().await;
-    }
-    if args.dir.is_some() {
-        println!("Data kept in {}", dir.display());
     }
     outcome
 }

@@ -1,16 +1,26 @@
-//! The network `ordo demo` runs on, generated from nothing: what Fabric's cryptogen makes for an
-//! orderer org and an application org (CAs, TLS CAs, NodeOUs, node/admin/user MSP folders, TLS
-//! certificates for `localhost` and `127.0.0.1`), a configtx.yaml whose etcdraft profile has the
-//! first orderers as consenters on free ports of 127.0.0.1 (the others are added later by config
-//! updates, with the consenter entries prepared here), the channel's genesis block (built by
-//! Ordo's configtxgen path), and an orderer.yaml per orderer (its cluster traffic shares the
-//! general port, which is the consenter's port in the channel config).
+//! The network `ordo demo` runs on, generated from nothing. The orderer organization's material
+//! comes from an in-process `ordo ca` server, as the seed tutorial makes it with Fabric CA: two
+//! CAs (`ca` for identities, `tlsca` for TLS certificates) on a free port of 127.0.0.1 over
+//! HTTPS, the bootstrap admin enrolled with each, `osadmin` (type admin) and `os1`..`osN` (type
+//! orderer) registered and enrolled into MSP folders, each node's TLS certificate (and the admin
+//! client's) enrolled from `tlsca` with profile `tls`, and the organization's MSP definition
+//! folder assembled from the two CAs with NodeOUs. The application org (the broadcasting
+//! client's) is generated as cryptogen would, with rcgen. Then a configtx.yaml whose etcdraft
+//! profile has the first orderers as consenters on free ports of 127.0.0.1 (the others are added
+//! later by config updates, with the consenter entries prepared here), the channel's genesis
+//! block (built by Ordo's configtxgen path), and an orderer.yaml per orderer (its cluster traffic
+//! shares the general port, which is the consenter's port in the channel config).
 //! Everything is in Fabric's layouts, so Fabric's tools could use the same folder.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use ordo_ca::client::{
+    CaClient, EnrollOptions, RegistrationRequest, build_org_msp, cert_label, write_msp_folder,
+    write_tls_folder,
+};
+use ordo_ca::config::{BootstrapIdentity, ServerConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
@@ -33,6 +43,167 @@ pub struct DemoNet {
     /// Every orderer's consenter entry (host, port, TLS certificates), orderer1 first; the
     /// genesis block lists the first ones only.
     pub consenters: Vec<ordo_proto::etcdraft::Consenter>,
+}
+
+/// The bootstrap identity of the demo's CA server, the seed tutorial's.
+const CA_BOOTSTRAP: &str = "admin:adminpw";
+
+/// The orderer organization's CA server while the demo runs: `ca` and `tlsca` in one process.
+pub struct DemoCa {
+    server: ordo_ca::RunningServer,
+    /// `https://127.0.0.1:<port>`.
+    pub url: String,
+    ca: CaClient,
+    tlsca: CaClient,
+}
+
+impl DemoCa {
+    /// Starts the server with its data (CA keys and certificates, registry) in `home`.
+    pub async fn start(home: &Path) -> Result<DemoCa> {
+        let cfg = ServerConfig {
+            port: 0,
+            address: "127.0.0.1".into(),
+            home: home.to_path_buf(),
+            ..ServerConfig::default()
+        };
+        let server = ordo_ca::start(&cfg, Some(BootstrapIdentity::from_flag(CA_BOOTSTRAP)?))
+            .await
+            .context("starting the CA server")?;
+        let url = format!("https://{}", server.addr);
+        // The server's generated TLS certificate is issued by its default CA (`ca`) for
+        // localhost and 127.0.0.1; that CA is what the clients trust.
+        let roots: Vec<String> = server.tls_ca_pem.iter().cloned().collect();
+        let ca = CaClient::new(&url, &roots, "ca")?;
+        let tlsca = ca.with_ca_name("tlsca");
+        Ok(DemoCa {
+            server,
+            url,
+            ca,
+            tlsca,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// What the orderer organization got from its CA, in `crypto/ordererOrganizations/example.com`.
+pub struct OrdererOrg {
+    /// The organization's MSP definition folder (configtx.yaml's MSPDir).
+    pub msp_dir: PathBuf,
+    /// Each orderer's folder (`msp/`, `tls/`), os1's first.
+    pub nodes: Vec<PathBuf>,
+    /// Each orderer's TLS certificate (PEM), os1's first: its consenter entry's.
+    pub node_tls_certs: Vec<String>,
+    /// osadmin's folder (`msp/`, `tls/`).
+    pub admin: PathBuf,
+}
+
+/// Registers and enrolls the orderer organization with `ca`, in `dir`: `osadmin` (type admin)
+/// and `os1`..`os<orderers>` (type orderer), their MSPs from `ca` and their TLS certificates from
+/// `tlsca`, and the organization's MSP built from both. `report` gets a line per step.
+pub async fn enroll_orderer_org(
+    ca: &DemoCa,
+    dir: &Path,
+    orderers: u32,
+    report: impl Fn(&str),
+) -> Result<OrdererOrg> {
+    let (boot_id, boot_secret) = CA_BOOTSTRAP
+        .split_once(':')
+        .context("the bootstrap identity is <name>:<password>")?;
+    let ids: Vec<(String, &str)> = std::iter::once(("osadmin".to_string(), "admin"))
+        .chain((1..=orderers).map(|n| (format!("os{n}"), "orderer")))
+        .collect();
+    let secret = |id: &str| format!("{id}pw");
+    let node_ids = if orderers == 1 {
+        "os1".to_string()
+    } else {
+        format!("os1..os{orderers}")
+    };
+    // Each CA has its own registry and bootstrap admin, so the identities are registered with
+    // both, as the seed tutorial does with its TLS CA and organization CA.
+    for client in [&ca.ca, &ca.tlsca] {
+        let name = client.ca_name();
+        let admin = client
+            .enroll(boot_id, boot_secret, &EnrollOptions::default())
+            .await
+            .with_context(|| format!("enrolling the bootstrap admin with {name}"))?;
+        for (id, id_type) in &ids {
+            let req = RegistrationRequest {
+                id: id.clone(),
+                id_type: id_type.to_string(),
+                secret: secret(id),
+                ..RegistrationRequest::default()
+            };
+            client
+                .register(&admin, &req)
+                .await
+                .with_context(|| format!("registering {id} with {name}"))?;
+        }
+    }
+    report(&format!(
+        "enrolled the CA's bootstrap admin ({boot_id}) with ca and tlsca; registered osadmin (admin), {node_ids} (orderer)"
+    ));
+
+    let oo = dir.join("crypto/ordererOrganizations/example.com");
+    let (label, tls_label) = (
+        cert_label(&ca.url, ca.ca.ca_name()),
+        cert_label(&ca.url, ca.tlsca.ca_name()),
+    );
+    let tls_opts = EnrollOptions {
+        profile: "tls".into(),
+        hosts: vec!["127.0.0.1".into(), "localhost".into()],
+        attr_reqs: None,
+    };
+    let mut nodes = Vec::new();
+    let mut node_tls_certs = Vec::new();
+    let mut admin = PathBuf::new();
+    for (id, _) in &ids {
+        let folder = if id == "osadmin" {
+            oo.join("users").join(id)
+        } else {
+            oo.join("orderers").join(id)
+        };
+        let msp = ca
+            .ca
+            .enroll(id, &secret(id), &EnrollOptions::default())
+            .await
+            .with_context(|| format!("enrolling {id} with ca"))?;
+        write_msp_folder(&folder.join("msp"), &msp, &label)?;
+        let tls = ca
+            .tlsca
+            .enroll(id, &secret(id), &tls_opts)
+            .await
+            .with_context(|| format!("enrolling {id}'s TLS certificate with tlsca"))?;
+        write_tls_folder(&folder.join("tls"), &tls, &tls_label)?;
+        if id == "osadmin" {
+            admin = folder;
+        } else {
+            node_tls_certs.push(tls.cert_pem);
+            nodes.push(folder);
+        }
+    }
+    report(&format!(
+        "enrolled osadmin and {node_ids}: MSPs from ca, TLS certificates from tlsca (profile tls, hosts 127.0.0.1, localhost)"
+    ));
+
+    let (_, ca_chain) = ca.ca.cainfo().await.context("cainfo of ca")?;
+    let (_, tlsca_chain) = ca.tlsca.cainfo().await.context("cainfo of tlsca")?;
+    let msp_dir = oo.join("msp");
+    // No admincerts: with NodeOUs, osadmin is OrdererMSP's admin by the OU=admin its `admin`
+    // type gave it.
+    build_org_msp(&msp_dir, &ca_chain, &tlsca_chain, &[])?;
+    report(&format!(
+        "organization MSP built from the CA (NodeOUs): {}",
+        msp_dir.display()
+    ));
+    Ok(OrdererOrg {
+        msp_dir,
+        nodes,
+        node_tls_certs,
+        admin,
+    })
 }
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
@@ -153,46 +324,25 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// Generates the demo network in `dir` for `channel`, with `orderers` orderers of which the
-/// first `initial` are the consenters of the genesis block.
-pub fn generate(dir: &Path, channel: &str, orderers: u32, initial: u32) -> Result<DemoNet> {
-    let oo = dir.join("crypto/ordererOrganizations/example.com");
-    let (o_ca, o_tlsca) = (ca("example.com", "ca")?, ca("example.com", "tlsca")?);
-    msp(&oo.join("msp"), &o_ca, &o_tlsca, None)?;
+/// Generates the rest of the demo network in `dir` for `channel`, around the orderer
+/// organization `org` (one orderer per node it enrolled), of which the first `initial` orderers
+/// are the consenters of the genesis block.
+pub fn generate(dir: &Path, channel: &str, org: &OrdererOrg, initial: u32) -> Result<DemoNet> {
+    // configtx.yaml and orderer.yaml take relative paths from their own folder, `dir`: written
+    // so, the folder can be moved or handed to Fabric's tools.
+    let rel = |p: &Path| p.strip_prefix(dir).unwrap_or(p).display().to_string();
     let mut ports = Vec::new();
     let mut consenters = Vec::new();
-    for n in 1..=orderers {
-        let host = format!("orderer{n}.example.com");
-        let node = oo.join(format!("orderers/{host}"));
-        msp(
-            &node.join("msp"),
-            &o_ca,
-            &o_tlsca,
-            Some(&leaf(&o_ca, &host, Some("orderer"), false)?),
-        )?;
-        let (tls_cert, tls_key) = leaf(&o_tlsca, &host, None, true)?;
-        write(&node.join("tls/server.crt"), &tls_cert)?;
-        write(&node.join("tls/server.key"), &tls_key)?;
-        write(&node.join("tls/ca.crt"), o_tlsca.pem())?;
+    for tls_cert in &org.node_tls_certs {
         let port = free_port()?;
         ports.push(port);
         consenters.push(ordo_proto::etcdraft::Consenter {
             host: "127.0.0.1".into(),
             port: u32::from(port),
             client_tls_cert: tls_cert.clone().into_bytes().into(),
-            server_tls_cert: tls_cert.into_bytes().into(),
+            server_tls_cert: tls_cert.clone().into_bytes().into(),
         });
     }
-    let admin = oo.join("users/Admin@example.com");
-    msp(
-        &admin.join("msp"),
-        &o_ca,
-        &o_tlsca,
-        Some(&leaf(&o_ca, "Admin@example.com", Some("admin"), false)?),
-    )?;
-    let (a_cert, a_key) = leaf(&o_tlsca, "Admin@example.com", None, true)?;
-    write(&admin.join("tls/client.crt"), a_cert)?;
-    write(&admin.join("tls/client.key"), a_key)?;
 
     let po = dir.join("crypto/peerOrganizations/org1.example.com");
     let (p_ca, p_tlsca) = (
@@ -216,15 +366,12 @@ pub fn generate(dir: &Path, channel: &str, orderers: u32, initial: u32) -> Resul
     let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let initial_consenters: String = ports
         .iter()
+        .zip(&org.nodes)
         .take(initial.max(1) as usize)
-        .enumerate()
-        .map(|(i, port)| {
-            let tls = format!(
-                "crypto/ordererOrganizations/example.com/orderers/orderer{}.example.com/tls/server.crt",
-                i + 1
-            );
+        .map(|(port, node)| {
             format!(
-                "\n                  - {{Host: 127.0.0.1, Port: {port}, ClientTLSCert: {tls}, ServerTLSCert: {tls}}}"
+                "\n                  - {{Host: 127.0.0.1, Port: {port}, ClientTLSCert: {t}, ServerTLSCert: {t}}}",
+                t = rel(&node.join("tls/server.crt"))
             )
         })
         .collect();
@@ -232,6 +379,7 @@ pub fn generate(dir: &Path, channel: &str, orderers: u32, initial: u32) -> Resul
     write(
         &configtx,
         CONFIGTX
+            .replace("ORDERER_MSP_DIR", &rel(&org.msp_dir))
             .replace("ORDERER_ENDPOINTS", &endpoints.join(", "))
             .replace("CONSENTERS", &initial_consenters),
     )?;
@@ -239,7 +387,7 @@ pub fn generate(dir: &Path, channel: &str, orderers: u32, initial: u32) -> Resul
         .context("building the genesis block")?;
 
     let mut orderer_yamls = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
+    for (i, (port, node)) in ports.iter().zip(&org.nodes).enumerate() {
         let n = i + 1;
         let path = dir.join(format!("orderer{n}.yaml"));
         // Fabric reads the ledger and WAL folders as written (relative to the working
@@ -249,33 +397,37 @@ pub fn generate(dir: &Path, channel: &str, orderers: u32, initial: u32) -> Resul
             &path,
             ORDERER_YAML
                 .replace("data/", &format!("{}/", data.display()))
-                .replace("orderer1.example.com", &format!("orderer{n}.example.com"))
+                .replace("NODE_DIR", &rel(node))
+                .replace("ORG_MSP_DIR", &rel(&org.msp_dir))
                 .replace("LISTEN_PORT", &port.to_string()),
         )?;
         orderer_yamls.push(path);
     }
+    let first = org.nodes.first().context("no orderer enrolled")?;
     Ok(DemoNet {
         orderer_yamls,
         genesis_block: prost::Message::encode_to_vec(&block),
         channel: channel.to_string(),
         client_msp_dir: user,
         client_msp_id: "Org1MSP".to_string(),
-        admin_tls_cert: admin.join("tls/client.crt"),
-        admin_tls_key: admin.join("tls/client.key"),
-        tls_ca_cert: oo.join("orderers/orderer1.example.com/tls/ca.crt"),
-        admin_msp_dir: admin.join("msp"),
+        // The `tls` profile's certificate is for client authentication too; the TLS folder
+        // names it server.crt whatever the identity.
+        admin_tls_cert: org.admin.join("tls/server.crt"),
+        admin_tls_key: org.admin.join("tls/server.key"),
+        tls_ca_cert: first.join("tls/ca.crt"),
+        admin_msp_dir: org.admin.join("msp"),
         orderer_msp_id: "OrdererMSP".to_string(),
         consenters,
     })
 }
 
-/// One orderer org, one application org; Fabric's sample
-/// policies. ORDERER_ENDPOINTS and CONSENTERS are filled in by [`generate`].
+/// One orderer org, one application org; Fabric's sample policies. ORDERER_MSP_DIR,
+/// ORDERER_ENDPOINTS and CONSENTERS are filled in by [`generate`].
 const CONFIGTX: &str = r#"Organizations:
     - &OrdererOrg
         Name: OrdererOrg
         ID: OrdererMSP
-        MSPDir: crypto/ordererOrganizations/example.com/msp
+        MSPDir: ORDERER_MSP_DIR
         Policies:
             Readers: {Type: Signature, Rule: "OR('OrdererMSP.member')"}
             Writers: {Type: Signature, Rule: "OR('OrdererMSP.member')"}
@@ -326,19 +478,21 @@ Profiles:
             Capabilities: *ApplicationCapabilities
 "#;
 
-/// orderer1's; the general port (also the cluster's) is the consenter's, the other listeners on
-/// free ports (the node prints the ones it got); data next to the file.
+/// An orderer's, its enrolled MSP and TLS folders in NODE_DIR; the general port (also the
+/// cluster's) is the consenter's, the other listeners on free ports (the node prints the ones it
+/// got); data next to the file. The participation API accepts clients whose TLS certificates the
+/// organization's TLS CA issued.
 const ORDERER_YAML: &str = r#"General:
     ListenAddress: 127.0.0.1
     ListenPort: LISTEN_PORT
     TLS:
         Enabled: true
-        PrivateKey: crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/tls/server.key
-        Certificate: crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/tls/server.crt
-        RootCAs: [crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/tls/ca.crt]
+        PrivateKey: NODE_DIR/tls/server.key
+        Certificate: NODE_DIR/tls/server.crt
+        RootCAs: [NODE_DIR/tls/ca.crt]
         ClientAuthRequired: false
     BootstrapMethod: none
-    LocalMSPDir: crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/msp
+    LocalMSPDir: NODE_DIR/msp
     LocalMSPID: OrdererMSP
 FileLedger: {Location: data/ledger}
 Consensus: {WALDir: data/etcdraft/wal, SnapDir: data/etcdraft/snapshot}
@@ -348,9 +502,9 @@ Admin:
     ListenAddress: 127.0.0.1:0
     TLS:
         Enabled: true
-        Certificate: crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/tls/server.crt
-        PrivateKey: crypto/ordererOrganizations/example.com/orderers/orderer1.example.com/tls/server.key
+        Certificate: NODE_DIR/tls/server.crt
+        PrivateKey: NODE_DIR/tls/server.key
         ClientAuthRequired: true
-        ClientRootCAs: [crypto/ordererOrganizations/example.com/msp/tlscacerts/tlsca-cert.pem]
+        ClientRootCAs: [ORG_MSP_DIR/tlscacerts/tlsca-cert.pem]
 ChannelParticipation: {Enabled: true, MaxRequestBodySize: 1 MB}
 "#;

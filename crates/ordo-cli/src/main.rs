@@ -39,7 +39,8 @@ enum Command {
     /// Channel configuration tools: what configtxlator and configtxgen do, without Fabric.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
-    /// Runs a local Raft cluster on a generated channel and shows the blocks it produces.
+    /// Runs a local Raft cluster on a generated channel, its orderer organization enrolled from an
+    /// in-process CA, and shows the blocks it produces.
     Demo(demo_cmd::DemoArgs),
     /// Runs an orderer node.
     #[command(subcommand)]

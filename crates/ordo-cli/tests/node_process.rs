@@ -505,6 +505,47 @@ fn the_demo_produces_linked_blocks() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The orderer organization comes from an in-process CA, its steps the demo's first lines.
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.first().is_some_and(
+            |l| l.starts_with("CA started: https://127.0.0.1:") && l.contains("(ca, tlsca)")
+        ),
+        "{text}"
+    );
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.contains("registered osadmin (admin), os1..os5 (orderer)")),
+        "{text}"
+    );
+    assert!(
+        lines.get(2).is_some_and(|l| l.starts_with(
+            "enrolled osadmin and os1..os5: MSPs from ca, TLS certificates from tlsca"
+        )),
+        "{text}"
+    );
+    assert!(
+        lines
+            .get(3)
+            .is_some_and(|l| l.starts_with("organization MSP built from the CA (NodeOUs)")),
+        "{text}"
+    );
+    // What the nodes run on is what the CA enrolled: os1's certificate is OU=orderer, CN=os1.
+    let os1 = std::fs::read(
+        dir.path()
+            .join("crypto/ordererOrganizations/example.com/orderers/os1/msp/signcerts/cert.pem"),
+    )
+    .unwrap();
+    let der = ordo_crypto::x509::first_pem_der(&os1).unwrap();
+    let subject = ordo_crypto::x509::parse_certificate(&der)
+        .unwrap()
+        .subject()
+        .to_string();
+    assert!(
+        subject.contains("OU=orderer") && subject.contains("CN=os1"),
+        "{subject}"
+    );
     assert!(text.contains("Raft leader elected"), "{text}");
     // The seed's topology: five orderers over three regions (2/1/2), added one at a time.
     for (n, region) in [
