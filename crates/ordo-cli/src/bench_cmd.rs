@@ -322,7 +322,12 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
         }
     };
     let channel = "bench";
-    let net = crate::demo_net::generate(&dir, channel, l.nodes, l.nodes)
+    // The demo's network: the orderer organization enrolled from an in-process CA (stopped
+    // once its work is done), the application organization generated.
+    let ca = crate::demo_net::DemoCa::start(&dir.join("ca")).await?;
+    let org = crate::demo_net::enroll_orderer_org(&ca, &dir, l.nodes, |_| {}).await;
+    ca.stop().await;
+    let net = crate::demo_net::generate(&dir, channel, &org?, l.nodes)
         .context("generating the local network")?;
     // The channel's BatchSize and BatchTimeout are the benchmark's: rewrite them in the
     // generated configtx.yaml and build the genesis block again.
