@@ -90,8 +90,13 @@ pub fn route<'a>(
 }
 
 /// When the certificate in a serialized identity expires (Fabric's `crypto.ExpiresAt`): `None`
-/// when it cannot be read, which Fabric treats as "never".
-fn expires_at(serialized: &[u8]) -> Option<i64> {
+/// when it cannot be read, which Fabric treats as "never". A creator of a known MSP comes from
+/// that MSP's identity cache: parsing its PEM certificate for every envelope was a measurable
+/// share of the Broadcast path (profile in docs/performance.md).
+fn expires_at(serialized: &[u8], msps: &ordo_msp::MspManager) -> Option<i64> {
+    if let Ok(id) = msps.deserialize_identity(serialized) {
+        return Some(id.cert().not_after());
+    }
     let sid = ordo_proto::msp::SerializedIdentity::decode(serialized).ok()?;
     ordo_msp::Cert::from_pem(&sid.id_bytes)
         .ok()
@@ -133,7 +138,7 @@ pub fn apply_filters(
     })?;
     if !settings.no_expiration_checks
         && orderer.expiration_check()
-        && expires_at(&signed.identity).is_some_and(|t| t <= now)
+        && expires_at(&signed.identity, config.msp_manager()).is_some_and(|t| t <= now)
     {
         return Err(Rejection::bad_request("broadcast client identity expired"));
     }
