@@ -117,7 +117,13 @@ impl CommEvents for NoEvents {
 }
 
 type StreamKey = (String, u64, Kind);
-type ConnKey = (String, Bytes);
+/// A connection: endpoint, pinned server certificate, and the kind of traffic. Consensus and
+/// submit traffic never share a connection: a receiver that makes forwarded envelopes wait (its
+/// chain is not taking any) stops reading its submit stream, and HTTP/2 counts data buffered
+/// unread against the whole connection's flow-control window — on a shared connection the
+/// Raft messages behind it stalled too, the leader lost its quorum, nobody took submissions any
+/// more, and the cluster stayed leaderless for good (seen with `ordo bench local`).
+type ConnKey = (String, Bytes, Kind);
 
 struct Stream {
     node: RemoteNode,
@@ -210,12 +216,13 @@ impl Comm {
         } else {
             members.insert(channel.to_string(), nodes);
         }
-        let used: std::collections::HashSet<ConnKey> = members
+        let used: std::collections::HashSet<(String, Bytes)> = members
             .values()
             .flat_map(|m| m.values())
             .map(|n| (n.endpoint.clone(), n.server_cert_pem.clone()))
             .collect();
-        lock(&self.0.conns).retain(|k, _| used.contains(k));
+        lock(&self.0.conns)
+            .retain(|(endpoint, cert, _), _| used.contains(&(endpoint.clone(), cert.clone())));
     }
 
     /// Forgets a channel (removed, or this node left it).
@@ -322,7 +329,7 @@ impl Comm {
                 channel: channel.to_string(),
                 id: to,
             })?;
-        let conn = self.connection(&node)?;
+        let conn = self.connection(&node, kind)?;
         let (tx, rx) = mpsc::channel(self.0.cfg.send_buffer_size.max(1));
         let worker = StreamWorker {
             channel: channel.to_string(),
@@ -391,9 +398,14 @@ impl Comm {
             .map_err(|_| SendError::Tls(format!("dialing {}: timed out", node.endpoint)))?
     }
 
-    /// The shared connection to a consenter, created lazily (dialled on first use).
-    fn connection(&self, node: &RemoteNode) -> Result<tonic::transport::Channel, SendError> {
-        let key = (node.endpoint.clone(), node.server_cert_pem.clone());
+    /// The connection to a consenter for one kind of traffic (see [`ConnKey`]), shared by the
+    /// channels, created lazily (dialled on first use).
+    fn connection(
+        &self,
+        node: &RemoteNode,
+        kind: Kind,
+    ) -> Result<tonic::transport::Channel, SendError> {
+        let key = (node.endpoint.clone(), node.server_cert_pem.clone(), kind);
         let mut conns = lock(&self.0.conns);
         if let Some(c) = conns.get(&key) {
             return Ok(c.clone());

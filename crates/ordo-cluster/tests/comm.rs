@@ -76,6 +76,17 @@ async fn serve_cert(
     mpsc::UnboundedReceiver<Got>,
     watch::Sender<bool>,
 ) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (addr, stop) = serve_handler(cert, key, Recorder(tx)).await;
+    (addr, rx, stop)
+}
+
+/// A Cluster service running `handler`, with the given server certificate and key (PEM).
+async fn serve_handler<H: StepHandler + 'static>(
+    cert: &[u8],
+    key: &[u8],
+    handler: H,
+) -> (SocketAddr, watch::Sender<bool>) {
     let roots = CertificateDer::pem_slice_iter(&read(TLSCA))
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
@@ -90,9 +101,8 @@ async fn serve_cert(
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
     let (stop, mut stopped) = watch::channel(false);
-    let svc = ClusterServer::new(ClusterService::new(Arc::new(Recorder(tx))));
+    let svc = ClusterServer::new(ClusterService::new(Arc::new(handler)));
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(svc)
@@ -102,7 +112,7 @@ async fn serve_cert(
             .await
             .unwrap();
     });
-    (addr, rx, stop)
+    (addr, stop)
 }
 
 fn comm(node: u32) -> Comm {
@@ -369,4 +379,88 @@ async fn an_expired_consenter_is_reached_only_with_a_time_shift_and_a_renewed_on
         .check(&node)
         .await
         .unwrap();
+}
+
+/// Records consensus requests; never finishes taking a forwarded envelope (a chain that takes
+/// no submissions: not the leader, or its queue full).
+struct NeverTakesSubmissions(mpsc::UnboundedSender<Got>);
+
+#[tonic::async_trait]
+impl StepHandler for NeverTakesSubmissions {
+    fn consensus(&self, sender: &Sender, req: ConsensusRequest) -> Result<(), StepError> {
+        let _ = self.0.send(Got::Consensus(sender.cert.clone(), req));
+        Ok(())
+    }
+
+    async fn submit(&self, _: &Sender, _: SubmitRequest) -> Result<(), StepError> {
+        std::future::pending().await
+    }
+}
+
+/// A receiver that stops reading forwarded envelopes still gets Raft messages. Envelopes are
+/// forwarded to it until the sender has found its submit stream stuck four times (each time it
+/// opens another); then Raft messages must still arrive. On a connection shared by both kinds
+/// of traffic the envelopes left unread used up the connection's flow-control window and the
+/// Raft messages never arrived (a three-node cluster lost its leader for good that way).
+#[tokio::test]
+async fn raft_messages_arrive_while_the_receiver_takes_no_forwarded_envelopes() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (addr, _stop) = serve_handler(
+        &tls_file(2, "server.crt"),
+        &tls_file(2, "server.key"),
+        NeverTakesSubmissions(tx),
+    )
+    .await;
+    let c = Comm::new(
+        CommConfig {
+            client_cert_pem: tls_file(1, "server.crt"),
+            client_key_pem: tls_file(1, "server.key"),
+            send_buffer_size: 10,
+            dial_timeout: Duration::from_secs(5),
+            // A forwarded envelope that cannot be handed over within this gives up quickly.
+            rpc_timeout: Duration::from_millis(500),
+            handshake_time_shift: Duration::ZERO,
+        },
+        None,
+    )
+    .unwrap();
+    c.set_roots(
+        CertificateDer::pem_slice_iter(&read(TLSCA))
+            .map(|c| c.unwrap().to_vec())
+            .collect(),
+    )
+    .unwrap();
+    c.configure("ch", vec![remote(2, addr, 2)]);
+    let envelope = ordo_proto::common::Envelope {
+        payload: Bytes::from(vec![7u8; 64 * 1024]),
+        signature: Bytes::new(),
+    };
+    let req = SubmitRequest {
+        channel: "ch".into(),
+        last_validation_seq: 0,
+        payload: Some(envelope),
+    };
+    // Forward until the stream has been found stuck (and replaced by a new one) four times:
+    // each stuck stream leaves a stream window of envelopes unread on the other side, together
+    // more than the connection's window (hyper: 2 MB per stream, 5 MB per connection).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut stuck = 0;
+    while stuck < 4 {
+        if c.send_submit("ch", 2, req.clone()).await.is_err() {
+            stuck += 1;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the receiver took every envelope"
+        );
+    }
+    for n in 10..40u8 {
+        c.send_consensus("ch", 2, raft("ch", n)).unwrap();
+        loop {
+            match next(&mut rx).await {
+                Got::Consensus(_, r) if r.payload[0] == n => break,
+                _ => {}
+            }
+        }
+    }
 }
