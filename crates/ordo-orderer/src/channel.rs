@@ -67,6 +67,10 @@ pub enum ChannelError {
     Core(#[from] CoreError),
     #[error("channel config: {0}")]
     Config(String),
+    /// raft-rs asserts on states it holds impossible (a commit index past the end of the log,
+    /// say); a message from another node must not kill the node's task silently.
+    #[error("raft core panicked: {0}")]
+    Panicked(String),
 }
 
 /// A Raft message from another consenter, with the ActiveNodes the leader piggybacks on it.
@@ -884,9 +888,9 @@ impl Driver {
             let step: Result<(), ChannelError> = tokio::select! {
                 _ = stop.changed() => break,
                 _ = ticker.tick() => {
-                    let r = self.core.tick();
+                    let r = self.guarded(|c| c.tick());
                     self.count_leaderless(tick);
-                    r.map_err(Into::into)
+                    r
                 }
                 _ = suspicion.notified() => {
                     self.suspect("a consenter addressed this node under another Raft ID");
@@ -904,13 +908,13 @@ impl Driver {
                     if let Some(active) = m.active_nodes {
                         self.core.set_active_nodes(m.msg.from, active);
                     }
-                    self.core.step(m.msg).map_err(Into::into)
+                    self.guarded(|c| c.step(m.msg))
                 }
                 Some(s) = queue.recv(), if accepting => self.submit(s),
                 Some(p) = next_pulled(&mut self.catch_up) => self.on_pulled(p),
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = self.now_ns();
-                    self.core.on_time(now).map_err(Into::into)
+                    self.guarded(|c| c.on_time(now))
                 }
             };
             let result = step.and_then(|()| self.carry_out());
@@ -1045,6 +1049,24 @@ impl Driver {
             Some(Some(&id)) => Ok(Standing::ReAdded(id)),
             Some(None) => Err(ChannelError::Config(
                 "the consenter IDs do not match the consenters".into(),
+            )),
+        }
+    }
+
+    /// Runs `f` on the core; a panic in it (raft-rs's assertions) halts this channel, reported
+    /// as failed, instead of ending the task unseen.
+    fn guarded(
+        &mut self,
+        f: impl FnOnce(&mut ChainCore) -> Result<(), ordo_raft::chain::CoreError>,
+    ) -> Result<(), ChannelError> {
+        let core = &mut self.core;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(core))) {
+            Ok(r) => r.map_err(Into::into),
+            Err(p) => Err(ChannelError::Panicked(
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".to_string()),
             )),
         }
     }

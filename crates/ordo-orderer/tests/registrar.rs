@@ -147,3 +147,41 @@ async fn a_node_that_is_not_a_consenter_and_cannot_follow_is_refused_before_anyt
     );
     reg.stop_all().await;
 }
+
+/// A Raft message that makes raft-rs panic — a heartbeat telling a fresh node to commit far past
+/// the end of its log, what a leader sends a node it believes further along — halts the channel,
+/// which then reports why, instead of killing its task unseen (the channel stayed "active").
+#[tokio::test]
+async fn a_raft_message_that_panics_raft_rs_halts_the_channel_visibly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = open(tmp.path());
+    let block = read("channel-genesis/channel-3.block");
+    let parsed = <ordo_proto::common::Block as prost::Message>::decode(block.as_slice()).unwrap();
+    let ch = reg.join("channel-3", parsed, block.into()).await.unwrap();
+    assert_eq!(ch.id, 1);
+    let mut msg = raft::eraftpb::Message::default();
+    msg.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+    msg.from = 2;
+    msg.to = 1;
+    msg.term = 5;
+    msg.commit = 100;
+    ch.step(ordo_orderer::channel::Inbound {
+        msg,
+        active_nodes: None,
+    })
+    .unwrap();
+    let mut state = ch.watch_state();
+    let halted = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        state.wait_for(|s| s.halted.is_some()),
+    )
+    .await
+    .expect("the channel never reported the failure")
+    .unwrap()
+    .halted
+    .clone()
+    .unwrap();
+    assert!(halted.contains("raft core panicked"), "{halted}");
+    assert!(halted.contains("out of range"), "{halted}");
+    reg.stop_all().await;
+}
