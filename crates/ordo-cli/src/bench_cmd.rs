@@ -310,17 +310,8 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 }
 
 async fn local(l: LocalArgs) -> anyhow::Result<()> {
-    let tmp;
-    let dir = match &l.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    // Held to the end: a temporary folder is deleted when it drops.
+    let (dir, _tmp) = crate::demo_net::work_dir(l.dir.as_deref())?;
     let channel = "bench";
     // The demo's network: the orderer organization enrolled from an in-process CA (stopped
     // once its work is done), the application organization generated.

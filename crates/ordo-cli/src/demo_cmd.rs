@@ -173,17 +173,8 @@ fn status_lines(registrars: &[Arc<Registrar>], n: u32, channel: &str) -> Vec<Str
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    // Held to the end: a temporary folder is deleted when it drops.
+    let (dir, _tmp) = crate::demo_net::work_dir(args.dir.as_deref())?;
     // The orderer organization's CA, as in the seed tutorial: it serves while the demo runs
     // and is stopped at the end whatever the outcome.
     let ca = DemoCa::start(&dir.join("ca")).await?;

@@ -208,6 +208,21 @@ pub async fn enroll_orderer_org(
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
 
+/// The folder a generated network lives in: `dir` (created if needed), or a temporary one that
+/// is deleted when the returned guard drops.
+pub fn work_dir(dir: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(d) => {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            Ok((d.to_path_buf(), None))
+        }
+        None => {
+            let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+            Ok((tmp.path().to_path_buf(), Some(tmp)))
+        }
+    }
+}
+
 fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<()> {
     if let Some(d) = path.parent() {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;

@@ -30,6 +30,23 @@ async fn start_nodes(dir: &Path, n: u32) -> Vec<Option<OrdoProcess>> {
     nodes
 }
 
+/// Starts orderer`n` under `dir/orderer<n>` with TLS files of its own (see
+/// [`write_cluster_node_config_own_tls`]); returns it and its config, to restart it with.
+async fn start_own_tls_node(dir: &Path, n: u32) -> (OrdoProcess, PathBuf) {
+    let d = dir.join(format!("orderer{n}"));
+    std::fs::create_dir_all(&d).unwrap();
+    let config = write_cluster_node_config_own_tls(&d, n, ACK_AFTER_COMMIT);
+    (OrdoProcess::start_cluster_node(&config, n).await, config)
+}
+
+/// Joins every running node in `nodes` to channel-3 with the fixture's genesis block.
+async fn join_channel_3(nodes: &[Option<OrdoProcess>]) {
+    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
+    for n in nodes.iter().flatten() {
+        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
+    }
+}
+
 fn node(nodes: &[Option<OrdoProcess>], i: usize) -> &OrdoProcess {
     nodes[i].as_ref().unwrap()
 }
@@ -216,10 +233,7 @@ async fn an_orderer_node_is_evicted_does_it_obediently_and_is_added_back() {
     let dir = tempfile::tempdir().unwrap();
     let ch = "channel-3";
     let nodes = start_nodes(dir.path(), 3).await;
-    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
-    for n in nodes.iter().flatten() {
-        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
-    }
+    join_channel_3(&nodes).await;
     let leader = leader_of(&nodes, ch).await;
     let follower = (leader + 1) % 3;
     let stop = Arc::new(AtomicBool::new(false));
@@ -309,10 +323,7 @@ async fn an_orderer_evicted_while_offline_notices_it_and_rejoins_under_its_new_r
     let dir = tempfile::tempdir().unwrap();
     let ch = "channel-3";
     let mut nodes = start_nodes(dir.path(), 3).await;
-    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
-    for n in nodes.iter().flatten() {
-        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
-    }
+    join_channel_3(&nodes).await;
     let leader = leader_of(&nodes, ch).await;
     let f = (leader + 1) % 3;
     let stays = 3 - leader - f;
@@ -445,15 +456,9 @@ async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_withou
     let tls_dir = |i: usize| dir.path().join(format!("orderer{}/tls", i + 1));
     let mut nodes = Vec::new();
     for i in 1..=3u32 {
-        let d = dir.path().join(format!("orderer{i}"));
-        std::fs::create_dir_all(&d).unwrap();
-        let config = write_cluster_node_config_own_tls(&d, i, ACK_AFTER_COMMIT);
-        nodes.push(Some(OrdoProcess::start_cluster_node(&config, i).await));
+        nodes.push(Some(start_own_tls_node(dir.path(), i).await.0));
     }
-    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
-    for n in nodes.iter().flatten() {
-        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
-    }
+    join_channel_3(&nodes).await;
     let leader = leader_of(&nodes, ch).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -483,10 +488,7 @@ async fn all_orderer_certificates_are_rotated_one_per_update_and_reloaded_withou
     // certificate changed; it pulls the chain from the rotated nodes (it trusts them by the
     // config's TLS CA, not by the old pinned certificates) and becomes a consenter.
     wait_active(&nodes, ch, 3).await;
-    let d4 = dir.path().join("orderer4");
-    std::fs::create_dir_all(&d4).unwrap();
-    let config4 = write_cluster_node_config_own_tls(&d4, 4, ACK_AFTER_COMMIT);
-    nodes.push(Some(OrdoProcess::start_cluster_node(&config4, 4).await));
+    nodes.push(Some(start_own_tls_node(dir.path(), 4).await.0));
     let added = update_consenters(&nodes, ch, leader, |cs| cs.push(fixture_consenter(4))).await;
     assert_eq!(consenter_ids(&added).1, 5);
     join_added_node(&nodes, ch, 3, &added, 4).await;
@@ -523,16 +525,11 @@ async fn a_node_whose_certificate_is_rotated_while_it_is_down_restarts_with_the_
     let mut configs = Vec::new();
     let mut nodes = Vec::new();
     for i in 1..=3u32 {
-        let d = dir.path().join(format!("orderer{i}"));
-        std::fs::create_dir_all(&d).unwrap();
-        let config = write_cluster_node_config_own_tls(&d, i, ACK_AFTER_COMMIT);
-        nodes.push(Some(OrdoProcess::start_cluster_node(&config, i).await));
+        let (node, config) = start_own_tls_node(dir.path(), i).await;
+        nodes.push(Some(node));
         configs.push(config);
     }
-    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
-    for n in nodes.iter().flatten() {
-        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
-    }
+    join_channel_3(&nodes).await;
     let leader = leader_of(&nodes, ch).await;
     let down = (leader + 1) % 3;
     let stop = Arc::new(AtomicBool::new(false));
@@ -735,10 +732,7 @@ async fn joins_the_channel_as_a_follower_using_a_config_block_and_recovers_from_
     let dir = tempfile::tempdir().unwrap();
     let ch = "channel-3";
     let nodes = start_nodes(dir.path(), 3).await;
-    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
-    for n in nodes.iter().flatten() {
-        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
-    }
+    join_channel_3(&nodes).await;
     let leader = leader_of(&nodes, ch).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -844,10 +838,7 @@ async fn an_orderer_behind_the_latest_snapshot_catches_up_and_replicates_consent
     let dir = tempfile::tempdir().unwrap();
     let ch = "channel-3";
     let mut nodes = start_nodes(dir.path(), 4).await;
-    let genesis = std::fs::read(fixture("channel-genesis/channel-3.block")).unwrap();
-    for n in nodes[..3].iter().flatten() {
-        assert_eq!(n.admin().join(&genesis).await.unwrap().status, 201);
-    }
+    join_channel_3(&nodes[..3]).await;
     let cert = |i: usize| fixture_consenter(i as u32 + 1).client_tls_cert;
     wait_active(&nodes, ch, 3).await;
 

@@ -795,11 +795,15 @@ impl World {
         Ok(())
     }
 
+    /// The other nodes that run a chain and that node `i` can reach (what it can pull from).
+    fn live_peers(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len())
+            .filter(move |&p| p != i && self.nodes[p].core.is_some() && self.reachable(i, p))
+    }
+
     /// Pulls blocks into node `i`'s ledger up to block `target` from reachable running peers.
     fn pull(&mut self, i: usize, target: u64) -> Result<(), String> {
-        let mut peers: Vec<usize> = (0..self.nodes.len())
-            .filter(|&p| p != i && self.nodes[p].core.is_some() && self.reachable(i, p))
-            .collect();
+        let mut peers: Vec<usize> = self.live_peers(i).collect();
         peers.shuffle(&mut self.rng);
         for p in peers {
             loop {
@@ -821,8 +825,8 @@ impl World {
     /// node pulls the blocks up to it and stops (or is added back under its new ID).
     fn suspect(&mut self, i: usize) -> Result<(), String> {
         let me = self.nodes[i].id;
-        let Some(p) = (0..self.nodes.len())
-            .filter(|&p| p != i && self.nodes[p].core.is_some() && self.reachable(i, p))
+        let Some(p) = self
+            .live_peers(i)
             .max_by_key(|&p| self.nodes[p].ledger.len())
         else {
             return Ok(());
