@@ -326,13 +326,21 @@ impl std::fmt::Debug for ChainCore {
 }
 
 /// The range `[min, max)` of ticks a follower waits without hearing from a leader before it
-/// campaigns: `[ElectionTick, ElectionTick + ElectionTick/4 + 1)`. etcd/raft (and so Fabric)
+/// campaigns: `[ElectionTick + 1, ElectionTick + ElectionTick/4 + 2)`. etcd/raft (and so Fabric)
 /// draws from `[ElectionTick, 2 × ElectionTick)`, so replacing a dead leader can take twice the
-/// configured election timeout; Ordo promises a new leader within the election timeout plus a
-/// second. The spread left (three ticks, 750 ms, with Fabric's defaults) is still hundreds of
+/// configured election timeout; Ordo's longest draw is ElectionTick + ElectionTick/4 + 1 ticks
+/// (13 × 250 ms = 3.25 s with Fabric's defaults), and a new leader follows within a second of it.
+/// The spread left (three ticks, 750 ms, with Fabric's defaults) is still hundreds of
 /// round trips, which keeps split votes rare; a split vote just draws again.
+///
+/// Why not start at ElectionTick: with CheckQuorum a follower ignores (does not even answer) a
+/// pre-vote while its leader lease runs, i.e. until ElectionTick of its own ticks have passed since
+/// the leader's last heartbeat. All followers heard that heartbeat at about the same moment but
+/// tick at different phases, so a follower campaigning after exactly ElectionTick ticks can arrive
+/// up to one tick before the others' leases end, be ignored, and wait a whole second timeout
+/// (seen in CI: 4.9 s). One tick more and every lease has ended.
 pub fn election_range(election_tick: usize) -> (usize, usize) {
-    (election_tick, election_tick + election_tick / 4 + 1)
+    (election_tick + 1, election_tick + election_tick / 4 + 2)
 }
 
 /// Records the destinations of the snapshots among `msgs`.

@@ -11,7 +11,7 @@ use ordo_proto::etcdraft::BlockMetadata;
 use ordo_raft::blockcutter::{BatchLimits, Pending};
 use ordo_raft::chain::{
     Action, ChainCore, ChainParams, LastBlock, Options, Persist, Proposal, Start, SubmitError,
-    initial_campaigner,
+    election_range, initial_campaigner,
 };
 use ordo_raft::storage::Recovered;
 use ordo_raft::wal::RaftWal;
@@ -330,6 +330,68 @@ fn three_nodes_replicate_identical_blocks_and_bound_inflight_blocks() {
         .collect();
     assert_eq!(headers[0], headers[1]);
     assert_eq!(headers[1], headers[2]);
+}
+
+/// A dead leader is replaced by the first follower that campaigns, even when the other follower
+/// ticks just behind it: with CheckQuorum a follower ignores pre-votes while its leader lease
+/// (ElectionTick of its own ticks since the last heartbeat) runs, so a campaign after exactly
+/// ElectionTick ticks was ignored and the group waited a whole second timeout. `election_range`
+/// starts one tick later; here the earliest draw wins at once.
+#[test]
+fn a_dead_leader_is_replaced_at_the_first_campaign_when_followers_tick_out_of_phase() {
+    let (min, max) = election_range(10);
+    let leader = initial_campaigner("channel-3", 3);
+    let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    let (early, late) = (others[0], others[1]);
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|id| {
+            let mut o = options(id);
+            o.election_timeout = if id == early {
+                Some((min, min + 1))
+            } else if id == late {
+                Some((max - 1, max))
+            } else {
+                o.election_timeout
+            };
+            Node::with_options(id, 3, "channel-3", o)
+        })
+        .collect();
+    assert_eq!(run_until_leader(&mut nodes), leader);
+    // A last heartbeat reaches both followers; then the leader is gone.
+    nodes[leader as usize - 1].core.tick().unwrap();
+    settle(&mut nodes);
+    let alive = [early as usize - 1, late as usize - 1];
+    let settle_alive = |nodes: &mut [Node]| {
+        let mut queue: VecDeque<Message> = VecDeque::new();
+        loop {
+            for &i in &alive {
+                nodes[i].drain();
+                queue.extend(nodes[i].outbox.drain(..));
+            }
+            let Some(m) = queue.pop_front() else { return };
+            let to = m.to as usize - 1;
+            if alive.contains(&to) {
+                nodes[to].core.step(m).unwrap();
+            }
+        }
+    };
+    // Each round the early follower ticks first, the late one a phase behind it.
+    for round in 1..=2 * max {
+        for &i in &alive {
+            nodes[i].core.tick().unwrap();
+            settle_alive(&mut nodes);
+        }
+        if let Some(n) = alive.iter().find(|&&i| nodes[i].core.status().is_leader) {
+            assert_eq!(
+                nodes[*n].core.status().id,
+                early,
+                "the early follower's campaign was ignored"
+            );
+            assert_eq!(round, min, "elected at its first campaign");
+            return;
+        }
+    }
+    panic!("no new leader within {} rounds", 2 * max);
 }
 
 /// Adaptive cutting: an envelope that finds fewer than two blocks in flight goes out at once in
