@@ -67,6 +67,43 @@ pub struct BlockStore {
     data_len: u64,
     last_header: Option<BlockHeader>,
     height: watch::Sender<u64>,
+    hot: HotBlocks,
+}
+
+/// The newest blocks' bytes, as appended: Deliver streams at the tip of the chain (every peer
+/// and follower waiting for the next block) are served from memory instead of reading the file
+/// back and copying it once per stream. Bounded by count and by bytes, so big blocks do not
+/// swell the node's memory.
+#[derive(Debug, Default)]
+struct HotBlocks {
+    /// Consecutive blocks ending with the last one appended.
+    blocks: std::collections::VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl HotBlocks {
+    const MAX_BLOCKS: usize = 32;
+    const MAX_BYTES: usize = 2 << 20;
+
+    fn push(&mut self, block: Bytes) {
+        self.bytes += block.len();
+        self.blocks.push_back(block);
+        // The newest block always stays, however large.
+        while self.blocks.len() > 1
+            && (self.blocks.len() > Self::MAX_BLOCKS || self.bytes > Self::MAX_BYTES)
+        {
+            if let Some(old) = self.blocks.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+    }
+
+    /// Block `n` if it is hot; `height` is the store's.
+    fn get(&self, n: u64, height: u64) -> Option<Bytes> {
+        let back = height.checked_sub(n)?.checked_sub(1)?;
+        let i = (self.blocks.len() as u64).checked_sub(back + 1)?;
+        self.blocks.get(i as usize).cloned()
+    }
 }
 
 impl std::fmt::Debug for BlockStore {
@@ -202,6 +239,7 @@ impl BlockStore {
             data_len: end,
             last_header,
             height,
+            hot: HotBlocks::default(),
         })
     }
 
@@ -235,17 +273,21 @@ impl BlockStore {
             None => {}
             Some(prev) => crate::block::verify_link(prev, block)?,
         }
-        let payload = block.encode_to_vec();
-        let len = u32::try_from(payload.len())
+        // The record is built in one buffer (header space, then the block encoded after it) so
+        // the block's bytes are copied once, and that buffer is what the hot cache keeps.
+        let encoded = block.encoded_len();
+        let len = u32::try_from(encoded)
             .ok()
             .filter(|l| *l <= MAX_RECORD)
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("block of {} bytes is too large", payload.len()))
-            })?;
-        let mut record = Vec::with_capacity(payload.len() + RECORD_HEADER as usize);
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        record.extend_from_slice(&payload);
+            .ok_or_else(|| StoreError::Corrupt(format!("block of {encoded} bytes is too large")))?;
+        let mut record = Vec::with_capacity(encoded + RECORD_HEADER as usize);
+        record.extend_from_slice(&[0; RECORD_HEADER as usize]);
+        block
+            .encode(&mut record)
+            .map_err(|e| StoreError::Corrupt(format!("block does not encode: {e}")))?;
+        let crc = crc32fast::hash(&record[RECORD_HEADER as usize..]);
+        record[..4].copy_from_slice(&len.to_le_bytes());
+        record[4..8].copy_from_slice(&crc.to_le_bytes());
         (&self.data)
             .write_all(&record)
             .map_err(io_err(&self.data_path))?;
@@ -257,12 +299,17 @@ impl BlockStore {
         self.offsets.push(self.data_len);
         self.data_len += record.len() as u64;
         self.last_header = Some(header.clone());
+        self.hot
+            .push(Bytes::from(record).slice(RECORD_HEADER as usize..));
         self.height.send_replace(self.offsets.len() as u64);
         Ok(())
     }
 
     /// The stored bytes of block `n` (the marshalled `common.Block`).
     pub fn block_bytes(&self, n: u64) -> Result<Bytes, StoreError> {
+        if let Some(b) = self.hot.get(n, self.height()) {
+            return Ok(b);
+        }
         let off = *self
             .offsets
             .get(n as usize)
@@ -284,5 +331,39 @@ impl BlockStore {
     /// The hash of the last block's header (what the next block must name).
     pub fn last_hash(&self) -> Option<[u8; 32]> {
         self.last_header.as_ref().map(header_hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: u8, len: usize) -> Bytes {
+        Bytes::from(vec![n; len])
+    }
+
+    #[test]
+    fn hot_blocks_keep_the_newest_within_their_bounds() {
+        let mut hot = HotBlocks::default();
+        assert_eq!(hot.get(0, 0), None);
+        for n in 0..40u8 {
+            hot.push(block(n, 10));
+        }
+        // 40 blocks appended, the last 32 kept: blocks 8..=39.
+        assert_eq!(hot.get(39, 40), Some(block(39, 10)));
+        assert_eq!(hot.get(8, 40), Some(block(8, 10)));
+        assert_eq!(hot.get(7, 40), None);
+        assert_eq!(hot.get(40, 40), None);
+        // A block bigger than the byte bound pushes every other one out but stays itself.
+        hot.push(block(40, HotBlocks::MAX_BYTES + 1));
+        assert_eq!(hot.blocks.len(), 1);
+        assert_eq!(
+            hot.get(40, 41).map(|b| b.len()),
+            Some(HotBlocks::MAX_BYTES + 1)
+        );
+        assert_eq!(hot.get(39, 41), None);
+        hot.push(block(41, 10));
+        assert_eq!(hot.blocks.len(), 1);
+        assert_eq!(hot.bytes, 10);
     }
 }

@@ -50,8 +50,20 @@ fn fabric_chain_round_trips_across_reopen() {
     let dir = TempDir::new("roundtrip");
     let c = chain();
     {
+        // Served from the hot blocks kept in memory, the same bytes as from the file below.
         let s = filled(&dir, c.len());
         assert_eq!(s.height(), 14);
+        for (i, (bytes, _)) in c.iter().enumerate() {
+            assert_eq!(
+                &s.block_bytes(i as u64).unwrap()[..],
+                &bytes[..],
+                "block {i}"
+            );
+        }
+        assert!(matches!(
+            s.block_bytes(14),
+            Err(StoreError::NotFound(14, 14))
+        ));
     }
     let s = BlockStore::open(&dir.0).unwrap();
     assert_eq!(s.height(), 14);
