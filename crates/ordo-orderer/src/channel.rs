@@ -560,6 +560,8 @@ impl Channel {
                 other => startup.push(other),
             }
         }
+        // Applied entries' data need not stay in memory: the WAL gives it back when asked.
+        core.set_cold_entries(wal.entries_reader());
         // Whose state this is decides whether a later start may reuse it (see the registrar).
         wal.set_node_id(id)?;
         let members = Arc::new(ArcSwap::from_pointee(members(&config, &last_block_md)));

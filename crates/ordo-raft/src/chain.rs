@@ -238,9 +238,9 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
     msg.write_to_bytes().unwrap_or_default()
 }
 
-/// A Raft message from the wire.
-pub fn decode_message(bytes: &[u8]) -> Result<Message, String> {
-    Message::parse_from_bytes(bytes).map_err(|e| format!("bad raft message: {e}"))
+/// A Raft message from the wire. Entry data (whole blocks) are slices of `bytes`, not copies.
+pub fn decode_message(bytes: &Bytes) -> Result<Message, String> {
+    Message::parse_from_carllerche_bytes(bytes).map_err(|e| format!("bad raft message: {e}"))
 }
 
 /// Observable state, for metrics, health and the participation API.
@@ -277,6 +277,9 @@ pub struct ChainCore {
     processed_index: u64,
     /// As leader: blocks may be created once `processed_index` reaches this index.
     sync_index: Option<u64>,
+    /// Applied index as of the end of the last [`ChainCore::advance`]: what the driver has
+    /// persisted by the time the core runs again, so what the in-memory log may release.
+    releasable: u64,
     config_inflight: bool,
     /// The latest time the driver gave (submit, batch timer): when an adaptive cut after a
     /// commit happens, for the batch fill-duration metric.
@@ -454,6 +457,7 @@ impl ChainCore {
             applied_index,
             processed_index,
             sync_index: None,
+            releasable: 0,
             config_inflight: false,
             now_ns: 0,
             catching_up,
@@ -477,6 +481,19 @@ impl ChainCore {
             actions,
             raw,
         })
+    }
+
+    /// Lets the in-memory log drop the data of applied entries, reading them back from `cold`
+    /// (the WAL) if they are needed again; see [`crate::storage`].
+    pub fn set_cold_entries(&mut self, cold: std::sync::Arc<dyn crate::storage::ColdEntries>) {
+        self.raw.mut_store().set_cold(cold);
+        let applied = self.raw.raft.raft_log.applied;
+        self.raw.mut_store().release_applied(applied);
+    }
+
+    /// Bytes of entry data the in-memory log holds.
+    pub fn log_resident_bytes(&self) -> u64 {
+        self.raw.store().resident_bytes()
     }
 
     pub fn status(&self) -> ChainStatus {
@@ -852,6 +869,11 @@ impl ChainCore {
 
     /// Notices role changes, then drains raft's Ready into actions.
     fn advance(&mut self) -> Result<(), CoreError> {
+        // Entries applied during the previous call were persisted since (the driver carries out
+        // every action before calling again); those applied during this one may still be on
+        // their way to the WAL (a single node commits what it has just appended), so they are
+        // released only next time.
+        self.raw.mut_store().release_applied(self.releasable);
         for fill_ns in self.cutter.take_fill_durations() {
             self.actions.push(Action::BatchCut { fill_ns });
         }
@@ -932,6 +954,7 @@ impl ChainCore {
             }
             self.observe_role();
         }
+        self.releasable = self.raw.raft.raft_log.applied;
         Ok(())
     }
 
@@ -1064,7 +1087,7 @@ impl ChainCore {
             return Ok(());
         }
         // No block yet means no snapshot was ever taken: the log still starts at index 1.
-        let Some(data) = store.newest_block_at(index) else {
+        let Some(data) = store.newest_block_at(index).map_err(CoreError::Log)? else {
             return Ok(());
         };
         let cs = store.conf_state().clone();
@@ -1091,7 +1114,8 @@ impl ChainCore {
     }
 
     fn apply_block(&mut self, e: &Entry) -> Result<(), CoreError> {
-        let block = Block::decode(e.data.as_ref()).map_err(|err| CoreError::BadEntry {
+        // Decoding from the entry's `Bytes` makes the envelopes slices of it instead of copies.
+        let block = Block::decode(e.data.clone()).map_err(|err| CoreError::BadEntry {
             index: e.index,
             reason: err.to_string(),
         })?;

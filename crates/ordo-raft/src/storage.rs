@@ -6,6 +6,15 @@
 //!
 //! Unlike raft-rs's own `MemStorage`, the snapshot kept here carries its data (Fabric's snapshot
 //! data is the last block), so a lagging follower gets a useful snapshot.
+//!
+//! Unlike etcd's `MemoryStorage`, it need not hold every entry's data until the next snapshot:
+//! given a [`ColdEntries`] source (the WAL), it lets go of the data of applied entries
+//! ([`MemLog::release_applied`]) and reads it back in the rare case it is asked for again (a
+//! follower that fell behind, a snapshot for a new voter). Entries are whole blocks and a
+//! snapshot comes every SnapshotIntervalSize (16 MB by default) of them, so this is most of what
+//! a busy node would otherwise keep resident.
+
+use std::sync::Arc;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
@@ -21,6 +30,19 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
 }
 
+/// Where entries whose data [`MemLog`] let go of are read back from: the persisted log.
+pub trait ColdEntries: Send + Sync + std::fmt::Debug {
+    /// Appends the persisted entries `[low, high)` to `out`, stopping once `max_size` bytes are
+    /// reached (at least one entry).
+    fn fetch(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), String>;
+}
+
 /// In-memory Raft log; see the module doc.
 #[derive(Debug, Clone, Default)]
 pub struct MemLog {
@@ -31,6 +53,10 @@ pub struct MemLog {
     /// The newest snapshot (index ≥ `offset.0`), what a follower that fell behind is sent.
     snapshot: Snapshot,
     entries: Vec<Entry>,
+    /// Entries below this index keep their index and term here but not their data, which is
+    /// read from `cold` when asked for.
+    warm_from: u64,
+    cold: Option<Arc<dyn ColdEntries>>,
 }
 
 impl MemLog {
@@ -88,7 +114,72 @@ impl MemLog {
             offset,
             snapshot,
             entries,
+            warm_from: 0,
+            cold: None,
         })
+    }
+
+    /// Lets [`MemLog::release_applied`] drop entry data that `cold` can give back.
+    pub fn set_cold(&mut self, cold: Arc<dyn ColdEntries>) {
+        self.cold = Some(cold);
+    }
+
+    /// Drops the data of the entries up to `applied` (they are persisted, and applied entries
+    /// are only read again for a lagging follower or a snapshot). Without a cold source,
+    /// nothing is dropped.
+    pub fn release_applied(&mut self, applied: u64) {
+        if self.cold.is_none() {
+            return;
+        }
+        let first = self.first();
+        let from = self.warm_from.max(first);
+        let upto = applied.min(self.last());
+        if upto < from {
+            return;
+        }
+        let (a, b) = ((from - first) as usize, (upto - first) as usize);
+        for e in &mut self.entries[a..=b] {
+            e.data = Default::default();
+        }
+        self.warm_from = upto + 1;
+    }
+
+    /// Bytes of entry data held in memory (for tests and metrics).
+    pub fn resident_bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.data.len() as u64).sum()
+    }
+
+    /// Entries `[low, high)`, all in the log: the released ones read back from the cold source.
+    fn collect(&self, low: u64, high: u64, max_size: Option<u64>) -> Result<Vec<Entry>, String> {
+        let first = self.first();
+        let mut out = Vec::new();
+        let warm = self.warm_from.max(first);
+        if low < warm {
+            let cold_high = high.min(warm);
+            let cold = self
+                .cold
+                .as_ref()
+                .ok_or_else(|| "released entries without a cold source".to_string())?;
+            cold.fetch(low, cold_high, max_size, &mut out)?;
+            let expected = low..low + out.len() as u64;
+            if out.iter().map(|e| e.index).ne(expected) || out.is_empty() {
+                return Err(format!(
+                    "the WAL gave back entries {:?} for [{low}, {cold_high})",
+                    out.iter().map(|e| e.index).collect::<Vec<_>>()
+                ));
+            }
+            if (out.len() as u64) < cold_high - low {
+                // Size limit reached among the cold entries.
+                return Ok(out);
+            }
+        }
+        let start = (low.max(warm) - first) as usize;
+        let end = (high - first) as usize;
+        if start < end {
+            out.extend_from_slice(&self.entries[start..end]);
+        }
+        raft::util::limit_size(&mut out, max_size);
+        Ok(out)
     }
 
     pub fn hard_state(&self) -> &HardState {
@@ -125,21 +216,29 @@ impl MemLog {
         self.entries.get(usize::try_from(i).ok()?)
     }
 
-    /// The newest block at or before `index` (a block entry still in memory, else the
+    /// The newest block at or before `index` (a block entry still in the log, else the
     /// snapshot's block): what a snapshot taken at `index` carries.
-    pub fn newest_block_at(&self, index: u64) -> Option<Vec<u8>> {
-        self.entries
-            .iter()
-            .rev()
-            .filter(|e| e.index <= index)
-            .find(|e| {
-                e.get_entry_type() == raft::eraftpb::EntryType::EntryNormal && !e.data.is_empty()
-            })
-            .map(|e| e.data.to_vec())
-            .or_else(|| {
-                let data = self.snapshot.get_data();
-                (!data.is_empty()).then(|| data.to_vec())
-            })
+    pub fn newest_block_at(&self, index: u64) -> Result<Option<Vec<u8>>, String> {
+        let warm = self.warm_from.max(self.first());
+        for e in self.entries.iter().rev().filter(|e| e.index <= index) {
+            if e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
+                continue;
+            }
+            if e.index >= warm {
+                if !e.data.is_empty() {
+                    return Ok(Some(e.data.to_vec()));
+                }
+                continue;
+            }
+            let back = self.collect(e.index, e.index + 1, None)?;
+            if let Some(data) = back.first().map(|b| &b.data)
+                && !data.is_empty()
+            {
+                return Ok(Some(data.to_vec()));
+            }
+        }
+        let data = self.snapshot.get_data();
+        Ok((!data.is_empty()).then(|| data.to_vec()))
     }
 
     /// Whether the newest snapshot's membership includes `id` (raft-rs refuses to install a
@@ -183,6 +282,8 @@ impl MemLog {
         let keep = (head.index - self.first()) as usize;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(ents);
+        // Only unapplied (never released) entries are overwritten, but stay exact regardless.
+        self.warm_from = self.warm_from.min(head.index);
         Ok(())
     }
 
@@ -200,6 +301,7 @@ impl MemLog {
         self.conf_state = meta.get_conf_state().clone();
         self.offset = (meta.index, meta.term);
         self.entries.clear();
+        self.warm_from = 0;
         self.snapshot = snap;
         Ok(())
     }
@@ -257,11 +359,11 @@ impl Storage for MemLog {
         if high > self.last() + 1 || low > high {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let start = (low - self.first()) as usize;
-        let end = (high - self.first()) as usize;
-        let mut out = self.entries[start..end].to_vec();
-        raft::util::limit_size(&mut out, max_size.into());
-        Ok(out)
+        self.collect(low, high, max_size.into()).map_err(|e| {
+            raft::Error::Store(StorageError::Other(
+                format!("reading back entries [{low}, {high}): {e}").into(),
+            ))
+        })
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
@@ -330,6 +432,75 @@ mod tests {
             .entries(5, 11, None, GetEntriesContext::empty(false))
             .unwrap();
         assert_eq!(got.len(), 6);
+    }
+
+    /// A persisted log the in-memory one reads released entries back from.
+    #[derive(Debug, Default)]
+    struct Disk(std::sync::Mutex<Vec<Entry>>);
+
+    impl ColdEntries for Disk {
+        fn fetch(
+            &self,
+            low: u64,
+            high: u64,
+            max_size: Option<u64>,
+            out: &mut Vec<Entry>,
+        ) -> Result<(), String> {
+            let disk = self.0.lock().unwrap();
+            let mut got: Vec<Entry> = disk
+                .iter()
+                .filter(|e| (low..high).contains(&e.index))
+                .cloned()
+                .collect();
+            raft::util::limit_size(&mut got, max_size);
+            out.extend(got);
+            Ok(())
+        }
+    }
+
+    fn block_ent(index: u64, len: usize) -> Entry {
+        let mut e = ent(index, 1);
+        e.data = vec![index as u8; len].into();
+        e
+    }
+
+    #[test]
+    fn applied_entries_leave_memory_and_are_read_back_when_asked_for() {
+        let all: Vec<Entry> = (1..=10).map(|i| block_ent(i, 100)).collect();
+        let disk = Arc::new(Disk(std::sync::Mutex::new(all.clone())));
+        let mut log = MemLog::bootstrap(vec![1]);
+        log.append(&all).unwrap();
+        // Without a cold source nothing is released.
+        log.release_applied(6);
+        assert_eq!(log.resident_bytes(), 1000);
+        log.set_cold(disk.clone());
+        log.release_applied(6);
+        assert_eq!(log.resident_bytes(), 400);
+        let ctx = || GetEntriesContext::empty(false);
+        // Across the cold/warm boundary, byte for byte.
+        assert_eq!(log.entries(2, 11, None, ctx()).unwrap(), all[1..].to_vec());
+        // A size limit stops among the cold entries (at least one is returned)...
+        assert_eq!(log.entries(2, 11, 250, ctx()).unwrap(), all[1..3].to_vec());
+        assert_eq!(log.entries(2, 11, 0, ctx()).unwrap(), all[1..2].to_vec());
+        // ...or among the warm ones.
+        assert_eq!(log.entries(5, 11, 450, ctx()).unwrap(), all[4..8].to_vec());
+        // The block a snapshot at a released index carries comes from the disk.
+        assert_eq!(log.newest_block_at(4).unwrap(), Some(vec![4; 100]));
+        // Releasing is idempotent and never goes past the log.
+        log.release_applied(100);
+        assert_eq!(log.resident_bytes(), 0);
+        assert_eq!(log.entries(9, 11, None, ctx()).unwrap(), all[8..].to_vec());
+        // New entries are warm; a snapshot's compaction keeps the rest readable.
+        log.append(&[block_ent(11, 100)]).unwrap();
+        disk.0.lock().unwrap().push(block_ent(11, 100));
+        assert_eq!(log.resident_bytes(), 100);
+        log.take_snapshot(10, log.conf_state().clone(), b"b".to_vec(), 8)
+            .unwrap();
+        assert!(log.entries(8, 12, None, ctx()).is_err());
+        assert_eq!(log.entries(9, 12, None, ctx()).unwrap().len(), 3);
+        // A disk that lost an entry is an error, not a silent gap.
+        disk.0.lock().unwrap().retain(|e| e.index != 9);
+        assert!(log.entries(9, 12, None, ctx()).is_err());
     }
 
     #[test]

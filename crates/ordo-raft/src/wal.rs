@@ -67,7 +67,8 @@ impl MessageExt for EntryExt {
 
 /// The durable Raft state of one channel; see the module doc.
 pub struct RaftWal {
-    engine: Engine,
+    /// Shared with the [`WalEntries`] reader the in-memory log reads released entries from.
+    engine: std::sync::Arc<Engine>,
     wal_dir: PathBuf,
     snap_dir: PathBuf,
 }
@@ -81,7 +82,40 @@ impl std::fmt::Debug for RaftWal {
     }
 }
 
+/// Reads persisted entries back for the in-memory log (see [`crate::storage::ColdEntries`]).
+pub struct WalEntries {
+    engine: std::sync::Arc<Engine>,
+}
+
+impl std::fmt::Debug for WalEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WalEntries")
+    }
+}
+
+impl crate::storage::ColdEntries for WalEntries {
+    fn fetch(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), String> {
+        self.engine
+            .fetch_entries_to::<EntryExt>(GROUP, low, high, max_size.map(|m| m as usize), out)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl RaftWal {
+    /// A reader of this WAL's entries for the in-memory log.
+    pub fn entries_reader(&self) -> std::sync::Arc<WalEntries> {
+        std::sync::Arc::new(WalEntries {
+            engine: self.engine.clone(),
+        })
+    }
+
     /// Opens (creating if needed) the WAL and snapshot folders of one channel. A torn tail left
     /// by a crash is discarded by raft-engine's recovery; everything before it was fsynced.
     pub fn open(wal_dir: &Path, snap_dir: &Path) -> Result<RaftWal, WalError> {
@@ -104,7 +138,7 @@ impl RaftWal {
             source,
         })?;
         Ok(RaftWal {
-            engine,
+            engine: std::sync::Arc::new(engine),
             wal_dir: wal_dir.to_path_buf(),
             snap_dir: snap_dir.to_path_buf(),
         })

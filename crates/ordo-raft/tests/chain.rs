@@ -13,7 +13,7 @@ use ordo_raft::chain::{
     Action, ChainCore, ChainParams, LastBlock, Options, Persist, Proposal, Start, SubmitError,
     election_range, initial_campaigner,
 };
-use ordo_raft::storage::Recovered;
+use ordo_raft::storage::{ColdEntries, Recovered};
 use ordo_raft::wal::RaftWal;
 use raft::eraftpb::Message;
 
@@ -623,6 +623,19 @@ fn the_raft_engine_wal_gives_back_what_was_persisted() {
         .cloned()
         .collect();
     assert_eq!(have, want);
+    // What the in-memory log reads released entries back with gives the same entries.
+    let first = got.entries.first().unwrap().index;
+    let last = got.entries.last().unwrap().index;
+    let mut read_back = Vec::new();
+    wal.entries_reader()
+        .fetch(first, last + 1, None, &mut read_back)
+        .unwrap();
+    assert_eq!(read_back, got.entries);
+    let mut limited = Vec::new();
+    wal.entries_reader()
+        .fetch(first, last + 1, Some(0), &mut limited)
+        .unwrap();
+    assert_eq!(limited, got.entries[..1].to_vec());
 
     // The snapshot files lost (an operator wiped the folder, or a damaged disk): the WAL's own
     // copy of the newest snapshot still gives the same state back; so it does when the file is

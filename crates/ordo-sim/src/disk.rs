@@ -5,9 +5,10 @@
 //! discards as raft-engine and the snapshot reader do.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use ordo_raft::chain::Persist;
-use ordo_raft::storage::Recovered;
+use ordo_raft::storage::{ColdEntries, Recovered};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use rand::Rng;
 
@@ -94,24 +95,81 @@ impl Durable {
 }
 
 /// The simulated disk of one node; see the module doc.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Disk {
     durable: Durable,
     buffered: Vec<Write>,
+    /// What reads see: the durable state with the buffered writes applied (the real engine
+    /// reads its own writes before they are synced). Shared with the node's [`DiskEntries`].
+    readable: Arc<Mutex<Durable>>,
     /// Syncs performed (for the report).
     pub syncs: u64,
 }
 
+/// The entries of a [`Disk`] as the node's in-memory log reads back the ones it released (the
+/// real driver's `WalEntries`).
+#[derive(Debug)]
+pub struct DiskEntries {
+    disk: Arc<Mutex<Durable>>,
+    /// Entries read back, counted for the report.
+    reads: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ColdEntries for DiskEntries {
+    fn fetch(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), String> {
+        let disk = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        let mut got = Vec::new();
+        for i in low..high {
+            got.push(
+                disk.entries
+                    .get(&i)
+                    .cloned()
+                    .ok_or_else(|| format!("entry {i} is not on the disk"))?,
+            );
+        }
+        raft::util::limit_size(&mut got, max_size);
+        self.reads
+            .fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        out.extend(got);
+        Ok(())
+    }
+}
+
 impl Disk {
+    /// A reader of the entries on this disk, for the node's in-memory log, counting what it
+    /// reads in `reads`.
+    pub fn entries_reader(&self, reads: Arc<std::sync::atomic::AtomicU64>) -> Arc<DiskEntries> {
+        Arc::new(DiskEntries {
+            disk: self.readable.clone(),
+            reads,
+        })
+    }
+
+    fn buffer(&mut self, w: Write) {
+        // A write the engine would refuse fails at the sync, against the durable state.
+        let _ = self
+            .readable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(w.clone());
+        self.buffered.push(w);
+    }
+
     /// Queues the writes of one `Persist`, in the real WAL's order.
     pub fn persist(&mut self, p: Persist) {
         if let Some(s) = p.snapshot {
             let index = s.get_metadata().index;
-            self.buffered.push(Write::SnapshotFile(s));
-            self.buffered.push(Write::Compact(index));
+            self.buffer(Write::SnapshotFile(s));
+            self.buffer(Write::Compact(index));
         }
         if !p.entries.is_empty() || p.hard_state.is_some() || p.conf_state.is_some() {
-            self.buffered.push(Write::Batch {
+            self.buffer(Write::Batch {
                 entries: p.entries,
                 hard_state: p.hard_state,
                 conf_state: p.conf_state,
@@ -121,8 +179,8 @@ impl Disk {
 
     /// Queues a snapshot the node took and the compaction after it.
     pub fn save_snapshot(&mut self, s: Snapshot, compact_to: u64) {
-        self.buffered.push(Write::SnapshotFile(s));
-        self.buffered.push(Write::Compact(compact_to));
+        self.buffer(Write::SnapshotFile(s));
+        self.buffer(Write::Compact(compact_to));
     }
 
     /// Whether anything is waiting for a sync.
@@ -151,6 +209,7 @@ impl Disk {
         for w in buffered.into_iter().take(kept) {
             self.durable.apply(w)?;
         }
+        *self.readable.lock().unwrap_or_else(|p| p.into_inner()) = self.durable.clone();
         Ok(lost)
     }
 

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
     let failures = AtomicU64::new(0);
     let blocks = AtomicU64::new(0);
     let changes = AtomicU64::new(0);
+    let cold_reads = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
                         Ok(r) => {
                             blocks.fetch_add(r.blocks, Ordering::Relaxed);
                             changes.fetch_add(r.membership_changes, Ordering::Relaxed);
+                            cold_reads.fetch_add(r.cold_reads, Ordering::Relaxed);
                         }
                         Err(v) => {
                             failures.fetch_add(1, Ordering::Relaxed);
@@ -94,12 +96,13 @@ fn main() -> ExitCode {
     });
     let failed = failures.load(Ordering::Relaxed);
     println!(
-        "{} seeds ({}..{end}) on {threads} threads in {:.1} s: {failed} failed, {} blocks ordered and {} consenter changes in all",
+        "{} seeds ({}..{end}) on {threads} threads in {:.1} s: {failed} failed, {} blocks ordered, {} consenter changes and {} released entries read back from disk in all",
         args.seeds,
         args.first,
         started.elapsed().as_secs_f64(),
         blocks.load(Ordering::Relaxed),
-        changes.load(Ordering::Relaxed)
+        changes.load(Ordering::Relaxed),
+        cold_reads.load(Ordering::Relaxed)
     );
     if failed == 0 {
         ExitCode::SUCCESS

@@ -91,6 +91,8 @@ pub struct Report {
     pub evictions: u64,
     /// Nodes that joined under a new Raft ID (added back after a removal).
     pub rejoins: u64,
+    /// Entries whose data a node's in-memory log had let go of and read back from its disk.
+    pub cold_reads: u64,
     pub messages: u64,
     pub events: u64,
 }
@@ -235,6 +237,7 @@ struct World {
     heal_env: Option<u64>,
     end: u64,
     report: Report,
+    cold_reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Runs one seed; `Ok` with what happened, or the first invariant broken.
@@ -245,6 +248,7 @@ pub fn run(seed: u64, opts: &SimOptions) -> Result<Report, Violation> {
         at_ms: w.now / MS,
         what,
     })?;
+    w.report.cold_reads = w.cold_reads.load(std::sync::atomic::Ordering::Relaxed);
     Ok(w.report)
 }
 
@@ -407,6 +411,7 @@ impl World {
                 ack_after_commit,
                 ..Default::default()
             },
+            cold_reads: Default::default(),
             opts,
             rng,
             now: 0,
@@ -603,9 +608,11 @@ impl World {
             consenters_of: std::sync::Arc::new(certs_of_block),
             start,
         };
-        let core = catch_unwind(AssertUnwindSafe(|| ChainCore::new(params)))
+        let mut core = catch_unwind(AssertUnwindSafe(|| ChainCore::new(params)))
             .map_err(|p| format!("node {} panicked starting: {}", i + 1, panic_text(p)))?
             .map_err(|e| format!("node {} failed to start: {e}", i + 1))?;
+        // As the real driver: applied entries' data leave memory and are read back from disk.
+        core.set_cold_entries(node.disk.entries_reader(self.cold_reads.clone()));
         node.core = Some(core);
         node.leaderless = 0;
         let inc = node.inc;

@@ -48,6 +48,10 @@ fn assert_exercised(reports: &[Report]) {
     );
     assert!(sum(|r| r.evictions) > 0, "no node evicted");
     assert!(sum(|r| r.rejoins) > 0, "no node added back");
+    assert!(
+        sum(|r| r.cold_reads) > 0,
+        "no released entry was ever read back from a disk"
+    );
     for (nodes, ack) in [(3, false), (3, true), (5, false), (5, true)] {
         let runs: Vec<&Report> = reports
             .iter()
