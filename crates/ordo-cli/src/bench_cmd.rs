@@ -58,6 +58,10 @@ struct LocalArgs {
     /// Keep the network (crypto, configs, ledgers) in this folder instead of a temporary one.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Open every Broadcast stream to the leader instead of spreading them over all orderers
+    /// (no forwarding between orderers; Deliver still reads from orderer1).
+    #[arg(long)]
+    to_leader: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -376,8 +380,8 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
     // A run started before the election would measure SERVICE_UNAVAILABLE answers.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let series = format!("consensus_etcdraft_is_leader{{channel=\"{channel}\"}} 1");
-    'elected: loop {
-        for n in &nodes {
+    let leader = 'elected: loop {
+        for (i, n) in nodes.iter().enumerate() {
             let ops = ordo_orderer::client::HttpClient {
                 addr: n.operations,
                 tls: None,
@@ -385,16 +389,16 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
             if let Ok(r) = ops.get("/metrics").await
                 && String::from_utf8_lossy(&r.body).contains(&series)
             {
-                break 'elected;
+                break 'elected i;
             }
         }
         if tokio::time::Instant::now() > deadline {
             bail!("no Raft leader in the local cluster after 30 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     eprintln!(
-        "{} orderers on 127.0.0.1 (TLS), channel '{channel}': MaxMessageCount {}, BatchTimeout {}, {} cutting; data in {}",
+        "{} orderers on 127.0.0.1 (TLS), channel '{channel}': MaxMessageCount {}, BatchTimeout {}, {} cutting; leader orderer{}{}; data in {}",
         l.nodes,
         l.max_message_count,
         l.batch_timeout,
@@ -403,11 +407,22 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
         } else {
             "adaptive"
         },
+        leader + 1,
+        if l.to_leader {
+            " (every Broadcast stream to it)"
+        } else {
+            ""
+        },
         dir.display()
     );
+    let orderers = if l.to_leader {
+        vec![nodes[leader].general]
+    } else {
+        nodes.iter().map(|n| n.general).collect()
+    };
     let target = TargetArgs {
-        orderers: nodes.iter().map(|n| n.general).collect(),
-        deliver: None,
+        orderers,
+        deliver: Some(nodes[0].general),
         channel: Some(channel.to_string()),
         msp_dir: Some(net.client_msp_dir.clone()),
         msp_id: Some(net.client_msp_id.clone()),

@@ -83,12 +83,18 @@ fn calibrate_reports_positive_rates() {
 
 /// `ordo bench local` (docs/performance.md's set-up): it starts its own three-node cluster of
 /// `ordo node` processes, and the smoke run's envelopes are all ordered exactly once there, in
-/// Fabric's cutting mode too; each node's peak RSS is reported.
+/// Fabric's cutting mode too (with every stream sent to the leader); each node's peak RSS is
+/// reported.
 #[test]
 fn a_local_cluster_is_set_up_and_measured() {
     for extra in [
         &[][..],
-        &["--fabric-cutting", "--max-message-count", "50"][..],
+        &[
+            "--fabric-cutting",
+            "--max-message-count",
+            "50",
+            "--to-leader",
+        ][..],
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
             .args([
@@ -108,6 +114,11 @@ fn a_local_cluster_is_set_up_and_measured() {
             String::from_utf8_lossy(&out.stderr),
         );
         assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert_eq!(
+            stderr.contains("(every Broadcast stream to it)"),
+            extra.contains(&"--to-leader"),
+            "{stderr}"
+        );
         assert!(
             stdout.contains("ordered 2000 of 2000 envelopes"),
             "{stdout}"
