@@ -9,7 +9,9 @@
 //!   snapshots, membership changes and eviction;
 //! - [`membership`]: how a config block's consenter list changes the consenter IDs (Fabric's
 //!   `ComputeMembershipChanges`);
-//! - [`storage`]: the in-memory Raft log the core reads;
+//! - [`storage`]: the in-memory Raft log the core reads; it keeps the data of applied entries
+//!   only until it is persisted, then reads it back, rarely, through the
+//!   [`storage::ColdEntries`] its driver hands it (the WAL's reader, or a simulated disk);
 //! - [`wal`]: the one piece with I/O, kept apart from the core — the durable Raft state of a
 //!   channel (raft-engine log under WALDir, snapshot files under SnapDir), which the driver
 //!   writes when the core asks it to persist.
