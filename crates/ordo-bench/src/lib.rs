@@ -17,4 +17,4 @@ pub mod calibrate;
 pub mod run;
 
 pub use calibrate::{Calibration, calibrate};
-pub use run::{BenchConfig, BenchError, BenchResult, run};
+pub use run::{BenchConfig, BenchError, BenchResult, newest_block, run};

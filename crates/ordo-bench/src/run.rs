@@ -147,6 +147,56 @@ async fn client(
         .max_encoding_message_size(usize::MAX))
 }
 
+/// A signed Deliver request from the newest block to `stop`.
+fn seek_from_newest(
+    channel: &str,
+    signer: &SigningIdentity,
+    stop: Position,
+) -> Result<Envelope, BenchError> {
+    let seek = SeekInfo {
+        start: Some(SeekPosition {
+            r#type: Some(Position::Newest(SeekNewest {})),
+        }),
+        stop: Some(SeekPosition { r#type: Some(stop) }),
+        behavior: SeekBehavior::BlockUntilReady as i32,
+        error_response: SeekErrorResponse::BestEffort as i32,
+    };
+    create_signed_envelope(
+        HeaderType::DeliverSeekInfo,
+        channel,
+        signer,
+        seek.encode_to_vec().into(),
+    )
+    .map_err(|e| BenchError::Sign(e.to_string()))
+}
+
+/// The number of the newest block `addr` serves on `channel`, asked over Deliver once (a new
+/// connection, a request for the newest block alone): whether, and how soon, an orderer serves
+/// its chain, e.g. after a restart.
+pub async fn newest_block(
+    addr: SocketAddr,
+    tls: &Option<ClientTls>,
+    channel: &str,
+    signer: &SigningIdentity,
+) -> Result<u64, BenchError> {
+    let mut deliver = client(addr, tls).await?;
+    let seek = seek_from_newest(channel, signer, Position::Newest(SeekNewest {}))?;
+    let mut answers = deliver
+        .deliver(futures::stream::iter([seek]))
+        .await
+        .map_err(|e| BenchError::Deliver(e.to_string()))?
+        .into_inner();
+    match answers
+        .message()
+        .await
+        .map_err(|e| BenchError::Deliver(e.to_string()))?
+        .and_then(|r| r.r#type)
+    {
+        Some(deliver_response::Type::Block(b)) => Ok(b.header.map_or(0, |h| h.number)),
+        other => Err(BenchError::Deliver(format!("no block: {other:?}"))),
+    }
+}
+
 /// Shared between the tasks of a run.
 struct Shared {
     started: Instant,
@@ -172,24 +222,11 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, BenchError> {
 
     // Deliver first, from the newest block, so that nothing of this run is missed.
     let mut deliver = client(cfg.deliver_from, &cfg.tls).await?;
-    let newest = SeekPosition {
-        r#type: Some(Position::Newest(SeekNewest {})),
-    };
-    let seek = SeekInfo {
-        start: Some(newest),
-        stop: Some(SeekPosition {
-            r#type: Some(Position::Specified(SeekSpecified { number: u64::MAX })),
-        }),
-        behavior: SeekBehavior::BlockUntilReady as i32,
-        error_response: SeekErrorResponse::BestEffort as i32,
-    };
-    let seek_env = create_signed_envelope(
-        HeaderType::DeliverSeekInfo,
+    let seek_env = seek_from_newest(
         &cfg.channel,
         &cfg.signer,
-        seek.encode_to_vec().into(),
-    )
-    .map_err(|e| BenchError::Sign(e.to_string()))?;
+        Position::Specified(SeekSpecified { number: u64::MAX }),
+    )?;
     let mut blocks = deliver
         .deliver(futures::stream::iter([seek_env]))
         .await

@@ -83,8 +83,8 @@ fn calibrate_reports_positive_rates() {
 
 /// `ordo bench local` (docs/performance.md's set-up): it starts its own three-node cluster of
 /// `ordo node` processes, and the smoke run's envelopes are all ordered exactly once there, in
-/// Fabric's cutting mode too (with every stream sent to the leader); each node's peak RSS is
-/// reported.
+/// Fabric's cutting mode too (with every stream sent to the leader, and orderer1 restarted after
+/// the run until it serves its newest block again); each node's peak RSS is reported.
 #[test]
 fn a_local_cluster_is_set_up_and_measured() {
     for extra in [
@@ -129,5 +129,18 @@ fn a_local_cluster_is_set_up_and_measured() {
             .find(|l| l.starts_with("peak RSS: "))
             .unwrap_or_else(|| panic!("{stdout}"));
         assert_eq!(rss.matches(" MiB").count(), 3, "{rss}");
+        // With --restart: orderer1 comes back and serves the newest block it had (2000
+        // envelopes in blocks of 50: at least 40 blocks after the genesis block).
+        let restart = stdout.lines().find(|l| l.starts_with("restart: orderer1"));
+        assert_eq!(restart.is_some(), extra.contains(&"--restart"), "{stdout}");
+        if let Some(line) = restart {
+            let block: u64 = line
+                .split("served block ")
+                .nth(1)
+                .and_then(|t| t.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{line}"));
+            assert!(block >= 40, "{line}");
+        }
     }
 }
