@@ -230,6 +230,36 @@ impl SqliteRegistry {
         let mut conn = self.db.conn.lock().map_err(|_| RegistryError::Poisoned)?;
         f(&mut conn)
     }
+
+    /// Runs an insert or update of one identity row (parameters ?1..?8: ca, then the record's
+    /// columns); `none(id)` is the error when it touched no row.
+    fn write_identity(
+        &self,
+        sql: &str,
+        rec: &IdentityRecord,
+        none: fn(String) -> RegistryError,
+    ) -> Result<(), RegistryError> {
+        let attrs = attrs_json(rec)?;
+        self.with(|c| {
+            let n = c.execute(
+                sql,
+                params![
+                    self.ca,
+                    rec.id,
+                    rec.secret_hash,
+                    rec.id_type,
+                    rec.affiliation,
+                    attrs,
+                    rec.max_enrollments,
+                    rec.state
+                ],
+            )?;
+            if n == 0 {
+                return Err(none(rec.id.clone()));
+            }
+            Ok(())
+        })
+    }
 }
 
 const IDENTITY_COLS: &str = "id, secret_hash, type, affiliation, attrs, max_enrollments, state";
@@ -297,51 +327,21 @@ impl Registry for SqliteRegistry {
     }
 
     fn insert_identity(&self, rec: &IdentityRecord) -> Result<(), RegistryError> {
-        let attrs = attrs_json(rec)?;
-        self.with(|c| {
-            let n = c.execute(
-                "INSERT OR IGNORE INTO identities (ca, id, secret_hash, type, affiliation, attrs, max_enrollments, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    self.ca,
-                    rec.id,
-                    rec.secret_hash,
-                    rec.id_type,
-                    rec.affiliation,
-                    attrs,
-                    rec.max_enrollments,
-                    rec.state
-                ],
-            )?;
-            if n == 0 {
-                return Err(RegistryError::Duplicate(rec.id.clone()));
-            }
-            Ok(())
-        })
+        self.write_identity(
+            "INSERT OR IGNORE INTO identities (ca, id, secret_hash, type, affiliation, attrs, max_enrollments, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rec,
+            RegistryError::Duplicate,
+        )
     }
 
     fn update_identity(&self, rec: &IdentityRecord) -> Result<(), RegistryError> {
-        let attrs = attrs_json(rec)?;
-        self.with(|c| {
-            let n = c.execute(
-                "UPDATE identities SET secret_hash = ?3, type = ?4, affiliation = ?5, attrs = ?6,
-                 max_enrollments = ?7, state = ?8 WHERE ca = ?1 AND id = ?2",
-                params![
-                    self.ca,
-                    rec.id,
-                    rec.secret_hash,
-                    rec.id_type,
-                    rec.affiliation,
-                    attrs,
-                    rec.max_enrollments,
-                    rec.state
-                ],
-            )?;
-            if n == 0 {
-                return Err(RegistryError::NotFound(rec.id.clone()));
-            }
-            Ok(())
-        })
+        self.write_identity(
+            "UPDATE identities SET secret_hash = ?3, type = ?4, affiliation = ?5, attrs = ?6,
+             max_enrollments = ?7, state = ?8 WHERE ca = ?1 AND id = ?2",
+            rec,
+            RegistryError::NotFound,
+        )
     }
 
     fn delete_identity(&self, id: &str) -> Result<(), RegistryError> {

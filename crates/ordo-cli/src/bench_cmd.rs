@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ordo_bench::{BenchConfig, BenchResult, Calibration, calibrate, run};
+use ordo_msp::SigningIdentity;
 use ordo_orderer::client::ClientTls;
 
 #[derive(Args)]
@@ -79,7 +80,7 @@ struct RunArgs {
 }
 
 /// Which orderers and channel, as whom.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct TargetArgs {
     /// An orderer's general endpoint (repeat for several; Broadcast streams are spread over them).
     #[arg(long = "orderer")]
@@ -105,6 +106,35 @@ struct TargetArgs {
     /// The name the orderers' TLS certificates must carry.
     #[arg(long, default_value = "127.0.0.1")]
     server_name: String,
+}
+
+impl TargetArgs {
+    /// The channel, the signing identity and the TLS settings these arguments name.
+    fn client(&self) -> anyhow::Result<(String, SigningIdentity, Option<ClientTls>)> {
+        let channel = self.channel.clone().context("--channel is required")?;
+        let msp_dir = self.msp_dir.as_ref().context("--msp-dir is required")?;
+        let msp_id = self.msp_id.as_ref().context("--msp-id is required")?;
+        let signer = ordo_msp::local::load_signing_identity(msp_dir, msp_id)
+            .with_context(|| format!("loading the identity in {}", msp_dir.display()))?
+            .signer;
+        let tls = match &self.tls_ca {
+            None => None,
+            Some(ca) => {
+                let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                let pair = match (&self.tls_cert, &self.tls_key) {
+                    (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
+                    _ => None,
+                };
+                Some(ClientTls::new(
+                    &[ca],
+                    pair.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+                    &self.server_name,
+                    &[b"h2"],
+                )?)
+            }
+        };
+        Ok((channel, signer, tls))
+    }
 }
 
 /// The load itself.
@@ -177,28 +207,7 @@ async fn bench(a: TargetArgs, l: LoadArgs) -> anyhow::Result<()> {
     let Some(&first) = a.orderers.first() else {
         bail!("give at least one --orderer");
     };
-    let channel = a.channel.context("--channel is required")?;
-    let msp_dir = a.msp_dir.context("--msp-dir is required")?;
-    let msp_id = a.msp_id.context("--msp-id is required")?;
-    let signer = ordo_msp::local::load_signing_identity(&msp_dir, &msp_id)
-        .with_context(|| format!("loading the identity in {}", msp_dir.display()))?
-        .signer;
-    let tls = match &a.tls_ca {
-        None => None,
-        Some(ca) => {
-            let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-            let pair = match (&a.tls_cert, &a.tls_key) {
-                (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
-                _ => None,
-            };
-            Some(ClientTls::new(
-                &[ca],
-                pair.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
-                &a.server_name,
-                &[b"h2"],
-            )?)
-        }
-    };
+    let (channel, signer, tls) = a.client()?;
     let cfg = BenchConfig {
         orderers: a.orderers.clone(),
         deliver_from: a.deliver.unwrap_or(first),
@@ -436,6 +445,7 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
         server_name: "127.0.0.1".into(),
     };
     let json = l.load.json;
+    let restart_target = l.restart.then(|| target.clone());
     let outcome = bench(target, l.load).await;
     let rss: Vec<String> = nodes
         .iter()
@@ -451,8 +461,9 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
     } else {
         println!("peak RSS: {}", rss.join(", "));
     }
-    if l.restart && outcome.is_ok() {
-        let line = restart_first(&mut nodes, &net.orderer_yamls[0], &net, channel).await?;
+    if let Some(target) = restart_target.filter(|_| outcome.is_ok()) {
+        let first = nodes.first_mut().context("no node")?;
+        let line = restart_first(first, &net.orderer_yamls[0], &target).await?;
         if json {
             eprintln!("{line}");
         } else {
@@ -466,29 +477,19 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
 /// Kills orderer1 (-9), starts it again, and times it from the start of the process until a
 /// Deliver request on a new connection gets the newest block it had before: the restart figure.
 async fn restart_first(
-    nodes: &mut [LocalNode],
+    first: &mut LocalNode,
     yaml: &std::path::Path,
-    net: &crate::demo_net::DemoNet,
-    channel: &str,
+    target: &TargetArgs,
 ) -> anyhow::Result<String> {
-    let signer = ordo_msp::local::load_signing_identity(&net.client_msp_dir, &net.client_msp_id)
-        .context("loading the client identity")?
-        .signer;
-    let tls = Some(ClientTls::new(
-        &[std::fs::read(&net.tls_ca_cert)?],
-        None,
-        "127.0.0.1",
-        &[b"h2"],
-    )?);
-    let first = nodes.first_mut().context("no node")?;
-    let newest = ordo_bench::newest_block(first.general, &tls, channel, &signer).await?;
+    let (channel, signer, tls) = target.client()?;
+    let newest = ordo_bench::newest_block(first.general, &tls, &channel, &signer).await?;
     let _ = first.child.kill();
     let _ = first.child.wait();
     let started = std::time::Instant::now();
     *first = start_node(yaml)?;
     let deadline = started + Duration::from_secs(60);
     loop {
-        if let Ok(n) = ordo_bench::newest_block(first.general, &tls, channel, &signer).await
+        if let Ok(n) = ordo_bench::newest_block(first.general, &tls, &channel, &signer).await
             && n >= newest
         {
             break;

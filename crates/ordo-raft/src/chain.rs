@@ -491,11 +491,6 @@ impl ChainCore {
         self.raw.mut_store().release_applied(applied);
     }
 
-    /// Bytes of entry data the in-memory log holds.
-    pub fn log_resident_bytes(&self) -> u64 {
-        self.raw.store().resident_bytes()
-    }
-
     pub fn status(&self) -> ChainStatus {
         ChainStatus {
             id: self.raw.raft.id,

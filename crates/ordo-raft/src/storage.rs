@@ -144,8 +144,9 @@ impl MemLog {
         self.warm_from = upto + 1;
     }
 
-    /// Bytes of entry data held in memory (for tests and metrics).
-    pub fn resident_bytes(&self) -> u64 {
+    /// Bytes of entry data held in memory.
+    #[cfg(test)]
+    fn resident_bytes(&self) -> u64 {
         self.entries.iter().map(|e| e.data.len() as u64).sum()
     }
 
@@ -224,16 +225,16 @@ impl MemLog {
             if e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
                 continue;
             }
-            if e.index >= warm {
-                if !e.data.is_empty() {
-                    return Ok(Some(e.data.to_vec()));
-                }
-                continue;
-            }
-            let back = self.collect(e.index, e.index + 1, None)?;
-            if let Some(data) = back.first().map(|b| &b.data)
-                && !data.is_empty()
-            {
+            let data = if e.index >= warm {
+                e.data.clone()
+            } else {
+                self.collect(e.index, e.index + 1, None)?
+                    .pop()
+                    .map(|back| back.data)
+                    .unwrap_or_default()
+            };
+            // An empty normal entry is a new leader's no-op, not a block.
+            if !data.is_empty() {
                 return Ok(Some(data.to_vec()));
             }
         }
