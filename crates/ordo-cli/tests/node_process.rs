@@ -240,6 +240,73 @@ async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
     assert!(value("blockcutter_block_fill_duration_count{channel=\"channel-1\"}") >= 1.0);
 }
 
+/// Blocks made from committed Raft entries go to the ledger without an fsync of their own (the
+/// WAL holds the entries until the ledger is synced). A machine crash can then lose them, or
+/// leave holes among them: here the node is killed, the ledger's unsynced part is damaged as such
+/// a crash would leave it (a record in the middle zeroed, zeros after the end), and the
+/// restarted node — the channel's only consenter, with nobody to pull from — makes the same
+/// blocks again from its WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_lost_from_the_ledger_in_a_machine_crash_are_made_again_from_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), false);
+    let node = OrdoProcess::start(&config);
+    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(node.admin().join(&genesis).await.unwrap().status, 201);
+    let mut client = node.grpc().await;
+    let user1 = signer(USER1, "Org1MSP");
+    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 0)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+    // One envelope at a time, each waited for: one block each (adaptive cutting), 8 blocks.
+    for i in 1..8 {
+        let r = broadcast(&mut client, vec![tx(&user1, "channel-1", i)]).await;
+        assert_eq!(r[0].0, Status::Success as i32, "{}", r[0].1);
+        deliver_envelopes(&mut client, &user1, "channel-1", i as usize + 1).await;
+    }
+    let height = admin_height(&node.admin(), "channel-1").await;
+    let (before, status) =
+        deliver(&mut client, seek(&user1, "channel-1", 0, height - 1, false)).await;
+    assert_eq!(status, Status::Success as i32);
+    node.kill9();
+
+    let chain = dir.path().join("ledger/chains/channel-1");
+    let mark = std::fs::read(chain.join("blocks.sync")).unwrap();
+    let synced = u64::from_le_bytes(mark[..8].try_into().unwrap());
+    let offsets: Vec<u64> = std::fs::read(chain.join("index.dat"))
+        .unwrap()
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(offsets.len() as u64, height);
+    // Only the genesis block (written by the join) was synced.
+    assert_eq!(
+        synced, offsets[1],
+        "the ordered blocks were fsynced one by one"
+    );
+    let mut data = std::fs::read(chain.join("blocks.dat")).unwrap();
+    let (from, to) = (offsets[3] as usize, offsets[4] as usize);
+    data[from..to].fill(0);
+    data.extend_from_slice(&[0; 4096]);
+    std::fs::write(chain.join("blocks.dat"), &data).unwrap();
+
+    let node = OrdoProcess::start(&config);
+    let mut client = node.grpc().await;
+    // Deliver waits for the blocks the restarted node writes again.
+    let (after, status) =
+        deliver(&mut client, seek(&user1, "channel-1", 0, height - 1, false)).await;
+    assert_eq!(status, Status::Success as i32);
+    assert_eq!(after.len(), before.len());
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(a.header, b.header);
+        assert_eq!(a.data, b.data);
+    }
+    verify_chain(&after);
+    let r = broadcast(&mut client, vec![tx(&user1, "channel-1", 100)]).await;
+    assert_eq!(r[0].0, Status::Success as i32, "{}", r[0].1);
+    let blocks = deliver_envelopes(&mut client, &user1, "channel-1", 9).await;
+    verify_chain(&blocks);
+}
+
 const ORG1_USER1_TLS: &str =
     "crypto-config/peerOrganizations/org1.example.com/users/User1@org1.example.com/tls";
 const ORG2_USER1_TLS: &str =

@@ -4,18 +4,27 @@
 //! ```text
 //! blocks.dat   [len u32 LE][crc32 u32 LE][block protobuf] [len][crc][block] ...
 //! index.dat    [offset of block 0 u64 LE][offset of block 1] ...
+//! blocks.sync  [length of blocks.dat known to be on stable storage u64 LE][crc32 of it u32 LE]
 //! ```
 //!
-//! The data file is the truth and is fsynced on every append before the append returns; the index
-//! is only a cache of offsets and is rebuilt from the data file when it is short, long or torn.
-//! Opening checks just the tail (the last indexed record, then whatever complete records follow
-//! it), so a channel with many blocks opens in the time it takes to read its index. A record that
-//! is incomplete or fails its checksum at the end of the file is the trace of a crash in the middle
-//! of an append: it is cut off. Appends check that blocks come in order and chain by hash, so the
-//! store can never hold a fork.
+//! The data file is the truth; the index is only a cache of offsets and is rebuilt from the data
+//! file when it is short, long or torn. [`BlockStore::append`] fsyncs before it returns.
+//! [`BlockStore::append_unsynced`] does not: it is for blocks whose durability lies elsewhere — a
+//! block made from a committed Raft entry can be made again from the entry, which the Raft WAL
+//! keeps (fsynced) until the next snapshot, so fsyncing both would write every block to stable
+//! storage twice. The caller [`BlockStore::sync`]s before the other copy goes. A process crash
+//! loses nothing either way (the page cache survives it); a machine crash may lose unsynced
+//! records, or leave holes in them, which is why the sync mark exists: opening trusts the records
+//! below it and checks every record above it.
+//!
+//! Opening checks just the tail (the last indexed record below the sync mark, then every complete
+//! record after it), so a channel with many blocks opens in the time it takes to read its index.
+//! A record that is incomplete or fails its checksum is the trace of a crash in the middle of an
+//! append: it is cut off with everything after it. Appends check that blocks come in order and
+//! chain by hash, so the store can never hold a fork.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +37,10 @@ use crate::block::{BlockError, header_hash};
 
 const DATA_FILE: &str = "blocks.dat";
 const INDEX_FILE: &str = "index.dat";
+const SYNC_FILE: &str = "blocks.sync";
+/// Unsynced bytes after which an unsynced append syncs anyway, so that what `open` must check
+/// after a machine crash stays small whatever the Raft snapshot interval.
+const MAX_UNSYNCED: u64 = 64 << 20;
 const RECORD_HEADER: u64 = 8;
 /// Refuses records larger than this when reading, so a corrupt length cannot make us allocate
 /// gigabytes (Fabric's largest allowed block is far below).
@@ -60,11 +73,15 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
 pub struct BlockStore {
     data_path: PathBuf,
     index_path: PathBuf,
+    sync_path: PathBuf,
+    sync_mark: File,
     data: File,
     index: File,
     /// Offset of every block's record, by block number.
     offsets: Vec<u64>,
     data_len: u64,
+    /// How much of the data file is known to be on stable storage.
+    synced_len: u64,
     last_header: Option<BlockHeader>,
     height: watch::Sender<u64>,
     hot: HotBlocks,
@@ -136,7 +153,9 @@ fn read_record(
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
     let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     let end = offset + RECORD_HEADER + u64::from(len);
-    if len > MAX_RECORD || end > data_len {
+    // A zero length is what a hole of zeros left by a machine crash looks like (and its checksum,
+    // crc32 of nothing, is zero too); a block record is never empty.
+    if len == 0 || len > MAX_RECORD || end > data_len {
         return Ok(None);
     }
     let mut payload = vec![0u8; len as usize];
@@ -155,12 +174,47 @@ fn decode_header(payload: &[u8], offset: u64) -> Result<BlockHeader, StoreError>
         .ok_or_else(|| StoreError::Corrupt(format!("record at offset {offset} has no header")))
 }
 
+/// The sync mark: `None` when the file is empty (new, or a store written before unsynced
+/// appends existed, whose every record was fsynced), `Some(0)` when it is unreadable (nothing
+/// trusted).
+fn read_sync_mark(file: &File, path: &Path) -> Result<Option<u64>, StoreError> {
+    let mut raw = Vec::new();
+    (&*file).read_to_end(&mut raw).map_err(io_err(path))?;
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let mark = (raw.len() == 12)
+        .then(|| {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&raw[..8]);
+            let crc = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
+            (crc32fast::hash(&len) == crc).then(|| u64::from_le_bytes(len))
+        })
+        .flatten();
+    if mark.is_none() {
+        tracing::warn!(path = %path.display(), "the ledger's sync mark is unreadable: checking every record");
+    }
+    Ok(Some(mark.unwrap_or(0)))
+}
+
+/// Records that `len` bytes of the data file are on stable storage. The mark itself is not
+/// fsynced: a stale mark only makes `open` check more records. (It is overwritten in place, one
+/// 12-byte write inside one sector.)
+fn write_sync_mark(file: &File, path: &Path, len: u64) -> Result<(), StoreError> {
+    let mut raw = [0u8; 12];
+    raw[..8].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&raw[..8]);
+    raw[8..].copy_from_slice(&crc.to_le_bytes());
+    file.write_all_at(&raw, 0).map_err(io_err(path))
+}
+
 impl BlockStore {
     /// Opens (or creates) the store in `dir`, repairing the effects of a crash mid-append.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let data_path = dir.join(DATA_FILE);
         let index_path = dir.join(INDEX_FILE);
+        let sync_path = dir.join(SYNC_FILE);
         let open = |p: &Path| {
             OpenOptions::new()
                 .read(true)
@@ -171,8 +225,25 @@ impl BlockStore {
         };
         let data = open(&data_path)?;
         let index = open(&index_path)?;
+        let sync_mark = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&sync_path)
+            .map_err(io_err(&sync_path))?;
         let data_len = data.metadata().map_err(io_err(&data_path))?.len();
         let raw_index = std::fs::read(&index_path).map_err(io_err(&index_path))?;
+        // Records wholly below the mark were fsynced; the others are checked one by one below.
+        let mark = read_sync_mark(&sync_mark, &sync_path)?;
+        let trusted = match mark {
+            None => data_len,
+            Some(mark) if mark > data_len => {
+                tracing::warn!(path = %data_path.display(), mark, data_len, "the ledger is shorter than its sync mark: checking every record");
+                0
+            }
+            Some(mark) => mark,
+        };
 
         // Keep the index entries that point, in increasing order, inside the data file.
         let mut offsets: Vec<u64> = Vec::with_capacity(raw_index.len() / 8);
@@ -182,12 +253,13 @@ impl BlockStore {
             let off = u64::from_le_bytes(b);
             let in_order =
                 offsets.last().is_none_or(|&last| off > last) && (!offsets.is_empty() || off == 0);
-            if !in_order || off.checked_add(RECORD_HEADER).is_none_or(|e| e > data_len) {
+            if !in_order || off.checked_add(RECORD_HEADER).is_none_or(|e| e > trusted) {
                 break;
             }
             offsets.push(off);
         }
-        // The last indexed record must be whole; earlier ones were synced before it was written.
+        // The last trusted indexed record must be whole; earlier ones were synced before it was
+        // written.
         let mut end = 0;
         let mut last_header = None;
         while let Some(&off) = offsets.last() {
@@ -218,8 +290,15 @@ impl BlockStore {
         }
         // Whatever follows is a torn append: cut it off, and rewrite the index if it disagrees.
         if end < data_len {
+            tracing::warn!(path = %data_path.display(), from = end, to = data_len, "cutting off a torn record at the end of the ledger");
             data.set_len(end).map_err(io_err(&data_path))?;
+        }
+        // What was found is made durable now, so the next open trusts it.
+        if end != trusted {
             data.sync_all().map_err(io_err(&data_path))?;
+        }
+        if mark != Some(end) {
+            write_sync_mark(&sync_mark, &sync_path, end)?;
         }
         let index_bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
         if index_bytes != raw_index {
@@ -233,10 +312,13 @@ impl BlockStore {
         Ok(BlockStore {
             data_path,
             index_path,
+            sync_path,
+            sync_mark,
             data,
             index,
             offsets,
             data_len: end,
+            synced_len: end,
             last_header,
             height,
             hot: HotBlocks::default(),
@@ -261,6 +343,14 @@ impl BlockStore {
     /// Appends the next block: its number must be the height and its previous hash the hash of
     /// the last block's header. Returns once the block is on stable storage.
     pub fn append(&mut self, block: &Block) -> Result<(), StoreError> {
+        self.append_unsynced(block)?;
+        self.sync()
+    }
+
+    /// Appends the next block like [`BlockStore::append`] but without waiting for stable storage:
+    /// for blocks that can be made again after a machine crash (from the Raft WAL). Readers see
+    /// the block at once. The caller must [`BlockStore::sync`] before it drops the other copy.
+    pub fn append_unsynced(&mut self, block: &Block) -> Result<(), StoreError> {
         let header = block.header.as_ref().ok_or(BlockError::NoHeader)?;
         match &self.last_header {
             None if header.number != 0 => {
@@ -291,7 +381,6 @@ impl BlockStore {
         (&self.data)
             .write_all(&record)
             .map_err(io_err(&self.data_path))?;
-        self.data.sync_data().map_err(io_err(&self.data_path))?;
         // The index is a cache: it is not synced, open() repairs it from the data file.
         (&self.index)
             .write_all(&self.data_len.to_le_bytes())
@@ -302,7 +391,25 @@ impl BlockStore {
         self.hot
             .push(Bytes::from(record).slice(RECORD_HEADER as usize..));
         self.height.send_replace(self.offsets.len() as u64);
+        if self.data_len - self.synced_len > MAX_UNSYNCED {
+            self.sync()?;
+        }
         Ok(())
+    }
+
+    /// Puts every appended block on stable storage (nothing to do if they are).
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        if self.synced_len == self.data_len {
+            return Ok(());
+        }
+        self.data.sync_data().map_err(io_err(&self.data_path))?;
+        self.synced_len = self.data_len;
+        write_sync_mark(&self.sync_mark, &self.sync_path, self.synced_len)
+    }
+
+    /// Bytes appended and not yet synced.
+    pub fn unsynced_bytes(&self) -> u64 {
+        self.data_len - self.synced_len
     }
 
     /// The stored bytes of block `n` (the marshalled `common.Block`).

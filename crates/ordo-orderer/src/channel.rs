@@ -142,6 +142,22 @@ impl Ledger {
             .unwrap_or_else(|p| p.into_inner())
             .append(block)
     }
+
+    /// Appends a block made from a committed Raft entry without fsyncing it: the WAL holds the
+    /// entry until the ledger is synced (see [`Ledger::sync`]).
+    pub(crate) fn append_unsynced(&self, block: &Block) -> Result<(), StoreError> {
+        self.store
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .append_unsynced(block)
+    }
+
+    /// Puts every appended block on stable storage. Called before the Raft WAL drops entries
+    /// (a snapshot taken or received) or is wiped, so that no block exists only in the page
+    /// cache once its entry is gone.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        self.store.write().unwrap_or_else(|p| p.into_inner()).sync()
+    }
 }
 
 /// Broadcasts waiting for their envelope to be in a committed block (ack-after-commit mode), by
@@ -1188,6 +1204,10 @@ impl Driver {
         for action in actions {
             match action {
                 Action::Persist(p) => {
+                    if p.snapshot.is_some() {
+                        // The WAL is about to drop entries up to the leader's snapshot.
+                        self.ledger.sync()?;
+                    }
                     let t = std::time::Instant::now();
                     self.wal.persist(&p)?;
                     let took = t.elapsed();
@@ -1202,11 +1222,14 @@ impl Driver {
                     block,
                     metadata,
                     config,
-                } => self.write_block(block, metadata, config)?,
+                } => self.write_block(block, metadata, config, Durability::Wal)?,
                 Action::Snapshot {
                     snapshot,
                     compact_to,
                 } => {
+                    // The entries the snapshot lets go of are the only other copy of the blocks
+                    // appended unsynced since the last sync.
+                    self.ledger.sync()?;
                     self.wal.save_snapshot(&snapshot, compact_to)?;
                     if let Ok(b) = Block::decode(snapshot.get_data())
                         && let Some(h) = b.header
@@ -1290,7 +1313,7 @@ impl Driver {
             ChannelError::Config(format!("pulled block {number}: consenter metadata: {e}"))
         })?;
         let config = is_config_block(&block);
-        self.write_block(block, metadata, config)?;
+        self.write_block(block, metadata, config, Durability::Ledger)?;
         self.services.metrics.block_pulled(&self.name);
         let Some(c) = &mut self.catch_up else {
             return Ok(());
@@ -1322,6 +1345,7 @@ impl Driver {
         mut block: Block,
         metadata: BlockMetadata,
         config: bool,
+        durability: Durability,
     ) -> Result<(), ChannelError> {
         let number = block.header.as_ref().map_or(0, |h| h.number);
         let mut new_config = None;
@@ -1345,7 +1369,13 @@ impl Driver {
             Some(&metadata.encode_to_vec()),
         )?;
         let t = std::time::Instant::now();
-        self.ledger.append(&block)?;
+        // Config blocks are synced even when the WAL holds them: a restart decides from the
+        // ledger's last config whether this node is a consenter at all.
+        if durability == Durability::Wal && !config {
+            self.ledger.append_unsynced(&block)?;
+        } else {
+            self.ledger.append(&block)?;
+        }
         self.waiters.notify(&block);
         let m = &self.services.metrics;
         m.block_committed(&self.name, number, t.elapsed());
@@ -1365,6 +1395,17 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Where a block written to the ledger is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Made from a committed entry of this node's Raft WAL, which keeps it until the next
+    /// snapshot: the ledger appends without fsync (writing each block to stable storage once
+    /// instead of twice) and syncs before the WAL lets go.
+    Wal,
+    /// Pulled from another orderer: only the ledger holds it, fsynced before it counts.
+    Ledger,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

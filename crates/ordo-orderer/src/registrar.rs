@@ -384,6 +384,8 @@ impl Registrar {
                 .consenter_ids
         };
         let id = self.self_id(&cfg, &ids)?;
+        // A WAL wiped below must not take with it the only copy of unsynced blocks.
+        ledger.sync().map_err(ChannelError::from)?;
         let wal = self.consenter_wal(ch, id, keep_unowned)?;
         Ok(Channel::start(ch, id, ledger, wal, self.services.clone())?)
     }

@@ -173,7 +173,9 @@ pub enum Action {
         metadata: BlockMetadata,
         config: bool,
     },
-    /// The core took a snapshot: store it, then drop the log up to `compact_to`.
+    /// The core took a snapshot: store it, then drop the log up to `compact_to`. A driver that
+    /// appends blocks to its ledger without fsync (the entries being their durable copy) syncs
+    /// the ledger first; so too before persisting a received snapshot.
     Snapshot { snapshot: Snapshot, compact_to: u64 },
     /// The ledger is behind the Raft state: a snapshot from the leader (or, after a restart,
     /// the last snapshot received) holds a block ahead of the ledger's last. The driver pulls

@@ -30,9 +30,10 @@ struct Args {
     /// Worker threads (default: the machine's cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Run with the driver bug that syncs the WAL only once per tick (expect failures).
-    #[arg(long)]
-    bug: bool,
+    /// Run with a deliberately broken driver (expect failures): `sync-on-tick` fsyncs the WAL
+    /// only once per tick, `compact-before-sync` lets the WAL go before the ledger is synced.
+    #[arg(long, value_parser = ["sync-on-tick", "compact-before-sync"])]
+    bug: Option<String>,
     /// Simulated milliseconds of faults per seed, then of healed network.
     #[arg(long, default_value_t = SimOptions::default().chaos_ms)]
     chaos_ms: u64,
@@ -44,7 +45,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let opts = SimOptions {
         trace: args.trace,
-        bug: args.bug.then_some(Bug::SyncOnTickOnly),
+        bug: args.bug.as_deref().map(|b| match b {
+            "compact-before-sync" => Bug::CompactBeforeLedgerSync,
+            _ => Bug::SyncOnTickOnly,
+        }),
         chaos_ms: args.chaos_ms,
         heal_ms: args.heal_ms,
         ..SimOptions::default()
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
     let blocks = AtomicU64::new(0);
     let changes = AtomicU64::new(0);
     let cold_reads = AtomicU64::new(0);
+    let lost_blocks = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
                             blocks.fetch_add(r.blocks, Ordering::Relaxed);
                             changes.fetch_add(r.membership_changes, Ordering::Relaxed);
                             cold_reads.fetch_add(r.cold_reads, Ordering::Relaxed);
+                            lost_blocks.fetch_add(r.lost_blocks, Ordering::Relaxed);
                         }
                         Err(v) => {
                             failures.fetch_add(1, Ordering::Relaxed);
@@ -96,13 +102,14 @@ fn main() -> ExitCode {
     });
     let failed = failures.load(Ordering::Relaxed);
     println!(
-        "{} seeds ({}..{end}) on {threads} threads in {:.1} s: {failed} failed, {} blocks ordered, {} consenter changes and {} released entries read back from disk in all",
+        "{} seeds ({}..{end}) on {threads} threads in {:.1} s: {failed} failed, {} blocks ordered, {} consenter changes, {} released entries read back from disk and {} unsynced ledger blocks lost in crashes (made again from the WAL) in all",
         args.seeds,
         args.first,
         started.elapsed().as_secs_f64(),
         blocks.load(Ordering::Relaxed),
         changes.load(Ordering::Relaxed),
-        cold_reads.load(Ordering::Relaxed)
+        cold_reads.load(Ordering::Relaxed),
+        lost_blocks.load(Ordering::Relaxed)
     );
     if failed == 0 {
         ExitCode::SUCCESS

@@ -39,6 +39,9 @@ pub enum Bug {
     /// Raft state is fsynced only once per tick (a "group commit on a timer") while messages
     /// leave at once: votes and acknowledgements can be lost in a crash.
     SyncOnTickOnly,
+    /// The WAL drops entries at a snapshot while blocks made from them are still unsynced in
+    /// the ledger: a crash can then lose committed blocks on every node.
+    CompactBeforeLedgerSync,
 }
 
 /// What a run looks like; [`SimOptions::default`] is what `cargo test` runs per seed.
@@ -81,6 +84,8 @@ pub struct Report {
     pub acknowledged: u64,
     pub crashes: u64,
     pub lost_writes: u64,
+    /// Unsynced ledger blocks lost in crashes (made again from the WAL).
+    pub lost_blocks: u64,
     pub partitions: u64,
     pub catch_ups: u64,
     pub snapshots_taken: u64,
@@ -196,8 +201,12 @@ struct Node {
     /// Bumped at each crash, so that timers of an earlier life are ignored.
     inc: u64,
     disk: Disk,
-    /// The ledger: durable (the real block store fsyncs every append before returning).
+    /// The ledger. As in the real block store, blocks made from committed entries are appended
+    /// unsynced; config blocks and pulled blocks sync, and so does everything before the WAL
+    /// lets entries go (a snapshot, a wiped WAL).
     ledger: Vec<(Block, BlockMetadata)>,
+    /// How many blocks of `ledger` are synced: a crash keeps these and a random part of the rest.
+    ledger_synced: usize,
     election: usize,
     /// Envelopes whose client waits for them to be committed (ack-after-commit mode).
     waiting: BTreeSet<Bytes>,
@@ -396,6 +405,7 @@ impl World {
                 inc: 0,
                 disk: Disk::default(),
                 ledger: vec![(genesis.clone(), genesis_md.clone())],
+                ledger_synced: 1,
                 election: ELECTION_TICK + offsets[i],
                 waiting: BTreeSet::new(),
                 timer_at: None,
@@ -583,6 +593,7 @@ impl World {
             .ok_or("the consenter IDs do not match the consenters")?;
         if id != node.id {
             node.id = id;
+            node.ledger_synced = node.ledger.len();
             node.disk = Disk::default();
         }
         let start = if !node.disk.is_fresh() {
@@ -654,7 +665,15 @@ impl World {
             }
             for a in actions {
                 match a {
-                    Action::Persist(p) => self.nodes[i].disk.persist(p),
+                    Action::Persist(p) => {
+                        let node = &mut self.nodes[i];
+                        if p.snapshot.is_some()
+                            && self.opts.bug != Some(Bug::CompactBeforeLedgerSync)
+                        {
+                            node.ledger_synced = node.ledger.len();
+                        }
+                        node.disk.persist(p)
+                    }
                     Action::Send(msgs) => {
                         self.sync(i)?;
                         for m in msgs {
@@ -669,7 +688,7 @@ impl World {
                         config,
                     } => {
                         self.sync(i)?;
-                        self.append(i, block.clone(), metadata.clone(), "committed")?;
+                        self.append(i, block.clone(), metadata.clone(), "committed", config)?;
                         if config && let Some(core) = self.nodes[i].core.as_mut() {
                             core.config_applied(self.limits, self.options.snapshot_interval_size);
                         }
@@ -684,7 +703,11 @@ impl World {
                         compact_to,
                     } => {
                         self.report.snapshots_taken += 1;
-                        self.nodes[i].disk.save_snapshot(snapshot, compact_to);
+                        let node = &mut self.nodes[i];
+                        if self.opts.bug != Some(Bug::CompactBeforeLedgerSync) {
+                            node.ledger_synced = node.ledger.len();
+                        }
+                        node.disk.save_snapshot(snapshot, compact_to);
                     }
                     Action::CatchUp { block } => {
                         let target = block.header.map_or(0, |h| h.number);
@@ -771,6 +794,7 @@ impl World {
             node.evicted = false;
             node.id = id;
             node.joining = Some(number);
+            node.ledger_synced = node.ledger.len();
             node.disk = Disk::default();
             self.report.rejoins += 1;
             self.trace(|| {
@@ -821,7 +845,7 @@ impl World {
                 let Some((block, md)) = self.nodes[p].ledger.get(have).cloned() else {
                     break;
                 };
-                self.append(i, block, md, "pulled")?;
+                self.append(i, block, md, "pulled", true)?;
             }
         }
         Ok(())
@@ -926,13 +950,14 @@ impl World {
     }
 
     /// Appends a block to node `i`'s ledger with the checks the real block writer and puller
-    /// make, and the global no-fork check.
+    /// make, and the global no-fork check; `synced` as the real driver syncs it.
     fn append(
         &mut self,
         i: usize,
         block: Block,
         md: BlockMetadata,
         how: &str,
+        synced: bool,
     ) -> Result<(), String> {
         let node = &mut self.nodes[i];
         let prev = node
@@ -998,6 +1023,9 @@ impl World {
             );
         }
         node.ledger.push((block, md));
+        if synced {
+            node.ledger_synced = node.ledger.len();
+        }
         if self.opts.trace {
             eprintln!(
                 "[{:>6} ms] node {} {how} block {number} ({} envelopes)",
@@ -1190,6 +1218,12 @@ impl World {
             .disk
             .crash(&mut self.rng)
             .map_err(|e| format!("node {} after a crash: {e}", i + 1))?;
+        // Unsynced blocks: a random prefix reached the disk (the real store cuts everything
+        // after the first record a machine crash tore).
+        let kept = self.rng.gen_range(node.ledger_synced..=node.ledger.len());
+        self.report.lost_blocks += (node.ledger.len() - kept) as u64;
+        node.ledger.truncate(kept);
+        node.ledger_synced = kept;
         node.core = None;
         node.inc += 1;
         node.waiting.clear();
