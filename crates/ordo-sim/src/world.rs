@@ -826,10 +826,15 @@ impl World {
         Ok(())
     }
 
-    /// The other nodes that run a chain and that node `i` can reach (what it can pull from).
+    /// The other nodes that node `i` can reach and pull from: those that run a chain, and those
+    /// evicted (the real node follows the channel and serves its ledger over Deliver; a leader
+    /// that committed its own removal and crashed may be the only holder of that block).
     fn live_peers(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.nodes.len())
-            .filter(move |&p| p != i && self.nodes[p].core.is_some() && self.reachable(i, p))
+        (0..self.nodes.len()).filter(move |&p| {
+            p != i
+                && (self.nodes[p].core.is_some() || self.nodes[p].evicted)
+                && self.reachable(i, p)
+        })
     }
 
     /// Pulls blocks into node `i`'s ledger up to block `target` from reachable running peers.
