@@ -56,7 +56,8 @@ struct LocalArgs {
     /// Cut blocks exactly as Fabric does (`Consensus.FabricBlockCutting`) instead of adaptively.
     #[arg(long)]
     fabric_cutting: bool,
-    /// Keep the network (crypto, configs, ledgers) in this folder instead of a temporary one.
+    /// Keep the network (crypto, configs, ledgers) in this folder instead of a temporary one
+    /// (new or empty: the network is generated there).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Open every Broadcast stream to the leader instead of spreading them over all orderers

@@ -37,8 +37,8 @@ use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate};
 #[derive(Args)]
 pub struct DemoArgs {
     /// Where to put the CA's data, the enrolled and generated crypto material, config and ledger
-    /// (default: a temporary folder, deleted at the end). Use a new folder each time: the CA
-    /// keeps its registry there.
+    /// (default: a temporary folder, deleted at the end). It must be new or empty: the
+    /// network, its CA and its identities are generated there.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Stop this many blocks after the last orderer became a consenter (0: run until Ctrl-C).

@@ -15,7 +15,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use ordo_ca::client::{
     CaClient, EnrollOptions, RegistrationRequest, build_org_msp, cert_label, write_msp_folder,
     write_tls_folder,
@@ -208,12 +208,23 @@ pub async fn enroll_orderer_org(
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
 
-/// The folder a generated network lives in: `dir` (created if needed), or a temporary one that
-/// is deleted when the returned guard drops.
+/// The folder a generated network lives in: `dir` (created if needed; it must be empty, since
+/// a new network with its own CA, identities and ledgers is generated in it), or a temporary one
+/// that is deleted when the returned guard drops.
 pub fn work_dir(dir: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     match dir {
         Some(d) => {
             fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            let used = fs::read_dir(d)
+                .with_context(|| format!("reading {}", d.display()))?
+                .next()
+                .is_some();
+            if used {
+                bail!(
+                    "{} is not empty: a new network (CA, identities, ledgers) is generated in the folder given with --dir; give a new or empty one",
+                    d.display()
+                );
+            }
             Ok((d.to_path_buf(), None))
         }
         None => {
@@ -523,3 +534,27 @@ Admin:
         ClientRootCAs: [ORG_MSP_DIR/tlscacerts/tlsca-cert.pem]
 ChannelParticipation: {Enabled: true, MaxRequestBodySize: 1 MB}
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dir_is_created_or_must_be_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let new = tmp.path().join("net");
+        let (d, guard) = work_dir(Some(&new)).unwrap();
+        assert_eq!(d, new);
+        assert!(guard.is_none() && new.is_dir());
+        // Empty: fine again. Used (a previous run's CA registry): refused with the reason.
+        work_dir(Some(&new)).unwrap();
+        fs::create_dir_all(new.join("ca")).unwrap();
+        let err = work_dir(Some(&new)).unwrap_err().to_string();
+        assert!(err.contains("is not empty"), "{err}");
+        // No dir: a temporary folder that goes with its guard.
+        let (d, guard) = work_dir(None).unwrap();
+        assert!(d.is_dir());
+        drop(guard);
+        assert!(!d.exists());
+    }
+}
