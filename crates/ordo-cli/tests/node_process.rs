@@ -301,8 +301,9 @@ async fn blocks_lost_from_the_ledger_in_a_machine_crash_are_made_again_from_the_
         assert_eq!(a.data, b.data);
     }
     verify_chain(&after);
-    let r = broadcast(&mut client, vec![tx(&user1, "channel-1", 100)]).await;
-    assert_eq!(r[0].0, Status::Success as i32, "{}", r[0].1);
+    // Committed entries are applied before the node has campaigned: wait for its leadership.
+    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 100)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
     let blocks = deliver_envelopes(&mut client, &user1, "channel-1", 9).await;
     verify_chain(&blocks);
 }
