@@ -240,6 +240,24 @@ async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
     assert!(value("blockcutter_block_fill_duration_count{channel=\"channel-1\"}") >= 1.0);
 }
 
+/// A node (TLS, no mutual TLS) in `dir` that joined channel-1, whose only consenter it is; its
+/// config (to restart it with), a Broadcast/Deliver client and Org1's User1 to send as.
+async fn node_with_channel_1(
+    dir: &Path,
+) -> (
+    OrdoProcess,
+    PathBuf,
+    AtomicBroadcastClient<tonic::transport::Channel>,
+    SigningIdentity,
+) {
+    let config = write_config(dir, false);
+    let node = OrdoProcess::start(&config);
+    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(node.admin().join(&genesis).await.unwrap().status, 201);
+    let client = node.grpc().await;
+    (node, config, client, signer(USER1, "Org1MSP"))
+}
+
 /// Blocks made from committed Raft entries go to the ledger without an fsync of their own (the
 /// WAL holds the entries until the ledger is synced). A machine crash can then lose them, or
 /// leave holes among them: here the node is killed, the ledger's unsynced part is damaged as such
@@ -249,12 +267,7 @@ async fn join_broadcast_deliver_kill_restart_remove_rejoin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_lost_from_the_ledger_in_a_machine_crash_are_made_again_from_the_wal() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), false);
-    let node = OrdoProcess::start(&config);
-    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
-    assert_eq!(node.admin().join(&genesis).await.unwrap().status, 201);
-    let mut client = node.grpc().await;
-    let user1 = signer(USER1, "Org1MSP");
+    let (node, config, mut client, user1) = node_with_channel_1(dir.path()).await;
     let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 0)).await;
     assert_eq!(r.0, Status::Success as i32, "{}", r.1);
     // One envelope at a time, each waited for: one block each (adaptive cutting), 8 blocks.
@@ -522,11 +535,7 @@ fn expiring_user(dir: &Path, secs: i64) -> (SigningIdentity, std::time::SystemTi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliver_stops_at_the_first_block_after_the_requesters_certificate_expires() {
     let dir = tempfile::tempdir().unwrap();
-    let node = OrdoProcess::start(&write_config(dir.path(), false));
-    let genesis1 = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
-    assert_eq!(node.admin().join(&genesis1).await.unwrap().status, 201);
-    let mut client = node.grpc().await;
-    let user1 = signer(USER1, "Org1MSP");
+    let (_node, _, mut client, user1) = node_with_channel_1(dir.path()).await;
     let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 1)).await;
     assert_eq!(r.0, Status::Success as i32, "{}", r.1);
 
