@@ -343,14 +343,19 @@ impl BlockStore {
     /// Appends the next block: its number must be the height and its previous hash the hash of
     /// the last block's header. Returns once the block is on stable storage.
     pub fn append(&mut self, block: &Block) -> Result<(), StoreError> {
-        self.append_unsynced(block)?;
-        self.sync()
+        self.write_block(block, true)
     }
 
     /// Appends the next block like [`BlockStore::append`] but without waiting for stable storage:
     /// for blocks that can be made again after a machine crash (from the Raft WAL). Readers see
     /// the block at once. The caller must [`BlockStore::sync`] before it drops the other copy.
     pub fn append_unsynced(&mut self, block: &Block) -> Result<(), StoreError> {
+        self.write_block(block, false)
+    }
+
+    /// Checks and writes the next block; with `sync` (or past [`MAX_UNSYNCED`]) it is on stable
+    /// storage before readers see it.
+    fn write_block(&mut self, block: &Block, sync: bool) -> Result<(), StoreError> {
         let header = block.header.as_ref().ok_or(BlockError::NoHeader)?;
         match &self.last_header {
             None if header.number != 0 => {
@@ -381,6 +386,10 @@ impl BlockStore {
         (&self.data)
             .write_all(&record)
             .map_err(io_err(&self.data_path))?;
+        let sync = sync || self.data_len + record.len() as u64 - self.synced_len > MAX_UNSYNCED;
+        if sync {
+            self.data.sync_data().map_err(io_err(&self.data_path))?;
+        }
         // The index is a cache: it is not synced, open() repairs it from the data file.
         (&self.index)
             .write_all(&self.data_len.to_le_bytes())
@@ -390,10 +399,11 @@ impl BlockStore {
         self.last_header = Some(header.clone());
         self.hot
             .push(Bytes::from(record).slice(RECORD_HEADER as usize..));
-        self.height.send_replace(self.offsets.len() as u64);
-        if self.data_len - self.synced_len > MAX_UNSYNCED {
-            self.sync()?;
+        if sync {
+            self.synced_len = self.data_len;
+            write_sync_mark(&self.sync_mark, &self.sync_path, self.synced_len)?;
         }
+        self.height.send_replace(self.offsets.len() as u64);
         Ok(())
     }
 

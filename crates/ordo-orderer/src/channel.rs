@@ -136,27 +136,27 @@ impl Ledger {
             .block(n)
     }
 
+    /// The store for writing (only the driver writes; a poisoned lock is safe to reuse, as
+    /// every store method leaves it consistent or reports an error).
+    fn writer(&self) -> std::sync::RwLockWriteGuard<'_, BlockStore> {
+        self.store.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn append(&self, block: &Block) -> Result<(), StoreError> {
-        self.store
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .append(block)
+        self.writer().append(block)
     }
 
     /// Appends a block made from a committed Raft entry without fsyncing it: the WAL holds the
     /// entry until the ledger is synced (see [`Ledger::sync`]).
     pub(crate) fn append_unsynced(&self, block: &Block) -> Result<(), StoreError> {
-        self.store
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .append_unsynced(block)
+        self.writer().append_unsynced(block)
     }
 
     /// Puts every appended block on stable storage. Called before the Raft WAL drops entries
     /// (a snapshot taken or received) or is wiped, so that no block exists only in the page
     /// cache once its entry is gone.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
-        self.store.write().unwrap_or_else(|p| p.into_inner()).sync()
+        self.writer().sync()
     }
 }
 
