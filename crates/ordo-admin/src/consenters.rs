@@ -47,6 +47,9 @@ pub struct Change {
     pub signers: Vec<SigningIdentity>,
     /// Refuse the change locally when it would leave too few reachable consenters.
     pub check_quorum: bool,
+    /// The orderers add consenters as Raft learners (Ordo's default): an addition changes no
+    /// quorum. `false` when they run with `Consensus.FabricMembershipChanges` (or are Fabric's).
+    pub adds_learners: bool,
     /// How long a TCP connect to a consenter may take before it counts as unreachable.
     pub probe_timeout: Duration,
     /// Wait until a config block carries the change.
@@ -104,7 +107,12 @@ impl std::fmt::Display for Progress {
                 } else {
                     format!("unreachable: {}", unreachable.join(", "))
                 };
-                if q.applies {
+                if q.adds_learner {
+                    write!(
+                        f,
+                        "quorum check: not needed, the new consenter joins as a learner and counts in the quorum only once it has caught up ({down})"
+                    )
+                } else if q.applies {
                     write!(
                         f,
                         "quorum check: {} of {} consenters alive after the change, quorum {} ({down})",
@@ -473,7 +481,7 @@ pub async fn change_consenters(
                 .zip(&up)
                 .any(|(x, up)| *up && x.client_tls_cert == c.client_tls_cert)
         };
-        let check = check_quorum(&current, &what, alive)?;
+        let check = check_quorum(&current, &what, alive, change.adds_learners)?;
         let unreachable = current
             .iter()
             .zip(&up)
@@ -568,7 +576,8 @@ pub async fn change_consenters(
 
 /// Polls the participation API of the node a change is about (`admin`) until it shows the
 /// outcome: consenter and active after an addition or rotation (an added node gets there once
-/// it has joined with the config block), no longer a consenter after a removal. Gives up
+/// it has joined with the config block and, as a learner, caught up: it shows onboarding until
+/// then), no longer a consenter after a removal. Gives up
 /// after `timeout`.
 pub async fn wait_for_node(
     admin: &Endpoint,

@@ -132,6 +132,11 @@ pub struct UpdateArgs {
     /// change (the orderer still applies its own check).
     #[arg(long)]
     skip_quorum_check: bool,
+    /// The orderers run with `Consensus.FabricMembershipChanges: true` (or are Fabric's): an
+    /// added consenter is a Raft voter at once, so an addition is checked for quorum loss as
+    /// Fabric does. By default Ordo adds it as a learner, which changes no quorum.
+    #[arg(long)]
+    fabric_membership_changes: bool,
     /// Return once the update is accepted, without waiting for the config block.
     #[arg(long)]
     no_wait: bool,
@@ -334,6 +339,7 @@ fn consenter_change(
         edit,
         signers,
         check_quorum: !args.skip_quorum_check,
+        adds_learners: !args.fabric_membership_changes,
         probe_timeout: Duration::from_secs(3),
         wait: !args.no_wait,
         timeout: args.timeout,

@@ -185,7 +185,8 @@ async fn last_config_number(node: &OrdoProcess) -> u64 {
 }
 
 /// The leader's view of the cluster: (size, active nodes).
-async fn cluster_view(nodes: &[Option<OrdoProcess>]) -> (Option<f64>, Option<f64>) {
+/// The leader's voters, active voters and learners.
+async fn cluster_view(nodes: &[Option<OrdoProcess>]) -> (Option<f64>, Option<f64>, Option<f64>) {
     let leader = leader_of(nodes, CH).await;
     let l = nodes[leader].as_ref().unwrap();
     (
@@ -199,13 +200,15 @@ async fn cluster_view(nodes: &[Option<OrdoProcess>]) -> (Option<f64>, Option<f64
             &format!("consensus_etcdraft_active_nodes{{channel=\"{CH}\"}}"),
         )
         .await,
+        metric(l, &format!("ordo_raft_learners{{channel=\"{CH}\"}}")).await,
     )
 }
 
 /// osnadmin's join, list and remove, and every consenter change, on a channel that grows from
 /// one consenter to two (add-consenter writes the block, the second node joins with it, the
-/// command waits until it is a consenter), gets a third that never runs (so a quorum-losing
-/// change is refused, by `ordo` itself and, with `--skip-quorum-check`, by the orderer), has
+/// command waits until it is a consenter), gets a third that joins as a learner, is promoted
+/// and dies (so a quorum-losing change is refused, by `ordo` itself and, with
+/// `--skip-quorum-check`, by the orderer), has
 /// that down node's certificate rotated and then the node removed (through the second node,
 /// which requires client certificates), has the live second node's certificate rotated (the
 /// node reloads its files, no restart), loses the second node, and is removed. Bad inputs fail
@@ -311,7 +314,7 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
     for line in [
         format!("fetched config block 0 (consenters: {c1})"),
         format!("update: add consenter {c2}"),
-        "quorum check: not needed for 2 consenters (all consenters reachable)".to_string(),
+        "quorum check: not needed, the new consenter joins as a learner and counts in the quorum only once it has caught up (all consenters reachable)".to_string(),
         "submitted".to_string(),
         format!("applied: consenters {c1} (ID 1), {c2} (ID 2); next ID 3"),
         format!("config block written to {add_block_path}"),
@@ -374,29 +377,64 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
     );
     assert_eq!(last_config_number(node(0)).await, added_in);
 
-    // A third consenter that never runs: two of three are alive, still a quorum.
+    // A third consenter: it enters as a learner (no quorum check needed), its node joins with
+    // the block the command writes, catches up and is promoted (the command waits until its
+    // participation API says active); then the node dies: two of three voters are left.
     let c3 = format!("127.0.0.1:{}", cluster_port(3));
-    let out = ok(update(
-        "add-consenter",
-        &[
-            "--consenter",
-            &c3,
-            "--client-tls-cert",
-            &cert3,
-            "--server-tls-cert",
-            &cert3,
-        ],
-    )
-    .await);
+    let d3 = dir.path().join("orderer3");
+    std::fs::create_dir_all(&d3).unwrap();
+    let config3 = write_node_config_own_tls_at(&d3, 3, false, general_port(3), cluster_port(3), "");
+    let third = OrdoProcess::start_on_ports(&config3, [general_port(3), cluster_port(3)]).await;
+    let admin3 = third.addrs.admin.to_string();
+    let add3_block = dir.path().join("add3.block");
+    let add3_path = add3_block.display().to_string();
+    let adding = spawn_ordo(
+        &update_args(
+            1,
+            "add-consenter",
+            &[
+                "--consenter",
+                &c3,
+                "--client-tls-cert",
+                &cert3,
+                "--server-tls-cert",
+                &cert3,
+                "--output-block",
+                &add3_path,
+                "--wait-node-admin",
+                &admin3,
+                "--admin-ca-file",
+                &ca,
+                "--admin-client-cert",
+                &cc,
+                "--admin-client-key",
+                &ck,
+            ],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    wait_for("add-consenter to write the config block", || async {
+        add3_block.exists()
+    })
+    .await;
+    ok(osnadmin("join", &third, &["-c", CH, "-b", &add3_path]).await);
+    let out = ok(finish(adding).await);
     assert!(
         out.contains(
-            "quorum check: 2 of 3 consenters alive after the change, quorum 2 (all consenters reachable)\n"
+            "quorum check: not needed, the new consenter joins as a learner and counts in the quorum only once it has caught up (all consenters reachable)\n"
         ),
         "{out}"
     );
-    // The leader counts a new node active for an election timeout; wait until it stops.
+    assert!(
+        out.contains(&format!("node {admin3}: consenter, active\n")),
+        "{out}"
+    );
+    wait_active(&nodes, CH, 3).await;
+    third.kill9();
     wait_for("the leader to count orderer3 down", || async {
-        cluster_view(&nodes).await == (Some(3.0), Some(2.0))
+        cluster_view(&nodes).await == (Some(3.0), Some(2.0), Some(0.0))
     })
     .await;
     let with_three = last_config_number(node(0)).await;
@@ -427,7 +465,7 @@ async fn a_channel_is_joined_grown_shrunk_and_removed_with_ordo_channel() {
     skip.push("--skip-quorum-check");
     let out = fails(
         update("rotate-cert", &skip).await,
-        "the orderer refused the config update: BAD_REQUEST: ",
+        "the orderer refused the config update: BAD_REQUEST: error applying config update to existing channel 'cli-channel': consensus metadata update for channel config update is invalid: 1 out of 3 nodes are alive, configuration will result in quorum loss",
     );
     assert!(out.contains("quorum check skipped\n"), "{out}");
     assert_eq!(last_config_number(node(0)).await, with_three);

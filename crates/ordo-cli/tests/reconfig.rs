@@ -923,3 +923,314 @@ async fn an_orderer_behind_the_latest_snapshot_catches_up_and_replicates_consent
     ids.sort_unstable();
     assert_eq!((ids, next), (vec![2, 3, 4], 5));
 }
+
+/// A client broadcasting `transaction {i}` at a steady rate on one Broadcast stream through one
+/// orderer, as an application would, and reading that orderer's Deliver stream: what each
+/// envelope was answered and how long it waited for its block.
+struct SteadyLoad {
+    stop: Arc<AtomicBool>,
+    sender: tokio::task::JoinHandle<()>,
+    answers: tokio::task::JoinHandle<Vec<(i32, String)>>,
+    delivery: tokio::task::JoinHandle<()>,
+    sent: Arc<Mutex<Vec<std::time::Instant>>>,
+    delivered: Arc<Mutex<std::collections::HashMap<u64, std::time::Instant>>>,
+    acked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SteadyLoad {
+    async fn start(node: &OrdoProcess, channel: &'static str, per_second: u32) -> SteadyLoad {
+        let user1 = Arc::new(signer(USER1, "Org1MSP"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (tx_envs, rx_envs) = tokio::sync::mpsc::channel::<Envelope>(1024);
+        let mut client = node.grpc().await;
+        let envs =
+            futures::stream::unfold(
+                rx_envs,
+                |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
+            );
+        let mut stream = client.broadcast(envs).await.unwrap().into_inner();
+        let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let answers = {
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                while let Ok(Some(r)) = stream.message().await {
+                    if r.status == Status::Success as i32 {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    out.push((r.status, r.info));
+                }
+                out
+            })
+        };
+        let sender = {
+            let (stop, sent, user1) = (stop.clone(), sent.clone(), user1.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1) / per_second);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    every.tick().await;
+                    let env = tx(&user1, channel, i);
+                    sent.lock().unwrap().push(std::time::Instant::now());
+                    if tx_envs.send(env).await.is_err() {
+                        return;
+                    }
+                    i += 1;
+                }
+            })
+        };
+        let delivered = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let delivery = {
+            let delivered = delivered.clone();
+            let mut client = node.grpc().await;
+            let seek_env = seek(&user1, channel, 0, u64::MAX, false);
+            tokio::spawn(async move {
+                let mut blocks = open_deliver(&mut client, seek_env).await;
+                while let Ok(Some(msg)) = blocks.message().await {
+                    let Some(deliver_response::Type::Block(b)) = msg.r#type else {
+                        return;
+                    };
+                    let now = std::time::Instant::now();
+                    for texts in payload_texts_lossy(&b) {
+                        if let Some(i) = texts
+                            .strip_prefix("transaction ")
+                            .and_then(|n| n.parse().ok())
+                        {
+                            delivered.lock().unwrap().entry(i).or_insert(now);
+                        }
+                    }
+                }
+            })
+        };
+        SteadyLoad {
+            stop,
+            sender,
+            answers,
+            delivery,
+            sent,
+            delivered,
+            acked,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` envelopes beyond those acknowledged now are acknowledged.
+    async fn wait_for_more(&self, more: usize, what: &str) {
+        let target = self.acked() + more;
+        wait_for(what, || async { self.acked() >= target }).await;
+    }
+
+    /// Stops sending, waits for every answer and block; returns the answers in order and, for
+    /// each envelope, how long it waited for its block on the Deliver stream (`None`: never).
+    async fn finish(self) -> (Vec<(i32, String)>, Vec<Option<Duration>>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sender.await.unwrap();
+        let answers = tokio::time::timeout(WAIT, self.answers)
+            .await
+            .expect("the Broadcast stream did not end")
+            .unwrap();
+        let sent = self.sent.lock().unwrap().clone();
+        wait_for("every acknowledged envelope in a block", || async {
+            let delivered = self.delivered.lock().unwrap();
+            (0..answers.len() as u64)
+                .filter(|i| answers[*i as usize].0 == Status::Success as i32)
+                .all(|i| delivered.contains_key(&i))
+        })
+        .await;
+        self.delivery.abort();
+        let delivered = self.delivered.lock().unwrap();
+        let waits = sent
+            .iter()
+            .enumerate()
+            .map(|(i, at)| delivered.get(&(i as u64)).map(|d| d.duration_since(*at)))
+            .collect();
+        (answers, waits)
+    }
+}
+
+/// The payload data of each envelope of `block`, as text (lossy: config envelopes are not).
+fn payload_texts_lossy(block: &Block) -> Vec<String> {
+    block
+        .data
+        .iter()
+        .flat_map(|d| d.data.iter())
+        .filter_map(|e| {
+            let env = Envelope::decode(e.clone()).ok()?;
+            let payload = ordo_proto::common::Payload::decode(env.payload).ok()?;
+            Some(String::from_utf8_lossy(&payload.data).to_string())
+        })
+        .collect()
+}
+
+/// The leader's view of the Raft group: voters and learners.
+async fn group_view(nodes: &[Option<OrdoProcess>], ch: &str) -> (Option<f64>, Option<f64>) {
+    let l = node(nodes, leader_of(nodes, ch).await);
+    (
+        metric(
+            l,
+            &format!("consensus_etcdraft_cluster_size{{channel=\"{ch}\"}}"),
+        )
+        .await,
+        metric(l, &format!("ordo_raft_learners{{channel=\"{ch}\"}}")).await,
+    )
+}
+
+/// Starts orderer`n` (of the fixture clusters) under `dir`.
+async fn start_node(dir: &Path, n: u32) -> OrdoProcess {
+    let d = dir.join(format!("orderer{n}"));
+    std::fs::create_dir_all(&d).unwrap();
+    let config = write_cluster_node_config(&d, n, ACK_AFTER_COMMIT);
+    OrdoProcess::start_cluster_node(&config, n).await
+}
+
+/// Issue 17's growth, on real processes: channel-1 grows from one consenter to five, one at a
+/// time, while a client broadcasts 200 envelopes a second through orderer1 (acknowledged only
+/// once committed). orderer2's process starts only after the leader has ordered 600 more
+/// envelopes with orderer2 in the config (three seconds: a slow host or pod), and each next
+/// consenter is added as soon as the previous one has joined, without waiting for it to catch
+/// up. Added consenters enter as learners, so: every envelope is answered SUCCESS, none waits
+/// longer than 2 × BatchTimeout + 1 s for its block, no addition is refused for quorum loss,
+/// and all five end with the same blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_grows_from_one_to_five_consenters_under_load_without_a_refusal_or_a_stall() {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-1";
+    let mut nodes: Vec<Option<OrdoProcess>> = (0..5).map(|_| None).collect();
+    nodes[0] = Some(start_node(dir.path(), 1).await);
+    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(
+        node(&nodes, 0).admin().join(&genesis).await.unwrap().status,
+        201
+    );
+    let _ = leader_of(&nodes, ch).await;
+    let load = SteadyLoad::start(node(&nodes, 0), ch, 200).await;
+    load.wait_for_more(100, "the first envelopes").await;
+
+    for n in 2..=5u32 {
+        // Never refused: the new consenter enters as a learner, the voters stay as they are.
+        let block = update_consenters(&nodes, ch, 0, |cs| cs.push(fixture_consenter(n))).await;
+        let (ids, _) = consenter_ids(&block);
+        assert_eq!(ids, (1..=u64::from(n)).collect::<Vec<_>>());
+        if n == 2 {
+            wait_for("the leader to have orderer2 as a learner", || async {
+                group_view(&nodes, ch).await == (Some(1.0), Some(1.0))
+            })
+            .await;
+            load.wait_for_more(600, "ordering without orderer2").await;
+            assert_eq!(group_view(&nodes, ch).await, (Some(1.0), Some(1.0)));
+        }
+        let i = n as usize - 1;
+        nodes[i] = Some(start_node(dir.path(), n).await);
+        let joined = node(&nodes, i)
+            .admin()
+            .join(&block.encode_to_vec())
+            .await
+            .unwrap();
+        assert_eq!(joined.status, 201);
+        wait_for(&format!("orderer{n} to run Raft"), || async {
+            relation(node(&nodes, i), ch).await.0 == "consenter"
+        })
+        .await;
+    }
+    wait_for("five voters and no learner", || async {
+        group_view(&nodes, ch).await == (Some(5.0), Some(0.0))
+    })
+    .await;
+    wait_active(&nodes, ch, 5).await;
+    for i in 0..5 {
+        wait_for("every orderer active", || async {
+            relation(node(&nodes, i), ch).await == ("consenter".to_string(), "active".to_string())
+        })
+        .await;
+    }
+    load.wait_for_more(200, "the five-node channel to order")
+        .await;
+
+    let (answers, waits) = load.finish().await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(s, _)| *s != Status::Success as i32)
+        .collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    assert_eq!(answers.len(), waits.len(), "every envelope was answered");
+    // channel-1's BatchTimeout is 1 s.
+    let bound = Duration::from_secs(3);
+    let longest = waits
+        .iter()
+        .map(|w| w.expect("an envelope never reached a block"))
+        .max()
+        .unwrap();
+    assert!(
+        longest <= bound,
+        "an envelope waited {longest:?} for its block"
+    );
+    println!(
+        "{} envelopes, all SUCCESS; the longest wait for a block: {longest:?}",
+        answers.len()
+    );
+
+    let height = height_of(node(&nodes, 0), ch).await;
+    let admin = signer(ADMIN_MSP, "OrdererMSP");
+    let reference = blocks_of(node(&nodes, 0), &admin, ch, height).await;
+    verify_chain(&reference);
+    for i in 1..5 {
+        wait_for("every node at orderer1's height", || async {
+            height_of(node(&nodes, i), ch).await >= height
+        })
+        .await;
+        let blocks = blocks_of(node(&nodes, i), &admin, ch, height).await;
+        assert_eq!(agreed(&blocks), agreed(&reference), "orderer{}", i + 1);
+    }
+}
+
+/// A consenter whose node never starts (a mistyped host, a pod that never comes up) stays a
+/// learner: the one-node channel keeps ordering, every envelope acknowledged, and the next
+/// config update removes it (Fabric's AddNode would have left the channel without a quorum).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consenter_whose_node_never_starts_is_a_learner_and_the_next_update_removes_it() {
+    let _channels = CHANNELS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = "channel-1";
+    let mut nodes: Vec<Option<OrdoProcess>> = (0..2).map(|_| None).collect();
+    nodes[0] = Some(start_node(dir.path(), 1).await);
+    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(
+        node(&nodes, 0).admin().join(&genesis).await.unwrap().status,
+        201
+    );
+    let _ = leader_of(&nodes, ch).await;
+    let load = SteadyLoad::start(node(&nodes, 0), ch, 100).await;
+    load.wait_for_more(50, "the first envelopes").await;
+    update_consenters(&nodes, ch, 0, |cs| cs.push(fixture_consenter(2))).await;
+    wait_for("the leader to have orderer2 as a learner", || async {
+        group_view(&nodes, ch).await == (Some(1.0), Some(1.0))
+    })
+    .await;
+    // Longer than two election timeouts (2 × 2.5 s): a voter that never answers would have cost
+    // the quorum by now.
+    load.wait_for_more(600, "ordering with orderer2 absent")
+        .await;
+    let cert2 = fixture_consenter(2).client_tls_cert;
+    let block = update_consenters(&nodes, ch, 0, |cs| {
+        cs.retain(|c| c.client_tls_cert != cert2)
+    })
+    .await;
+    assert_eq!(consenter_ids(&block), (vec![1], 3));
+    wait_for("no learner left", || async {
+        group_view(&nodes, ch).await == (Some(1.0), Some(0.0))
+    })
+    .await;
+    load.wait_for_more(50, "ordering after the removal").await;
+    let (answers, waits) = load.finish().await;
+    assert!(
+        answers.iter().all(|(s, _)| *s == Status::Success as i32),
+        "{answers:?}"
+    );
+    assert!(waits.iter().all(Option::is_some));
+}

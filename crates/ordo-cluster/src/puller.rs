@@ -155,6 +155,19 @@ pub async fn last_config_block<S: Source>(
     comm: Comm,
     source: S,
 ) -> Result<Block, String> {
+    Ok(last_config_block_and_height(channel, cfg, comm, source)
+        .await?
+        .0)
+}
+
+/// As [`last_config_block`], with the height of the orderer it came from (whether blocks
+/// were ordered after the config block).
+pub async fn last_config_block_and_height<S: Source>(
+    channel: &str,
+    cfg: Replication,
+    comm: Comm,
+    source: S,
+) -> Result<(Block, u64), String> {
     let (out, _) = mpsc::unbounded_channel();
     let (_target, target_rx) = watch::channel(0);
     let mut worker = Worker {
@@ -385,7 +398,7 @@ impl<S: Source> Worker<S> {
     }
 
     /// See [`last_config_block`].
-    async fn newest_config(&mut self) -> Result<Block, String> {
+    async fn newest_config(&mut self) -> Result<(Block, u64), String> {
         let endpoints = self.source.endpoints();
         let roots = self.source.tls_roots();
         let probes = endpoints.iter().map(|e| self.probe(e, &roots));
@@ -407,7 +420,7 @@ impl<S: Source> Worker<S> {
         self.source
             .verify(&block)
             .map_err(|e| format!("{endpoint}: config block {index}: {e}"))?;
-        Ok(block)
+        Ok((block, height))
     }
 
     /// Block `number` from `endpoint`.

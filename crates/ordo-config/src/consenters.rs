@@ -250,8 +250,11 @@ pub struct QuorumCheck {
     /// Consenters counted alive once the change is made (see [`check_quorum`]).
     pub alive: usize,
     /// Whether the rule applies: Fabric does not check additions or rotations that leave two
-    /// consenters or fewer (such a cluster tolerates no failure anyway).
+    /// consenters or fewer (such a cluster tolerates no failure anyway), and an addition does
+    /// not change the quorum when the new consenter enters as a learner.
     pub applies: bool,
+    /// The change adds a consenter that enters the Raft group as a learner.
+    pub adds_learner: bool,
 }
 
 /// Fabric's `UnacceptableQuorumLoss`, judged with `is_alive` (the node asks the Raft leader
@@ -260,11 +263,15 @@ pub struct QuorumCheck {
 /// alive count (the new node is not running Raft yet); for a removal, those alive minus the
 /// one removed; for a rotation, those alive minus the rotated one, which drops out until it
 /// presents its new certificate — so rotating a node that is down is fine when the rest hold a
-/// quorum.
+/// quorum. With `adds_learners` (Ordo's default; off with `Consensus.FabricMembershipChanges`)
+/// an added consenter is a learner until it has caught up, so an addition needs no check. A
+/// tool cannot tell which consenters are learners now, so they count here as voters: the
+/// check errs on the side of refusing, and the orderer's own check is exact.
 pub fn check_quorum(
     current: &[Consenter],
     change: &ConsenterChange,
     is_alive: impl Fn(&Consenter) -> bool,
+    adds_learners: bool,
 ) -> Result<QuorumCheck, ConsentersError> {
     let alive_now: Vec<&Consenter> = current.iter().filter(|c| is_alive(c)).collect();
     let alive_except = |gone: &Consenter| {
@@ -275,7 +282,11 @@ pub fn check_quorum(
     };
     let (size, alive, applies) = match change {
         ConsenterChange::None => (current.len(), alive_now.len(), false),
-        ConsenterChange::Add(_) => (current.len() + 1, alive_now.len(), current.len() + 1 > 2),
+        ConsenterChange::Add(_) => (
+            current.len() + 1,
+            alive_now.len(),
+            !adds_learners && current.len() + 1 > 2,
+        ),
         ConsenterChange::Rotate { old, .. } => {
             (current.len(), alive_except(old), current.len() > 2)
         }
@@ -300,6 +311,7 @@ pub fn check_quorum(
         quorum,
         alive,
         applies,
+        adds_learner: adds_learners && matches!(change, ConsenterChange::Add(_)),
     })
 }
 
@@ -424,14 +436,14 @@ mod tests {
         let up = |down: &'static [u8]| {
             move |x: &Consenter| !down.iter().any(|d| x.client_tls_cert[..] == [*d])
         };
-        // Adding a fourth with one of three down: 2 alive < quorum 3.
+        // Adding a fourth voter (Fabric's AddNode) with one of three down: 2 alive < quorum 3.
         let (_, add) = ConsenterEdit::Add(c(4)).apply(&cur).unwrap();
-        let e = check_quorum(&cur, &add, up(&[3])).unwrap_err();
+        let e = check_quorum(&cur, &add, up(&[3]), false).unwrap_err();
         assert_eq!(
             e.to_string(),
             "2 out of 4 nodes would be alive after this change, configuration will result in quorum loss (a quorum is 3; unreachable: 127.0.0.1:7003)"
         );
-        assert!(check_quorum(&cur, &add, up(&[])).is_ok());
+        assert!(check_quorum(&cur, &add, up(&[]), false).is_ok());
         // Removing a live node while another is down: 1 alive < 2.
         let (_, rm) = ConsenterEdit::Remove {
             host: "127.0.0.1".into(),
@@ -439,7 +451,7 @@ mod tests {
         }
         .apply(&cur)
         .unwrap();
-        assert!(check_quorum(&cur, &rm, up(&[3])).is_err());
+        assert!(check_quorum(&cur, &rm, up(&[3]), true).is_err());
         // Removing the node that is down is fine.
         let (_, rm3) = ConsenterEdit::Remove {
             host: "127.0.0.1".into(),
@@ -448,12 +460,13 @@ mod tests {
         .apply(&cur)
         .unwrap();
         assert_eq!(
-            check_quorum(&cur, &rm3, up(&[3])).unwrap(),
+            check_quorum(&cur, &rm3, up(&[3]), true).unwrap(),
             QuorumCheck {
                 size: 2,
                 quorum: 2,
                 alive: 2,
-                applies: true
+                applies: true,
+                adds_learner: false,
             }
         );
         // Rotating the node that is down is fine; rotating a live one while another is down
@@ -465,12 +478,20 @@ mod tests {
             server_tls_cert: vec![9].into(),
         };
         let (_, r3) = rot(7003).apply(&cur).unwrap();
-        assert!(check_quorum(&cur, &r3, up(&[3])).is_ok());
+        assert!(check_quorum(&cur, &r3, up(&[3]), true).is_ok());
         let (_, r2) = rot(7002).apply(&cur).unwrap();
-        assert!(check_quorum(&cur, &r2, up(&[3])).is_err());
+        assert!(check_quorum(&cur, &r2, up(&[3]), true).is_err());
         // Two consenters or fewer: additions and rotations are not checked (Fabric's rule).
         let (_, add2) = ConsenterEdit::Add(c(2)).apply(&cur[..1]).unwrap();
-        assert!(!check_quorum(&cur[..1], &add2, up(&[1])).unwrap().applies);
+        assert!(
+            !check_quorum(&cur[..1], &add2, up(&[1]), false)
+                .unwrap()
+                .applies
+        );
+        // An added learner changes no quorum: a fourth with two of three down is fine.
+        let q = check_quorum(&cur, &add, up(&[2, 3]), true).unwrap();
+        assert!(!q.applies && q.adds_learner);
+        assert!(check_quorum(&cur, &add, up(&[2, 3]), false).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use ordo_cluster::comm::{Comm, RemoteNode};
-use ordo_cluster::puller::{Pulled, Puller, Replication, last_config_block};
+use ordo_cluster::puller::{Pulled, Puller, Replication, last_config_block_and_height};
 use ordo_config::ChannelConfig;
 use ordo_config::duration::parse_go_duration;
 use ordo_ledger::block::{
@@ -237,6 +237,14 @@ pub struct ChainState {
     pub relation: Relation,
 }
 
+impl ChainState {
+    /// Whether this node is a learner of the channel's Raft group: a consenter the config added
+    /// that is still catching up and not yet counted in the quorum.
+    pub fn is_learner(&self) -> bool {
+        self.relation == Relation::Consenter && self.status.learners.contains(&self.status.id)
+    }
+}
+
 /// A change of relation the registrar must carry out for a channel (the chain cannot replace
 /// itself).
 #[derive(Debug, Clone, PartialEq)]
@@ -273,6 +281,9 @@ pub struct NodeServices {
     pub eviction_suspicion: Duration,
     /// `Consensus.FabricBlockCutting`: the core's adaptive cutting off.
     pub fabric_block_cutting: bool,
+    /// `Consensus.FabricMembershipChanges`: added consenters become voters at once (the core's
+    /// learners off).
+    pub fabric_membership_changes: bool,
 }
 
 /// The public key (SEC1 point) of this node's server TLS certificate, by which it finds itself
@@ -382,6 +393,9 @@ pub struct Channel {
     waiters: Arc<CommitWaiters>,
     /// Wakes the driver to check whether this node was removed from the channel.
     suspicion: Arc<Notify>,
+    /// Whether a consenter added by a config update enters this channel's Raft group as a
+    /// learner (`Consensus.FabricMembershipChanges` off), for the quorum-loss check.
+    pub adds_learners: bool,
 }
 
 impl std::fmt::Debug for Channel {
@@ -424,8 +438,9 @@ fn raft_settings(cfg: &ChannelConfig) -> Result<(Options, BatchLimits, Duration)
         snapshot_interval_size: u64::from(opts.snapshot_interval_size),
         max_size_per_msg: u64::from(o.batch_size.preferred_max_bytes),
         election_timeout: None,
-        // A local choice, not the channel's: `Channel::start` sets it.
+        // Local choices, not the channel's: `Channel::start` sets them.
         adaptive_cutting: true,
+        learner_first: true,
     };
     Ok((options, limits, Duration::from_nanos(tick as u64)))
 }
@@ -545,6 +560,8 @@ impl Channel {
         let (config, last_config) = config_at_tip(&ledger)?;
         let (mut options, limits, tick) = raft_settings(&config)?;
         options.adaptive_cutting = !services.fabric_block_cutting;
+        options.learner_first = !services.fabric_membership_changes;
+        let adds_learners = options.learner_first;
         let election_tick = u32::try_from(options.election_tick).unwrap_or(u32::MAX);
         let last_block = tip_metadata(&ledger, &config)?;
         let last_block_md = last_block.metadata.clone();
@@ -593,14 +610,17 @@ impl Channel {
             halted: None,
             relation: Relation::Consenter,
         };
+        let learner = initial.is_learner();
         let (state_tx, state) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
         let waiters = Arc::new(CommitWaiters::default());
         let suspicion = Arc::new(Notify::new());
         let refusals = services.comm.as_ref().map(|c| c.refusals(name));
         services.metrics.ledger_height(name, ledger.height());
-        // Active consenter (Fabric's participation gauges).
-        services.metrics.participation(name, 1, 1);
+        // A consenter (Fabric's participation gauges): active, or onboarding while a learner.
+        services
+            .metrics
+            .participation(name, if learner { 2 } else { 1 }, 1);
         let driver = Driver {
             name: name.to_string(),
             id,
@@ -634,6 +654,7 @@ impl Channel {
         );
         channel.members = members;
         channel.suspicion = suspicion;
+        channel.adds_learners = adds_learners;
         Ok(Arc::new(channel))
     }
 
@@ -664,6 +685,7 @@ impl Channel {
             task: std::sync::Mutex::new(Some(task)),
             waiters,
             suspicion: Arc::new(Notify::new()),
+            adds_learners: true,
         }
     }
 
@@ -769,7 +791,7 @@ struct Driver {
     evicted: bool,
     /// The consenters of the config in force (`members` adds removed ones still voting).
     config_members: Vec<Member>,
-    /// The Raft voters when `members` was last computed.
+    /// The Raft group (voters and learners) when `members` was last computed.
     voters: Vec<u64>,
     /// Time without a known leader, since one was last known.
     leaderless: Duration,
@@ -779,7 +801,7 @@ struct Driver {
     refusals: Option<watch::Receiver<u64>>,
     /// The eviction check under way (the channel's last config block, from the others), and
     /// when the last one started.
-    probe: Option<oneshot::Receiver<Result<Block, String>>>,
+    probe: Option<Probe>,
     last_probe: Option<Instant>,
     /// The config block, learnt from the others, that no longer has this node under its ID.
     evicted_at: Option<Block>,
@@ -787,6 +809,17 @@ struct Driver {
 
 /// The least time between two eviction checks (Fabric's `DefaultLeaderlessCheckInterval`).
 const EVICTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// An eviction check under way: the channel's last config block and height as the most advanced
+/// orderer has them, and whether what started the check already proves a removal.
+struct Probe {
+    result: oneshot::Receiver<Result<(Block, u64), String>>,
+    /// Another consenter refused this node: it no longer has it in its Raft group, so a removal
+    /// there is in force. Otherwise (no leader for long) a config without this node is not
+    /// enough: the conf change removing it may not be applied yet, and the other voter may
+    /// need this node to elect the leader that applies it.
+    proven: bool,
+}
 
 /// Where this node stands in a config block learnt from the other orderers.
 #[derive(Debug, PartialEq, Eq)]
@@ -821,9 +854,9 @@ async fn refused(r: &mut Option<watch::Receiver<u64>>) {
 }
 
 /// The result of the eviction check under way, or never without one.
-async fn probed(p: &mut Option<oneshot::Receiver<Result<Block, String>>>) -> Result<Block, String> {
+async fn probed(p: &mut Option<Probe>) -> Result<(Block, u64), String> {
     match p {
-        Some(rx) => rx
+        Some(p) => (&mut p.result)
             .await
             .unwrap_or_else(|_| Err("the check was abandoned".into())),
         None => std::future::pending().await,
@@ -848,7 +881,7 @@ impl Driver {
     /// its removal; Fabric likewise reconfigures the transport only once the conf change is
     /// applied).
     fn refresh_members(&mut self) {
-        let voters = self.core.voters();
+        let voters = self.core.members();
         if self.config_members.is_empty() {
             return;
         }
@@ -915,11 +948,11 @@ impl Driver {
                     r
                 }
                 _ = suspicion.notified() => {
-                    self.suspect("a consenter addressed this node under another Raft ID");
+                    self.suspect("a consenter addressed this node under another Raft ID", true);
                     Ok(())
                 }
                 _ = refused(&mut self.refusals) => {
-                    self.suspect("a consenter refused this node as unauthorized");
+                    self.suspect("a consenter refused this node as unauthorized", true);
                     Ok(())
                 }
                 r = probed(&mut self.probe) => {
@@ -944,7 +977,7 @@ impl Driver {
                 self.halt(e);
                 return;
             }
-            if self.core.voters() != self.voters {
+            if self.core.members() != self.voters {
                 self.refresh_members();
             }
             self.publish(None);
@@ -972,13 +1005,17 @@ impl Driver {
         }
         self.leaderless += tick;
         if self.leaderless >= self.services.eviction_suspicion {
-            self.suspect("no leader for longer than the eviction suspicion threshold");
+            self.suspect(
+                "no leader for longer than the eviction suspicion threshold",
+                false,
+            );
         }
     }
 
     /// Starts fetching the channel's last config block from the other orderers (at most once
-    /// per [`EVICTION_CHECK_INTERVAL`]); [`Driver::on_probe`] judges it.
-    fn suspect(&mut self, reason: &str) {
+    /// per [`EVICTION_CHECK_INTERVAL`]); [`Driver::on_probe`] judges it. `proven`: see
+    /// [`Probe::proven`].
+    fn suspect(&mut self, reason: &str, proven: bool) {
         if self.probe.is_some()
             || self
                 .last_probe
@@ -998,10 +1035,10 @@ impl Driver {
         let (name, replication) = (self.name.clone(), self.services.replication);
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let r = last_config_block(&name, replication, comm, source).await;
+            let r = last_config_block_and_height(&name, replication, comm, source).await;
             let _ = tx.send(r);
         });
-        self.probe = Some(rx);
+        self.probe = Some(Probe { result: rx, proven });
         self.last_probe = Some(Instant::now());
     }
 
@@ -1009,9 +1046,9 @@ impl Driver {
     /// longer has this node under its Raft ID ends this chain, and the node follows the channel
     /// from its own ledger up to that block and on (Fabric: halt, pull up to the eviction
     /// block, follow).
-    fn on_probe(&mut self, r: Result<Block, String>) {
-        self.probe = None;
-        let block = match r {
+    fn on_probe(&mut self, r: Result<(Block, u64), String>) {
+        let proven = self.probe.take().is_some_and(|p| p.proven);
+        let (block, height) = match r {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(channel = %self.name, error = %e, "cannot check whether this node was removed from the channel");
@@ -1027,6 +1064,11 @@ impl Driver {
         match self.standing_in(&block) {
             Ok(Standing::Member) => {
                 tracing::info!(channel = %self.name, block = number, raft_id = self.id, "still a consenter of the channel's last config");
+            }
+            // Ordering waits for a membership conf change to be applied, so a block after the
+            // config block shows the removal in force.
+            Ok(Standing::Removed) if !proven && height <= number + 1 => {
+                tracing::info!(channel = %self.name, block = number, "the channel's last config removes this node, but nothing was ordered after it: the removal may not be applied yet, staying");
             }
             Ok(standing) => {
                 match standing {
@@ -1103,6 +1145,14 @@ impl Driver {
         let status = self.core.status();
         let m = &self.services.metrics;
         m.raft_status(&self.name, &status);
+        let learner = status.learners.contains(&status.id);
+        let (was_learner, failed) = {
+            let s = self.state.borrow();
+            (s.is_learner(), s.halted.is_some())
+        };
+        if learner != was_learner && !failed && halted.is_none() {
+            m.participation(&self.name, if learner { 2 } else { 1 }, 1);
+        }
         self.state.send_if_modified(|s| {
             let next = ChainState {
                 status,

@@ -32,16 +32,29 @@ const STATE_NORMAL: i32 = 0;
 /// What the node knows of the Raft group, for the quorum-loss check.
 #[derive(Debug, Clone, Default)]
 pub struct Membership {
-    /// The client TLS certificates of the consenters the leader counts as active (Fabric's
-    /// ActiveNodes); `None` when nothing is known yet, and then every consenter counts.
+    /// The client TLS certificates of the voters the leader counts as active (Fabric's
+    /// ActiveNodes); `None` when nothing is known yet, and then every voter counts.
     pub active: Option<Vec<bytes::Bytes>>,
+    /// The client TLS certificates of the consenters that are Raft learners: added, still
+    /// catching up, not counted in any quorum.
+    pub learners: Vec<bytes::Bytes>,
+    /// Whether an added consenter enters as a learner (`Consensus.FabricMembershipChanges`
+    /// off): adding one then leaves the voters, and so the quorum, as they are.
+    pub adds_learners: bool,
 }
 
 impl Membership {
+    fn is_learner(&self, cert: &[u8]) -> bool {
+        self.learners.iter().any(|c| c.as_ref() == cert)
+    }
+
+    /// A voter the leader counts as active.
     fn is_active(&self, cert: &[u8]) -> bool {
-        self.active
-            .as_ref()
-            .is_none_or(|a| a.iter().any(|c| c.as_ref() == cert))
+        !self.is_learner(cert)
+            && self
+                .active
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|c| c.as_ref() == cert))
     }
 }
 
@@ -177,8 +190,15 @@ fn check_consensus_metadata(
     }
     // UnacceptableQuorumLoss, on the runtime set of active nodes. The node whose certificate
     // is rotated counts only if it is active: rotating a node that is down, while the others
-    // hold a quorum, is accepted (Fabric counts it wrongly, hyperledger/fabric#3562).
-    let size = new_md.consenters.len();
+    // hold a quorum, is accepted (Fabric counts it wrongly, hyperledger/fabric#3562). Learners
+    // are in no quorum: adding a consenter as one, removing one or rotating one changes nothing
+    // the quorum depends on, and the voters after the change are the consenters that are not
+    // learners (the leader promotes a learner only when the quorum survives it).
+    let size = new_md
+        .consenters
+        .iter()
+        .filter(|c| !membership.is_learner(&c.client_tls_cert))
+        .count();
     let quorum = size / 2 + 1;
     let active = old_md
         .consenters
@@ -187,6 +207,12 @@ fn check_consensus_metadata(
         .count();
     let alive = match &change {
         ConsenterChange::None => return Ok(()),
+        ConsenterChange::Add(_) if membership.adds_learners => return Ok(()),
+        ConsenterChange::Remove(c) | ConsenterChange::Rotate { old: c, .. }
+            if membership.is_learner(&c.client_tls_cert) =>
+        {
+            return Ok(());
+        }
         ConsenterChange::Add(_) => {
             if size <= 2 {
                 return Ok(());

@@ -72,16 +72,8 @@ impl Channel {
         let onboarding = join.is_some();
         let (state_tx, state) = watch::channel(ChainState {
             status: ChainStatus {
-                id: 0,
-                leader: 0,
-                is_leader: false,
-                term: 0,
-                cluster_size: 0,
                 last_block: ledger.height().saturating_sub(1),
-                applied_index: 0,
-                leader_changes: 0,
-                proposal_failures: 0,
-                active: Vec::new(),
+                ..ChainStatus::default()
             },
             halted: None,
             relation: Relation::Follower { onboarding },

@@ -154,17 +154,20 @@ impl AtomicBroadcastService {
             MsgClass::ConfigUpdate => {
                 // The leader's ActiveNodes (a follower has them from the leader), mapped to
                 // the consenters' certificates; none yet (a leader elected moments ago) means
-                // every consenter counts, rather than refusing every membership change.
-                let active = channel.state().status.active;
+                // every voter counts, rather than refusing every membership change.
+                let status = channel.state().status;
+                let members = channel.members();
+                let certs = |ids: &[u64]| -> Vec<bytes::Bytes> {
+                    members
+                        .iter()
+                        .filter(|m| ids.contains(&m.id))
+                        .map(|m| m.client_tls_cert.clone())
+                        .collect()
+                };
                 let membership = Membership {
-                    active: (!active.is_empty()).then(|| {
-                        channel
-                            .members()
-                            .iter()
-                            .filter(|m| active.contains(&m.id))
-                            .map(|m| m.client_tls_cert.clone())
-                            .collect()
-                    }),
+                    active: (!status.active.is_empty()).then(|| certs(&status.active)),
+                    learners: certs(&status.learners),
+                    adds_learners: channel.adds_learners,
                 };
                 let (config_env, seq) = process_config_update(
                     &env,

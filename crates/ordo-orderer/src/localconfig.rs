@@ -112,6 +112,11 @@ pub struct LocalConfig {
     /// does (MaxMessageCount, PreferredMaxBytes, BatchTimeout) instead of adaptively (see
     /// `ordo_raft::chain::ADAPTIVE_PIPELINE`).
     pub fabric_block_cutting: bool,
+    /// `Consensus.FabricMembershipChanges` (Ordo's, off by default): a consenter added by a
+    /// config update becomes a Raft voter at once, as in Fabric's etcdraft, instead of entering
+    /// as a learner and being promoted once it has caught up (see `ordo_raft::chain`). For
+    /// channels whose consenters may include Fabric orderers, which do not expect learners.
+    pub fabric_membership_changes: bool,
     pub operations: HttpListener,
     pub metrics_provider: String,
     pub admin: HttpListener,
@@ -373,6 +378,7 @@ impl LocalConfig {
             ack_after_commit_timeout_ns,
             eviction_suspicion_ns,
             fabric_block_cutting,
+            fabric_membership_changes,
         ) = {
             let mut f = Obj::new(top.get("FileLedger").unwrap_or(&empty), "FileLedger")?;
             let loc = or_default(f.string("Location")?, "/var/hyperledger/production/orderer");
@@ -392,6 +398,7 @@ impl LocalConfig {
             let ack = c.boolean("AckAfterCommit")?;
             let ack_timeout = duration(&mut c, "AckAfterCommitTimeout", 10_000_000_000)?;
             let fabric_cutting = c.boolean("FabricBlockCutting")?;
+            let fabric_membership = c.boolean("FabricMembershipChanges")?;
             c.finish()?;
             (
                 PathBuf::from(loc),
@@ -400,6 +407,7 @@ impl LocalConfig {
                 ack.then_some(ack_timeout),
                 suspicion,
                 fabric_cutting,
+                fabric_membership,
             )
         };
         let operations = r.http(top.get("Operations"), "Operations", "127.0.0.1:8443", false)?;
@@ -441,6 +449,7 @@ impl LocalConfig {
             ack_after_commit_timeout_ns,
             eviction_suspicion_ns,
             fabric_block_cutting,
+            fabric_membership_changes,
             snap_dir,
             operations,
             metrics_provider,

@@ -42,6 +42,8 @@ struct Inner {
     cluster_size: IntGaugeVec,
     is_leader: IntGaugeVec,
     active_nodes: IntGaugeVec,
+    learners: IntGaugeVec,
+    is_learner: IntGaugeVec,
     cert_expiry: IntGaugeVec,
     committed_block_number: IntGaugeVec,
     snapshot_block_number: IntGaugeVec,
@@ -222,6 +224,20 @@ impl Metrics {
                 &r,
                 "consensus_etcdraft_active_nodes",
                 "Number of active nodes in this channel.",
+                ch,
+            )?,
+            // Not Fabric's (etcdraft has no learners): consenters that are catching up before
+            // they count in the quorum.
+            learners: gauge_vec(
+                &r,
+                "ordo_raft_learners",
+                "The number of consenters in the Raft group as learners: added by a config update, catching up, not yet counted in the quorum.",
+                ch,
+            )?,
+            is_learner: gauge_vec(
+                &r,
+                "ordo_raft_is_learner",
+                "1 while this node is a learner of the channel's Raft group (a consenter still catching up, not yet counted in the quorum), 0 otherwise.",
                 ch,
             )?,
             cert_expiry: gauge_vec(
@@ -511,6 +527,12 @@ impl Metrics {
         i.active_nodes
             .with_label_values(&[channel])
             .set(s.active.len() as i64);
+        i.learners
+            .with_label_values(&[channel])
+            .set(s.learners.len() as i64);
+        i.is_learner
+            .with_label_values(&[channel])
+            .set(i64::from(s.learners.contains(&s.id)));
         let mut seen = i.seen.lock().unwrap_or_else(|p| p.into_inner());
         let last = seen.entry(channel.to_string()).or_insert((0, 0));
         if s.leader_changes > last.0 {
@@ -588,6 +610,8 @@ impl Metrics {
             &i.cluster_size,
             &i.is_leader,
             &i.active_nodes,
+            &i.learners,
+            &i.is_learner,
             &i.committed_block_number,
             &i.snapshot_block_number,
             &i.catch_up_target,

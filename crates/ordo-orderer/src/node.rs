@@ -220,6 +220,7 @@ impl Node {
             self_key: Default::default(),
             eviction_suspicion: ns(cfg.eviction_suspicion_ns),
             fabric_block_cutting: cfg.fabric_block_cutting,
+            fabric_membership_changes: cfg.fabric_membership_changes,
         };
         let dirs = Dirs {
             ledger: cfg.ledger_location.clone(),

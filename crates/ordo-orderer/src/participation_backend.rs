@@ -26,7 +26,8 @@ impl Backend {
 fn info_of(ch: &crate::channel::Channel) -> ChannelInfo {
     let state = ch.state();
     let (consensus_relation, onboarding) = match state.relation {
-        Relation::Consenter => (ConsensusRelation::Consenter, false),
+        // A learner is a consenter still catching up before it counts in the quorum.
+        Relation::Consenter => (ConsensusRelation::Consenter, state.is_learner()),
         Relation::Follower { onboarding } => (ConsensusRelation::Follower, onboarding),
     };
     ChannelInfo {

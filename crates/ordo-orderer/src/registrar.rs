@@ -326,12 +326,29 @@ impl Registrar {
         }
         let (cfg, _) = crate::channel::config_at_tip(&ledger)?;
         if !is_consenter(&cfg, &self.self_key) {
+            if let Some(id) = self.removal_unfinished(ch)? {
+                tracing::info!(channel = %ch, raft_id = id, "the channel's last config removed this node, but its Raft group has not yet, and the other voter needs it for a quorum: taking part until the removal is applied");
+                let wal = self.open_wal(ch)?;
+                return Ok(Channel::start(ch, id, ledger, wal, self.services.clone())?);
+            }
             tracing::info!(channel = %ch, "this node is not a consenter of the channel's last config: following it");
             return Ok(Channel::follow(ch, ledger, None, self.services.clone())?);
         }
         // A WAL from before Raft IDs were recorded belongs to this node's current ID: nothing
         // else could have written it on a restart.
         self.start_consenter(ch, ledger, true)
+    }
+
+    /// The Raft ID under which this node must go on taking part in a channel whose last config
+    /// removed it: its WAL's membership still has it as a voter that the other voter needs for a
+    /// quorum (see `ordo_raft::chain::needed_for_quorum`); `None` when it may simply follow.
+    fn removal_unfinished(&self, ch: &str) -> Result<Option<u64>, RegistrarError> {
+        let wal = self.open_wal(ch)?;
+        let Some(id) = wal.node_id() else {
+            return Ok(None);
+        };
+        let cs = wal.conf_state().map_err(ChannelError::from)?;
+        Ok(ordo_raft::chain::needed_for_quorum(&cs.voters, id).then_some(id))
     }
 
     /// The channel's WAL for Raft node `id`: the one on disk when it was recorded under `id`

@@ -44,7 +44,7 @@ fn fabrics_accepted_update_gives_the_config_of_block_13() {
     let update = fabric_ce.last_update.clone().unwrap();
     let current = genesis_config("channel-3");
     let me = signer(ORDERER1_MSP);
-    let membership = Membership { active: None };
+    let membership = Membership::default();
     let (env, seq) = process_config_update(
         &update,
         "channel-3",
@@ -96,7 +96,7 @@ fn removing_two_consenters_gets_fabrics_refusal() {
         &signer(ORDERER1_MSP),
         FilterSettings::default(),
         now(),
-        &Membership { active: None },
+        &Membership::default(),
     )
     .unwrap_err();
     let answer = String::from_utf8(read("config-update/remove_two.answer.txt")).unwrap();
@@ -130,7 +130,7 @@ fn an_update_signed_by_a_non_admin_is_refused_by_the_mod_policy() {
         &node,
         FilterSettings::default(),
         now(),
-        &Membership { active: None },
+        &Membership::default(),
     )
     .unwrap_err();
     assert_eq!(err.status, Status::BadRequest);
@@ -191,10 +191,12 @@ fn tls_cert(n: u32) -> Bytes {
 #[test]
 fn the_quorum_loss_check_counts_active_consenters_and_lets_a_down_nodes_certificate_be_rotated() {
     let current = genesis_config("channel-3");
+    // Fabric's membership changes (an added consenter is a voter at once).
     let two_up = Membership {
         active: Some(vec![tls_cert(1), tls_cert(2)]),
+        ..Membership::default()
     };
-    let all_up = Membership { active: None };
+    let all_up = Membership::default();
     let check = |env: &Envelope, membership: &Membership| {
         process_config_update(
             env,
@@ -256,4 +258,73 @@ fn the_quorum_loss_check_counts_active_consenters_and_lets_a_down_nodes_certific
     let (status, info) = check(&rotate(1), &two_up).unwrap_err();
     assert_eq!(status, Status::BadRequest);
     assert!(info.ends_with("quorum loss"), "{info}");
+}
+
+/// With learners, the check counts voters only: adding a consenter (it enters as a learner) never
+/// risks the quorum, a learner can be removed or rotated whatever is down, and removing a voter
+/// is judged against the voters that remain.
+#[test]
+fn the_quorum_loss_check_leaves_learners_out_of_the_quorum() {
+    let current = genesis_config("channel-3");
+    let check = |env: &Envelope, membership: &Membership| {
+        process_config_update(
+            env,
+            "channel-3",
+            &current,
+            &signer(ORDERER1_MSP),
+            FilterSettings::default(),
+            now(),
+            membership,
+        )
+        .map(|_| ())
+        .map_err(|r| (r.status, r.info))
+    };
+    let add4 = consenters_update(&current, |cs| {
+        let mut c = cs[0].clone();
+        c.port = 37154;
+        c.client_tls_cert = tls_cert(4);
+        c.server_tls_cert = tls_cert(4);
+        cs.push(c)
+    });
+    let remove = |n: u32| {
+        consenters_update(&current, |cs| {
+            cs.retain(|c| c.client_tls_cert != tls_cert(n))
+        })
+    };
+    // Consenters 1-3, only node 1 active: Fabric's AddNode refuses a fourth (1 of 4 alive), a
+    // learner changes no quorum.
+    let one_up = |learners: Vec<Bytes>| Membership {
+        active: Some(vec![tls_cert(1)]),
+        learners,
+        adds_learners: true,
+    };
+    check(&add4, &one_up(vec![])).unwrap();
+    let fabric = Membership {
+        adds_learners: false,
+        ..one_up(vec![])
+    };
+    assert!(
+        check(&add4, &fabric)
+            .unwrap_err()
+            .1
+            .ends_with("1 out of 4 nodes are alive, configuration will result in quorum loss")
+    );
+
+    // Node 3 is a learner (voters 1 and 2, node 2 down): it can be removed; removing voter 2
+    // leaves voter 1 alone and active; removing voter 1 leaves voter 2, which is down.
+    let learner3 = one_up(vec![tls_cert(3)]);
+    check(&remove(3), &learner3).unwrap();
+    check(&remove(2), &learner3).unwrap();
+    let (status, info) = check(&remove(1), &learner3).unwrap_err();
+    assert_eq!(status, Status::BadRequest);
+    assert!(
+        info.ends_with("0 out of 1 nodes are alive, configuration will result in quorum loss"),
+        "{info}"
+    );
+    // The same removal with node 3 a voter: 1 of 2 alive, refused as in Fabric.
+    let (_, info) = check(&remove(2), &one_up(vec![])).unwrap_err();
+    assert!(
+        info.ends_with("1 out of 2 nodes are alive, configuration will result in quorum loss"),
+        "{info}"
+    );
 }

@@ -37,6 +37,7 @@ fn open(root: &Path) -> Arc<Registrar> {
         self_key: Default::default(),
         eviction_suspicion: std::time::Duration::from_secs(600),
         fabric_block_cutting: false,
+        fabric_membership_changes: false,
     };
     let cert = read(&format!("{ORDERER1}/tls/server.crt"));
     Registrar::open(dirs(root), Some(&cert), services).unwrap()
@@ -121,6 +122,7 @@ async fn a_node_that_is_not_a_consenter_and_cannot_follow_is_refused_before_anyt
         self_key: Default::default(),
         eviction_suspicion: std::time::Duration::from_secs(600),
         fabric_block_cutting: false,
+        fabric_membership_changes: false,
     };
     let other = tempfile::tempdir().unwrap();
     let cert2 = read(

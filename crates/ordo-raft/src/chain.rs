@@ -24,8 +24,15 @@
 //! - a snapshot (data = the last block) is taken every `snapshot_interval_size` bytes of blocks;
 //! - a config block that adds or removes a consenter ([`crate::membership`]) is followed by a
 //!   Raft conf change the leader proposes once the block is applied (any leader, also one elected
-//!   in between: the change still to make is the difference between the Raft voters and the
-//!   consenter IDs of the last block), and nothing else is accepted until it is applied;
+//!   in between: the change still to make is the difference between the Raft membership and the
+//!   consenter IDs of the last block, [`ChainCore::pending_conf_change`]), and nothing else is
+//!   accepted until it is applied;
+//! - beyond Fabric ([`Options::learner_first`]): an added consenter enters the Raft group as a
+//!   **learner** — it receives the log but is not counted in any quorum — and the leader promotes
+//!   it to voter only once it holds the log up to the config block that added it and keeps up,
+//!   and the promoted set still has an active quorum. Growing the group therefore never makes it
+//!   wait for the new node (Fabric's AddNode makes 1 → 2 consenters unavailable until the second
+//!   node has caught up, and for ever if it never starts). Promotion does not pause ordering;
 //! - a leader never removes itself (or keeps leading with a rotated certificate): it transfers
 //!   leadership first, and the next leader carries the change out;
 //! - a node the config removes stops campaigning, keeps voting and acknowledging until its
@@ -38,13 +45,13 @@ use ordo_proto::etcdraft::BlockMetadata;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
-    Snapshot,
+    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
+    MessageType, Snapshot,
 };
 use raft::{RawNode, SnapshotStatus, StateRole};
 
 use crate::blockcutter::{BatchLimits, BlockCutter, Pending};
-use crate::membership::{self, ConfChangeKind};
+use crate::membership;
 use crate::storage::{MemLog, Recovered};
 
 /// Entries kept in the log before a snapshot's index, so that a follower slightly behind gets
@@ -73,6 +80,34 @@ pub struct Options {
     /// fewer than [`ADAPTIVE_PIPELINE`] blocks are on their way through Raft. `false`: Fabric's
     /// cutting exactly (MaxMessageCount, PreferredMaxBytes, BatchTimeout).
     pub adaptive_cutting: bool,
+    /// Added consenters enter as Raft learners and are promoted once caught up (beyond Fabric;
+    /// see the module doc). `false`: Fabric's plain AddNode, for channels whose consenters may
+    /// include Fabric orderers (etcdraft does not expect learner conf changes). Only the leader's
+    /// choice matters: it proposes the conf changes; a leader that does not add learners still
+    /// promotes the learners an earlier leader added, at once.
+    pub learner_first: bool,
+}
+
+/// The Raft configuration change the leader still has to make for the config in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftChange {
+    /// A consenter the config added enters as a learner ([`Options::learner_first`]).
+    AddLearner(u64),
+    /// A consenter the config added enters as a voter at once (Fabric's AddNode).
+    AddVoter(u64),
+    /// A learner the config lists becomes a voter.
+    Promote(u64),
+    /// A voter or learner the config no longer lists leaves the group.
+    Remove(u64),
+}
+
+impl RaftChange {
+    /// Whether ordering waits for this change to be applied, as Fabric waits for every conf
+    /// change. A promotion does not: the learner already holds the log, and the old voters'
+    /// quorum keeps committing until the promotion is applied.
+    pub fn pauses_ordering(self) -> bool {
+        !matches!(self, RaftChange::Promote(_))
+    }
 }
 
 /// Blocks in flight (proposed, not yet applied) below which an adaptive leader cuts whatever is
@@ -246,13 +281,16 @@ pub fn decode_message(bytes: &Bytes) -> Result<Message, String> {
 }
 
 /// Observable state, for metrics, health and the participation API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChainStatus {
     pub id: u64,
     pub leader: u64,
     pub is_leader: bool,
     pub term: u64,
+    /// The Raft voters (Fabric's `consensus_etcdraft_cluster_size`); learners are not counted.
     pub cluster_size: usize,
+    /// The Raft learners: consenters the config added that are still catching up, in ID order.
+    pub learners: Vec<u64>,
     pub last_block: u64,
     pub applied_index: u64,
     pub leader_changes: u64,
@@ -310,6 +348,10 @@ pub struct ChainCore {
     /// leadership transfer instead); raft-rs drops a conf change proposed while another is
     /// unapplied, so it is proposed again after an election timeout.
     conf_change_tried: Option<u64>,
+    /// As leader, per learner: the commit index when this leader first considered promoting it
+    /// (at or after the conf change that added it, so after the config block that added it). The
+    /// learner is promoted only once it has acknowledged the log up to there.
+    promotion_floor: std::collections::BTreeMap<u64, u64>,
     /// The last config block rotated this node's certificate: as leader it hands over (the
     /// others pin the new certificate, which this process may not be using yet).
     rotated_self: bool,
@@ -348,6 +390,14 @@ pub fn election_range(election_tick: usize) -> (usize, usize) {
     (election_tick + 1, election_tick + election_tick / 4 + 2)
 }
 
+/// Whether voter `id` is needed for a quorum of `voters`: the others alone are not a majority
+/// (a group of one or two). A node the config removed but whose removal the Raft group has not
+/// applied yet must then keep taking part, campaigns and restarts included, until it has (see
+/// `ChainCore::tick`): otherwise the remaining voter could never be elected again.
+pub fn needed_for_quorum(voters: &[u64], id: u64) -> bool {
+    voters.contains(&id) && voters.len() - 1 < voters.len() / 2 + 1
+}
+
 /// Records the destinations of the snapshots among `msgs`.
 fn note_snapshots(msgs: &[Message], to: &mut Vec<u64>) {
     to.extend(
@@ -379,10 +429,19 @@ impl ChainCore {
         let fresh = matches!(p.start, Start::Fresh);
         let leaving = !p.last_block.metadata.consenter_ids.contains(&p.id);
         let bootstrap = matches!(p.start, Start::Fresh | Start::Join);
+        let ids = &p.last_block.metadata.consenter_ids;
         let log = match p.start {
-            Start::Fresh | Start::Join => {
-                MemLog::bootstrap(p.last_block.metadata.consenter_ids.clone())
-            }
+            Start::Fresh => MemLog::bootstrap(ids.clone(), Vec::new()),
+            // A node joining a running group does not know yet whether the leader has it as a
+            // learner or a voter: it starts as a learner in its own eyes, which only keeps it from
+            // campaigning (raft-rs learners still vote) until the log or a snapshot tells it the
+            // group's real membership. The others are assumed voters meanwhile, which matters
+            // for nothing but this node's own campaign.
+            Start::Join if ids.len() > 1 && ids.contains(&p.id) => MemLog::bootstrap(
+                ids.iter().copied().filter(|id| *id != p.id).collect(),
+                vec![p.id],
+            ),
+            Start::Join => MemLog::bootstrap(ids.clone(), Vec::new()),
             Start::Restart(r) => MemLog::restore(*r).map_err(CoreError::Log)?,
         };
         // A restart after a snapshot was received but before the ledger caught up with it (a
@@ -477,6 +536,7 @@ impl ChainCore {
             consenters: p.consenters,
             consenters_of: p.consenters_of,
             conf_change_tried: None,
+            promotion_floor: Default::default(),
             rotated_self: false,
             leader_silent_ticks: 0,
             evicted: false,
@@ -500,6 +560,7 @@ impl ChainCore {
             is_leader: self.role == StateRole::Leader,
             term: self.raw.raft.term,
             cluster_size: self.raw.raft.prs().conf().voters().ids().len(),
+            learners: self.learners(),
             last_block: self.last.number,
             applied_index: self.applied_index,
             leader_changes: self.leader_changes,
@@ -515,19 +576,62 @@ impl ChainCore {
         v
     }
 
-    /// The conf change still to make: the difference between the Raft voters and the consenter
-    /// IDs of the last block (Fabric's `getInFlightConfChange`). A config block changes one
-    /// consenter at most, so there is at most one.
-    pub fn pending_conf_change(&self) -> Option<ConfChangeKind> {
-        let voters = self.voters();
-        let ids = &self.last.metadata.consenter_ids;
-        if let Some(add) = ids.iter().find(|id| !voters.contains(id)) {
-            return Some(ConfChangeKind::Add(*add));
-        }
-        voters
+    /// The Raft learners as applied, in ID order.
+    pub fn learners(&self) -> Vec<u64> {
+        let mut l: Vec<u64> = self
+            .raw
+            .raft
+            .prs()
+            .conf()
+            .learners()
             .iter()
-            .find(|v| !ids.contains(v))
-            .map(|v| ConfChangeKind::Remove(*v))
+            .copied()
+            .collect();
+        l.sort_unstable();
+        l
+    }
+
+    /// Every member of the Raft group as applied (voters and learners), in ID order: whom the
+    /// transport must reach.
+    pub fn members(&self) -> Vec<u64> {
+        let mut m = self.voters();
+        m.extend(self.learners());
+        m.sort_unstable();
+        m
+    }
+
+    /// The conf change still to make: the difference between the Raft membership and the
+    /// consenter IDs of the last block (Fabric's `getInFlightConfChange`), then a learner to
+    /// promote. A config block changes one consenter at most, so at most one addition or
+    /// removal is ever pending; learners added by earlier config blocks may wait for promotion
+    /// meanwhile, the lowest ID first.
+    pub fn pending_conf_change(&self) -> Option<RaftChange> {
+        let (voters, learners) = (self.voters(), self.learners());
+        let ids = &self.last.metadata.consenter_ids;
+        if let Some(&add) = ids
+            .iter()
+            .find(|id| !voters.contains(id) && !learners.contains(id))
+        {
+            return Some(if self.options.learner_first {
+                RaftChange::AddLearner(add)
+            } else {
+                RaftChange::AddVoter(add)
+            });
+        }
+        if let Some(&gone) = voters
+            .iter()
+            .chain(&learners)
+            .find(|member| !ids.contains(member))
+        {
+            return Some(RaftChange::Remove(gone));
+        }
+        learners.first().map(|l| RaftChange::Promote(*l))
+    }
+
+    /// Whether a pending conf change holds ordering back (see [`RaftChange::pauses_ordering`]).
+    fn conf_change_pauses_ordering(&self) -> bool {
+        self.pending_conf_change()
+            .is_some_and(RaftChange::pauses_ordering)
     }
 
     /// Whether the config in force removed this node (it is waiting to be evicted).
@@ -548,7 +652,7 @@ impl ChainCore {
             && self.catching_up.is_none()
             && !self.config_inflight
             && !self.evicted
-            && self.pending_conf_change().is_none()
+            && !self.conf_change_pauses_ordering()
             && self.created.0 - self.last.number < self.options.max_inflight_blocks.max(1)
     }
 
@@ -563,11 +667,12 @@ impl ChainCore {
             return Ok(());
         }
         self.ticks += 1;
-        if self.leaving && self.role != StateRole::Leader {
+        if self.leaving && self.role != StateRole::Leader && !self.needed_for_quorum() {
             // A node on its way out must not start elections (it could win one among nodes
             // that have not applied its removal yet, and then have to hand over at once); it
             // still votes and acknowledges, which the conf change removing it may need. Once
-            // the leader stops talking to it, the removal is in force.
+            // the leader stops talking to it, the removal is in force — or the leader is gone,
+            // and the other voters elect a new one without this node, which then removes it.
             self.leader_silent_ticks += 1;
             if self.leader_silent_ticks >= 2 * self.options.election_tick.max(1) {
                 tracing::info!(channel = %self.channel, "the leader no longer talks to this removed node: leaving the channel's Raft group");
@@ -590,6 +695,16 @@ impl ChainCore {
             }
         }
         self.advance()
+    }
+
+    /// Whether the other voters cannot form a quorum of the voters without this node: a voter
+    /// of a two-voter group (a learner waiting for promotion makes this more common: two
+    /// voters and a third consenter). Such a node, even when the config removed it, stays a
+    /// full voter, campaigns included, until its removal is applied: were it to stop first —
+    /// say the leader removing it is itself the other voter and crashes — the remaining voter
+    /// could never be elected again, and the channel would be dead.
+    fn needed_for_quorum(&self) -> bool {
+        needed_for_quorum(&self.voters(), self.raw.raft.id)
     }
 
     /// Fabric's tracker: the leader's set of recently active voters (itself included), published
@@ -719,13 +834,20 @@ impl ChainCore {
         }
         let me = self.raw.raft.id;
         // A rotation of this leader's own certificate is handled as its removal would be: by
-        // handing leadership over (there is no conf change to make).
-        let Some(change) = self
-            .pending_conf_change()
-            .or(self.rotated_self.then_some(ConfChangeKind::Remove(me)))
-        else {
-            return Ok(());
+        // handing leadership over (there is no conf change to make). It comes before promoting
+        // a learner, which may wait for a node that never starts.
+        let change = match self.pending_conf_change() {
+            Some(c) if c.pauses_ordering() => c,
+            _ if self.rotated_self => RaftChange::Remove(me),
+            Some(c) => c,
+            None => return Ok(()),
         };
+        if let RaftChange::Promote(id) = change
+            && self.options.learner_first
+            && !self.ready_for_promotion(id)
+        {
+            return Ok(());
+        }
         let retry_after = self.options.election_tick.max(1) as u64;
         if self
             .conf_change_tried
@@ -734,7 +856,7 @@ impl ChainCore {
             return Ok(());
         }
         self.conf_change_tried = Some(self.ticks);
-        if change == ConfChangeKind::Remove(me) {
+        if change == RaftChange::Remove(me) {
             // Fabric's abdication: a leader does not remove itself (nor keeps leading with a
             // certificate the others no longer pin); the next leader carries the change out.
             // Preferably a recently active voter, but not only: raft-rs clears `recent_active`
@@ -747,35 +869,84 @@ impl ChainCore {
                 .iter()
                 .filter(|(id, _)| **id != me)
                 .filter(|(id, _)| self.last.metadata.consenter_ids.contains(id))
+                // raft-rs ignores a transfer to a learner.
+                .filter(|(id, _)| self.raw.raft.prs().conf().voters().contains(**id))
                 .max_by_key(|(id, pr)| (pr.recent_active, pr.matched, std::cmp::Reverse(**id)))
                 .map(|(id, _)| *id);
             match target {
                 Some(to) => {
                     tracing::info!(channel = %self.channel, to, "transferring leadership before this node's removal or certificate rotation");
                     self.raw.transfer_leader(to);
+                    return Ok(());
                 }
                 None => {
-                    tracing::warn!(channel = %self.channel, "no active follower to hand leadership to before this node's removal or certificate rotation")
+                    // The other consenters are all learners: one must become a voter first,
+                    // and can then take over.
+                    let learner = self
+                        .learners()
+                        .into_iter()
+                        .find(|l| self.last.metadata.consenter_ids.contains(l));
+                    match learner {
+                        Some(l) if !self.options.learner_first || self.ready_for_promotion(l) => {
+                            return self.propose_conf_change(RaftChange::Promote(l));
+                        }
+                        Some(_) => self.conf_change_tried = None,
+                        None => {
+                            tracing::warn!(channel = %self.channel, "no active follower to hand leadership to before this node's removal or certificate rotation")
+                        }
+                    }
+                    return Ok(());
                 }
             }
-            return Ok(());
         }
+        self.propose_conf_change(change)
+    }
+
+    fn propose_conf_change(&mut self, change: RaftChange) -> Result<(), CoreError> {
         let mut cc = ConfChange::default();
-        match change {
-            ConfChangeKind::Add(id) => {
-                cc.set_change_type(raft::eraftpb::ConfChangeType::AddNode);
-                cc.node_id = id;
-            }
-            ConfChangeKind::Remove(id) => {
-                cc.set_change_type(raft::eraftpb::ConfChangeType::RemoveNode);
-                cc.node_id = id;
-            }
-        }
+        let (kind, id) = match change {
+            RaftChange::AddLearner(id) => (ConfChangeType::AddLearnerNode, id),
+            // AddNode on a learner promotes it (raft-rs's `make_voter`).
+            RaftChange::AddVoter(id) | RaftChange::Promote(id) => (ConfChangeType::AddNode, id),
+            RaftChange::Remove(id) => (ConfChangeType::RemoveNode, id),
+        };
+        cc.set_change_type(kind);
+        cc.node_id = id;
         tracing::info!(channel = %self.channel, ?change, "proposing the raft configuration change of the last config block");
         if let Err(e) = self.raw.propose_conf_change(Vec::new(), cc) {
             tracing::warn!(channel = %self.channel, error = %e, "failed to propose configuration change to raft");
         }
         Ok(())
+    }
+
+    /// Whether learner `id` may become a voter now: it has acknowledged the log up to this
+    /// leader's promotion floor for it (see `promotion_floor`), it is no further behind the
+    /// leader's log than a full pipeline of blocks (so the new quorum does not wait for it to
+    /// catch up), the leader has heard from it within the last election timeout, and the voters
+    /// with it would still have an active quorum.
+    fn ready_for_promotion(&mut self, id: u64) -> bool {
+        let committed = self.raw.raft.raft_log.committed;
+        let floor = *self.promotion_floor.entry(id).or_insert(committed);
+        let last = self.raw.raft.raft_log.last_index();
+        let me = self.raw.raft.id;
+        let prs = self.raw.raft.prs();
+        let Some(pr) = prs.get(id) else {
+            return false;
+        };
+        let keeps_up = last.saturating_sub(pr.matched) <= self.options.max_inflight_blocks + 2;
+        let voters = self.voters();
+        let active = voters
+            .iter()
+            .filter(|v| **v == me || prs.get(**v).is_some_and(|p| p.recent_active))
+            .count();
+        let voters_after = voters.len() + 1;
+        let quorum_after = voters_after / 2 + 1;
+        let ready =
+            pr.matched >= floor && keeps_up && pr.recent_active && active + 1 >= quorum_after;
+        if ready {
+            tracing::info!(channel = %self.channel, node = id, matched = pr.matched, floor, "the learner holds the log: promoting it to voter");
+        }
+        ready
     }
 
     fn evict(&mut self) {
@@ -832,7 +1003,7 @@ impl ChainCore {
             && self.sync_index.is_none()
             && self.catching_up.is_none()
             && !self.config_inflight
-            && self.pending_conf_change().is_none()
+            && !self.conf_change_pauses_ordering()
             && in_flight < ADAPTIVE_PIPELINE.min(self.options.max_inflight_blocks.max(1))
         {
             let batch = self.cutter.cut_at(self.now_ns);
@@ -973,6 +1144,7 @@ impl ChainCore {
         let was_leader = self.role == StateRole::Leader;
         self.role = role;
         self.active_seen = (Vec::new(), 0);
+        self.promotion_floor.clear();
         if role == StateRole::Leader {
             // Build on the last block only after every entry of earlier terms is applied: the
             // leader's own empty entry marks that point.
@@ -1052,24 +1224,32 @@ impl ChainCore {
     }
 
     fn apply_conf_change(&mut self, cc: &ConfChange) -> Result<(), CoreError> {
-        let before = self.voters();
+        // Ordo adds as a learner only a node outside the group, so a learner conf change for a
+        // voter can only be met when replaying the log over a joining node's assumed membership
+        // (see `Start::Join`): applied, it would demote the voter, and could leave no voter.
+        if cc.get_change_type() == ConfChangeType::AddLearnerNode
+            && self.raw.raft.prs().conf().voters().contains(cc.node_id)
+        {
+            return Ok(());
+        }
+        let before = (self.voters(), self.learners());
         let cs = self.raw.apply_conf_change(cc)?;
         self.record_conf_state(cs)?;
-        let after = self.voters();
+        let after = (self.voters(), self.learners());
         if before != after {
-            tracing::info!(channel = %self.channel, node = cc.node_id, change = ?cc.get_change_type(), voters = ?after, "applied a raft configuration change");
+            tracing::info!(channel = %self.channel, node = cc.node_id, change = ?cc.get_change_type(), voters = ?after.0, learners = ?after.1, "applied a raft configuration change");
             self.conf_change_tried = None;
+            self.promotion_floor.retain(|id, _| after.1.contains(id));
         }
-        if cc.get_change_type() == raft::eraftpb::ConfChangeType::RemoveNode
-            && cc.node_id == self.raw.raft.id
-        {
+        if cc.get_change_type() == ConfChangeType::RemoveNode && cc.node_id == self.raw.raft.id {
             tracing::info!(channel = %self.channel, "this node was removed from the channel's raft group");
             self.evict();
         }
         Ok(())
     }
 
-    /// After a conf change adding a node the newest snapshot does not list, takes a snapshot
+    /// After a conf change adding a node (voter or learner) the newest snapshot does not list,
+    /// takes a snapshot
     /// here (data: the newest block, as always). The added node usually needs a snapshot (it
     /// joins with an empty log, and the log before the last snapshot is gone), and raft-rs
     /// refuses one whose membership does not include it ("not in the ConfState"): without this
@@ -1077,10 +1257,11 @@ impl ChainCore {
     /// were ordered — forever when the group cannot commit without it (one node grown to two).
     fn snapshot_for_new_voter(&mut self, index: u64, cc: &ConfChange) -> Result<(), CoreError> {
         let store = self.raw.store();
-        if cc.get_change_type() != raft::eraftpb::ConfChangeType::AddNode
-            || store.snapshot_lists(cc.node_id)
-            || index <= store.snapshot_index()
-        {
+        let adds = matches!(
+            cc.get_change_type(),
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode
+        );
+        if !adds || store.snapshot_lists(cc.node_id) || index <= store.snapshot_index() {
             return Ok(());
         }
         // No block yet means no snapshot was ever taken: the log still starts at index 1.

@@ -60,10 +60,12 @@ pub struct MemLog {
 }
 
 impl MemLog {
-    /// A brand-new log whose membership is `voters` (a channel started from its genesis block).
-    pub fn bootstrap(voters: Vec<u64>) -> MemLog {
+    /// A brand-new log whose membership is `voters` and `learners` (a channel started from its
+    /// genesis block, or a node joining a running channel).
+    pub fn bootstrap(voters: Vec<u64>, learners: Vec<u64>) -> MemLog {
         let mut log = MemLog::default();
         log.conf_state.voters = voters;
+        log.conf_state.learners = learners;
         log.snapshot
             .mut_metadata()
             .set_conf_state(log.conf_state.clone());
@@ -407,7 +409,7 @@ mod tests {
 
     #[test]
     fn append_truncates_conflicting_tail_and_refuses_gaps() {
-        let mut log = MemLog::bootstrap(vec![1]);
+        let mut log = MemLog::bootstrap(vec![1], Vec::new());
         log.append(&[ent(1, 1), ent(2, 1), ent(3, 1)]).unwrap();
         log.append(&[ent(2, 2)]).unwrap();
         assert_eq!(log.last_index().unwrap(), 2);
@@ -417,7 +419,7 @@ mod tests {
 
     #[test]
     fn snapshot_compacts_and_keeps_catch_up_entries() {
-        let mut log = MemLog::bootstrap(vec![1]);
+        let mut log = MemLog::bootstrap(vec![1], Vec::new());
         log.append(&(1..=10).map(|i| ent(i, 1)).collect::<Vec<_>>())
             .unwrap();
         let snap = log
@@ -469,7 +471,7 @@ mod tests {
     fn applied_entries_leave_memory_and_are_read_back_when_asked_for() {
         let all: Vec<Entry> = (1..=10).map(|i| block_ent(i, 100)).collect();
         let disk = Arc::new(Disk(std::sync::Mutex::new(all.clone())));
-        let mut log = MemLog::bootstrap(vec![1]);
+        let mut log = MemLog::bootstrap(vec![1], Vec::new());
         log.append(&all).unwrap();
         // Without a cold source nothing is released.
         log.release_applied(6);

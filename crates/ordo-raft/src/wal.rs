@@ -164,6 +164,23 @@ impl RaftWal {
         Some(u64::from_be_bytes(raw.as_slice().try_into().ok()?))
     }
 
+    /// The Raft membership as last persisted (the conf state, or the newest snapshot's when
+    /// none was written after it); empty for a fresh WAL.
+    pub fn conf_state(&self) -> Result<ConfState, WalError> {
+        let cs = self
+            .engine
+            .get_message::<ConfState>(GROUP, KEY_CONF_STATE)
+            .map_err(|e| self.engine_err(e))?
+            .unwrap_or_default();
+        if cs != ConfState::default() {
+            return Ok(cs);
+        }
+        Ok(self
+            .newest_snapshot()?
+            .map(|s| s.get_metadata().get_conf_state().clone())
+            .unwrap_or_default())
+    }
+
     /// Records (fsynced) the Raft ID the state belongs to. A node's state is only good under
     /// the ID it was made with: who owns a WAL decides whether it may be reused when the node
     /// becomes a consenter again (same ID: a certificate rotation) or must go (new ID: the node

@@ -34,6 +34,7 @@ fn options(id: u64) -> Options {
         election_timeout: Some((10 + 3 * id as usize, 11 + 3 * id as usize)),
         // Fabric's cutting: these tests count blocks by MaxMessageCount and the timer.
         adaptive_cutting: false,
+        learner_first: true,
     }
 }
 
@@ -662,4 +663,237 @@ fn the_raft_engine_wal_gives_back_what_was_persisted() {
     let wal = RaftWal::open(&wal_dir, &snap_dir).unwrap();
     assert!(wal.is_fresh().unwrap(), "a removed channel starts fresh");
     assert_eq!(wal.node_id(), None);
+}
+
+/// A CONFIG envelope whose consenters are the made-up certificates of `ids` (see
+/// [`with_consenters`]); [`consenters_in`] reads them back.
+fn config_env(ids: &[u64]) -> Bytes {
+    use ordo_proto::common::{ChannelHeader, Envelope, Header, HeaderType, Payload};
+    use prost::Message as _;
+    let ch = ChannelHeader {
+        r#type: HeaderType::Config as i32,
+        channel_id: "growing".into(),
+        ..Default::default()
+    };
+    let payload = Payload {
+        header: Some(Header {
+            channel_header: ch.encode_to_vec().into(),
+            signature_header: Bytes::new(),
+        }),
+        data: ids.iter().flat_map(|id| id.to_be_bytes()).collect(),
+    };
+    Envelope {
+        payload: payload.encode_to_vec().into(),
+        signature: Bytes::new(),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+fn consenters_in(block: &Block) -> Result<Vec<Bytes>, String> {
+    use ordo_proto::common::{Envelope, Payload};
+    use prost::Message as _;
+    let env = block
+        .data
+        .as_ref()
+        .and_then(|d| d.data.first())
+        .ok_or("no envelope")?;
+    let env = Envelope::decode(env.clone()).map_err(|e| e.to_string())?;
+    let data = Payload::decode(env.payload)
+        .map_err(|e| e.to_string())?
+        .data;
+    Ok(data.chunks(8).map(Bytes::copy_from_slice).collect())
+}
+
+/// A node of the channel "growing": node 1 from the genesis block that lists it alone, or a
+/// node that joins once its (pulled) ledger ends with the config block `joined_at`.
+fn growing_node(id: u64, learner_first: bool, joined_at: Option<LastBlock>) -> Node {
+    let mut o = options(id);
+    o.learner_first = learner_first;
+    let last_block = joined_at.clone().unwrap_or_else(|| genesis(1));
+    let consenters = last_block
+        .metadata
+        .consenter_ids
+        .iter()
+        .map(|id| Bytes::from(id.to_be_bytes().to_vec()))
+        .collect();
+    let core = ChainCore::new(ChainParams {
+        channel: "growing".into(),
+        id,
+        options: o,
+        limits: LIMITS,
+        last_block,
+        consenters,
+        consenters_of: Arc::new(consenters_in),
+        start: if joined_at.is_some() {
+            Start::Join
+        } else {
+            Start::Fresh
+        },
+    })
+    .unwrap();
+    let mut node = Node {
+        core,
+        disk: Recovered::default(),
+        blocks: Vec::new(),
+        outbox: Vec::new(),
+    };
+    node.drain();
+    node
+}
+
+/// As [`settle`], for the nodes present: messages to a node that is not running are lost.
+fn settle_running(nodes: &mut [Node]) {
+    let mut queue: VecDeque<Message> = VecDeque::new();
+    loop {
+        for n in nodes.iter_mut() {
+            n.drain();
+            queue.extend(n.outbox.drain(..));
+        }
+        let Some(m) = queue.pop_front() else {
+            return;
+        };
+        let Some(to) = nodes.iter().position(|n| n.core.status().id == m.to) else {
+            continue;
+        };
+        nodes[to].core.step(m).unwrap();
+        nodes[to].drain();
+        queue.extend(nodes[to].outbox.drain(..));
+    }
+}
+
+fn tick_all(nodes: &mut [Node], ticks: usize) {
+    for _ in 0..ticks {
+        for n in nodes.iter_mut() {
+            n.core.tick().unwrap();
+        }
+        settle_running(nodes);
+    }
+}
+
+/// Orders one envelope through the leader `nodes[0]` and checks that it is written there at once:
+/// the channel is available.
+fn orders_at_once(nodes: &mut [Node], i: u32) {
+    let before = nodes[0].blocks.len();
+    assert!(
+        nodes[0].core.accepting(),
+        "the leader must accept envelope {i}"
+    );
+    nodes[0].core.submit(env(i), 0).unwrap();
+    nodes[0].core.on_time(u64::MAX).unwrap();
+    settle_running(nodes);
+    assert_eq!(nodes[0].blocks.len(), before + 1, "envelope {i} ordered");
+}
+
+/// Growing a one-node channel: the added consenter enters as a learner, so the channel keeps
+/// ordering while the new node is not even running (Fabric's AddNode would need it for every
+/// commit from then on); once the node runs and holds the log, the leader promotes it, and both
+/// nodes hold the same blocks.
+#[test]
+fn an_added_consenter_is_a_learner_until_it_holds_the_log_and_ordering_never_stops() {
+    let mut nodes = vec![growing_node(1, true, None)];
+    elect_single(&mut nodes[0]);
+    orders_at_once(&mut nodes, 0);
+    nodes[0]
+        .core
+        .submit(Proposal::Config(config_env(&[1, 2])), 0)
+        .unwrap();
+    settle_running(&mut nodes);
+    tick_all(&mut nodes, 1);
+    let s = nodes[0].core.status();
+    assert_eq!((s.cluster_size, s.learners.clone()), (1, vec![2]));
+    assert_eq!(nodes[0].core.voters(), vec![1]);
+    // Node 2 is not running: ordering goes on, for longer than an election timeout.
+    for i in 1..=5 {
+        orders_at_once(&mut nodes, i);
+        tick_all(&mut nodes, 5);
+    }
+    assert_eq!(nodes[0].core.voters(), vec![1], "not promoted while away");
+
+    // Node 2 starts from its pulled ledger, which ends with the config block that adds it.
+    let config_block = nodes[0]
+        .blocks
+        .iter()
+        .position(|(b, _)| ordo_ledger::block::is_config_block(b))
+        .unwrap();
+    let joined_at = last_block_of(&nodes[0].blocks[..=config_block]);
+    assert_eq!(joined_at.metadata.consenter_ids, vec![1, 2]);
+    let mut second = growing_node(2, true, Some(joined_at));
+    assert_eq!(
+        second.core.status().learners,
+        vec![2],
+        "a joining node is a learner in its own eyes"
+    );
+    second.blocks = nodes[0].blocks[..=config_block].to_vec();
+    nodes.push(second);
+    let mut promoted_after = None;
+    for t in 0..50 {
+        orders_at_once(&mut nodes, 100 + t);
+        tick_all(&mut nodes, 1);
+        if nodes[0].core.voters() == vec![1, 2] {
+            promoted_after = Some(t);
+            break;
+        }
+    }
+    assert!(promoted_after.is_some(), "the learner was never promoted");
+    tick_all(&mut nodes, 2);
+    for n in &nodes {
+        let s = n.core.status();
+        assert_eq!((s.cluster_size, s.learners.clone()), (2, vec![]));
+    }
+    // Two voters now: both must acknowledge, and both hold the same blocks.
+    orders_at_once(&mut nodes, 1000);
+    tick_all(&mut nodes, 2);
+    let headers = |n: &Node| {
+        n.blocks
+            .iter()
+            .map(|(b, _)| b.header.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(headers(&nodes[0]), headers(&nodes[1]));
+    check_chain(&nodes[1].blocks, [7; 32]);
+}
+
+/// A consenter that never comes up stays a learner, and the next config update removes it
+/// without the channel ever stopping.
+#[test]
+fn a_learner_that_never_starts_is_removed_by_the_next_config_update() {
+    let mut nodes = vec![growing_node(1, true, None)];
+    elect_single(&mut nodes[0]);
+    nodes[0]
+        .core
+        .submit(Proposal::Config(config_env(&[1, 2])), 0)
+        .unwrap();
+    tick_all(&mut nodes, 3);
+    assert_eq!(nodes[0].core.status().learners, vec![2]);
+    orders_at_once(&mut nodes, 0);
+    nodes[0]
+        .core
+        .submit(Proposal::Config(config_env(&[1])), 0)
+        .unwrap();
+    tick_all(&mut nodes, 3);
+    let s = nodes[0].core.status();
+    assert_eq!((s.cluster_size, s.learners), (1, vec![]));
+    assert_eq!(nodes[0].core.pending_conf_change(), None);
+    orders_at_once(&mut nodes, 1);
+}
+
+/// With Fabric's membership changes the added consenter is a voter at once: a one-node channel
+/// grown to two cannot commit until the second node runs (what the learners avoid).
+#[test]
+fn fabric_membership_changes_add_a_voter_at_once() {
+    let mut nodes = vec![growing_node(1, false, None)];
+    elect_single(&mut nodes[0]);
+    nodes[0]
+        .core
+        .submit(Proposal::Config(config_env(&[1, 2])), 0)
+        .unwrap();
+    tick_all(&mut nodes, 3);
+    assert_eq!(nodes[0].core.voters(), vec![1, 2]);
+    assert!(nodes[0].core.status().learners.is_empty());
+    let before = nodes[0].blocks.len();
+    nodes[0].core.submit(env(0), 0).unwrap();
+    nodes[0].core.on_time(u64::MAX).unwrap();
+    tick_all(&mut nodes, 3);
+    assert_eq!(nodes[0].blocks.len(), before, "no quorum without node 2");
 }

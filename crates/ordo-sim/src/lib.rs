@@ -15,6 +15,12 @@
 //! removal, or when, long without a leader, it finds the others' last config no longer lists it
 //! (the real driver's eviction suspicion); a node added back pulls blocks up to the config block
 //! that adds it and starts under its new Raft ID with an empty WAL, as the registrar does.
+//! A third of the seeds begin with a growth phase, before any fault: the channel starts with one
+//! consenter and an operator adds the others one at a time (sometimes before the previous one
+//! was promoted), each node starting up to four seconds after the block that adds it. With
+//! learners (four seeds in five; the rest use Fabric's plain AddNode) the run fails if the
+//! channel is ever without a leader during that phase, or stops ordering for longer than
+//! 2 × BatchTimeout + 1 s.
 //!
 //! Invariants, checked as the run goes and at its end:
 //! - no fork: no two nodes ever hold different blocks at the same height;
@@ -26,7 +32,9 @@
 //! - after the network heals and crashed nodes return, the cluster orders new envelopes, every
 //!   consenter of the last config runs under the Raft ID it gives and holds every block written,
 //!   and removed nodes hold a prefix of them;
-//! - no node's core fails or panics.
+//! - no node's core fails or panics;
+//! - after the heal the leader has no learner left (every added consenter caught up and was
+//!   promoted).
 //!
 //! A run is a pure function of its seed and [`SimOptions`]: a failing seed prints itself and
 //! replays exactly (`cargo run -p ordo-sim --release -- --seed N --trace`).

@@ -75,6 +75,9 @@ fn main() -> ExitCode {
     let changes = AtomicU64::new(0);
     let cold_reads = AtomicU64::new(0);
     let lost_blocks = AtomicU64::new(0);
+    // Growth phases with learners and with Fabric's AddNode: how many, leaderless time, the
+    // longest gap between blocks.
+    let growth = std::sync::Mutex::new([(0u64, 0u64, 0u64); 2]);
     let started = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -90,6 +93,13 @@ fn main() -> ExitCode {
                             changes.fetch_add(r.membership_changes, Ordering::Relaxed);
                             cold_reads.fetch_add(r.cold_reads, Ordering::Relaxed);
                             lost_blocks.fetch_add(r.lost_blocks, Ordering::Relaxed);
+                            if r.growth {
+                                let mut g = growth.lock().unwrap_or_else(|p| p.into_inner());
+                                let g = &mut g[usize::from(!r.learners)];
+                                g.0 += 1;
+                                g.1 += r.growth_leaderless_ms;
+                                g.2 = g.2.max(r.growth_max_block_gap_ms);
+                            }
                         }
                         Err(v) => {
                             failures.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +121,12 @@ fn main() -> ExitCode {
         cold_reads.load(Ordering::Relaxed),
         lost_blocks.load(Ordering::Relaxed)
     );
+    let g = growth.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (name, (runs, leaderless, gap)) in [("learners", g[0]), ("Fabric's AddNode", g[1])] {
+        println!(
+            "growth phases with {name}: {runs}, {leaderless} ms without a leader in all, longest gap between blocks {gap} ms"
+        );
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -13,6 +13,7 @@ use ordo_proto::etcdraft::BlockMetadata;
 use ordo_raft::blockcutter::{BatchLimits, Pending};
 use ordo_raft::chain::{
     Action, ChainCore, ChainParams, CoreError, LastBlock, Options, Proposal, Start,
+    needed_for_quorum,
 };
 use prost::Message as _;
 use raft::eraftpb::Message;
@@ -53,6 +54,13 @@ pub struct SimOptions {
     /// the seed (half the seeds each way).
     pub ack_after_commit: Option<bool>,
     pub bug: Option<Bug>,
+    /// Start the channel with one consenter and add the others one at a time, each node
+    /// starting up to a few seconds after the config block that adds it, before any fault
+    /// (a growth phase); `None`: from the seed (a third of the seeds).
+    pub growth: Option<bool>,
+    /// Added consenters enter as Raft learners (`ordo_raft::chain::Options::learner_first`);
+    /// `false` is Fabric's plain AddNode. `None`: from the seed (one seed in five is Fabric's).
+    pub learners: Option<bool>,
     /// Simulated time with faults, then without (the cluster must make progress after it).
     pub chaos_ms: u64,
     pub heal_ms: u64,
@@ -65,6 +73,8 @@ impl Default for SimOptions {
         SimOptions {
             nodes: None,
             ack_after_commit: None,
+            growth: None,
+            learners: None,
             bug: None,
             chaos_ms: 15_000,
             heal_ms: 12_000,
@@ -94,8 +104,19 @@ pub struct Report {
     pub membership_changes: u64,
     /// Nodes that reported their own removal and stopped.
     pub evictions: u64,
-    /// Nodes that joined under a new Raft ID (added back after a removal).
+    /// Nodes that joined under a new Raft ID (added back after a removal, or added by growth).
     pub rejoins: u64,
+    pub learners: bool,
+    /// The run began with a growth phase: one consenter grown to all, one at a time.
+    pub growth: bool,
+    /// Simulated time without any leader during the growth phase, from the first election
+    /// until every node was a voter. With learners it must be zero (nothing fails meanwhile);
+    /// Fabric's AddNode loses the quorum whenever an added node starts late.
+    pub growth_leaderless_ms: u64,
+    /// The longest time between two blocks written during the growth phase.
+    pub growth_max_block_gap_ms: u64,
+    /// How long the growth phase took.
+    pub growth_ms: u64,
     /// Entries whose data a node's in-memory log had let go of and read back from its disk.
     pub cold_reads: u64,
     pub messages: u64,
@@ -155,6 +176,8 @@ enum Ev {
         msg: Net,
     },
     Client,
+    /// The operator of the growth phase adds the next consenter.
+    Grow,
     Chaos,
     Restart {
         node: usize,
@@ -244,6 +267,11 @@ struct World {
     generations: Vec<u64>,
     /// The first envelope number submitted after the heal.
     heal_env: Option<u64>,
+    /// While the growth phase lasts: when it started and when the last block was written, and
+    /// the time of the last event (for the leaderless time).
+    growing: Option<Growth>,
+    /// Whether some running node was leader after the last event.
+    leader_known: bool,
     end: u64,
     report: Report,
     cold_reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -323,6 +351,17 @@ fn last_config(ledger: &[(Block, BlockMetadata)]) -> (u64, Vec<Bytes>) {
         .unwrap_or_default()
 }
 
+/// The Raft voters a node's disk holds (as `RaftWal::conf_state` reads them).
+fn persisted_voters(disk: &Disk) -> Vec<u64> {
+    let r = disk.recover();
+    if r.conf_state != Default::default() {
+        return r.conf_state.voters;
+    }
+    r.snapshot
+        .map(|s| s.get_metadata().get_conf_state().voters.clone())
+        .unwrap_or_default()
+}
+
 fn block_number(block: &Block) -> u64 {
     block.header.as_ref().map_or(0, |h| h.number)
 }
@@ -349,6 +388,20 @@ fn envelope_with(n: u64, ty: HeaderType, data: Bytes) -> Bytes {
     .into()
 }
 
+/// The state of the growth phase (see [`SimOptions::growth`]).
+#[derive(Debug, Clone, Copy)]
+struct Growth {
+    started: u64,
+    /// When a leader was first known: the leaderless time counts from there.
+    led_since: Option<u64>,
+    last_block_at: u64,
+    last_event_at: u64,
+}
+
+/// The longest a growth phase may take before the run fails (the last node starts up to four
+/// seconds after the block adding it, and must then catch up and be promoted).
+const GROWTH_LIMIT: u64 = 60_000 * MS;
+
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
@@ -364,6 +417,8 @@ impl World {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n = opts.nodes.unwrap_or(if rng.gen_bool(0.5) { 3 } else { 5 });
         let ack_after_commit = opts.ack_after_commit.unwrap_or(rng.gen_bool(0.5));
+        let growth = opts.growth.unwrap_or(rng.gen_ratio(1, 3));
+        let learners = opts.learners.unwrap_or(!rng.gen_ratio(1, 5));
         let limits = BatchLimits {
             max_message_count: rng.gen_range(2..=20),
             preferred_max_bytes: rng.gen_range(1..=8) * 1024,
@@ -378,6 +433,7 @@ impl World {
             max_size_per_msg: u64::from(limits.preferred_max_bytes),
             election_timeout: None,
             adaptive_cutting: rng.gen_bool(0.5),
+            learner_first: learners,
         };
         let net = NetParams {
             drop: rng.gen_range(0.0..0.08),
@@ -388,18 +444,21 @@ impl World {
         // Distinct fixed election timeouts keep raft-rs's own randomness out of the run.
         let mut offsets: Vec<usize> = (0..n).map(|i| 3 * i).collect();
         offsets.shuffle(&mut rng);
-        let certs: Vec<Bytes> = (0..n).map(|i| cert(i, 0)).collect();
+        // A growth phase starts from one consenter; the other nodes are not members yet (they
+        // start once a config block adds them, as a removed node added back does).
+        let initial = if growth { 1 } else { n };
+        let certs: Vec<Bytes> = (0..initial).map(|i| cert(i, 0)).collect();
         let genesis = new_block(0, &[], vec![config_envelope(u64::MAX, 0, &certs)]);
         let genesis_md = BlockMetadata {
-            consenter_ids: (1..=n as u64).collect(),
-            next_consenter_id: n as u64 + 1,
+            consenter_ids: (1..=initial as u64).collect(),
+            next_consenter_id: initial as u64 + 1,
             raft_index: 0,
         };
         let nodes = (0..n)
             .map(|i| Node {
-                id: i as u64 + 1,
+                id: if i < initial { i as u64 + 1 } else { 0 },
                 core: None,
-                evicted: false,
+                evicted: i >= initial,
                 joining: None,
                 leaderless: 0,
                 inc: 0,
@@ -413,12 +472,19 @@ impl World {
             })
             .collect();
         let written = vec![genesis.header.as_ref().map(header_hash).unwrap_or_default()];
-        let end = (opts.chaos_ms + opts.heal_ms) * MS;
+        // With a growth phase the faults start when it ends, and the run's end moves with them.
+        let end = if growth {
+            u64::MAX
+        } else {
+            (opts.chaos_ms + opts.heal_ms) * MS
+        };
         World {
             report: Report {
                 seed,
                 nodes: n,
                 ack_after_commit,
+                learners,
+                growth,
                 ..Default::default()
             },
             cold_reads: Default::default(),
@@ -439,6 +505,13 @@ impl World {
             next_env: 0,
             generations: vec![1; n],
             heal_env: None,
+            growing: growth.then_some(Growth {
+                started: 0,
+                led_since: None,
+                last_block_at: 0,
+                last_event_at: 0,
+            }),
+            leader_known: false,
             end,
         }
     }
@@ -463,20 +536,112 @@ impl World {
             self.start(i)?;
         }
         self.at(0, Ev::Client);
-        let first_chaos = self.rng.gen_range(200..2000) * MS;
-        self.at(first_chaos, Ev::Chaos);
-        self.at(self.opts.chaos_ms * MS, Ev::EndChaos);
+        if self.growing.is_some() {
+            let first = self.rng.gen_range(300..1500) * MS;
+            self.at(first, Ev::Grow);
+        } else {
+            self.schedule_chaos();
+        }
         while let Some(q) = self.queue.pop() {
             if q.at > self.end {
                 break;
             }
             self.now = q.at;
             self.report.events += 1;
+            self.account_growth();
             self.handle(q.ev)?;
             self.check_leaders()?;
         }
         self.now = self.end;
         self.final_check()
+    }
+
+    /// The faults, from now on, and the end of the run after them.
+    fn schedule_chaos(&mut self) {
+        let first_chaos = self.now + self.rng.gen_range(200..2000) * MS;
+        self.at(first_chaos, Ev::Chaos);
+        self.at(self.now + self.opts.chaos_ms * MS, Ev::EndChaos);
+        self.end = self.now + (self.opts.chaos_ms + self.opts.heal_ms) * MS;
+    }
+
+    /// Counts the time since the last event as leaderless if no node led after it.
+    fn account_growth(&mut self) {
+        let leader_known = self.leader_known;
+        if let Some(g) = self.growing.as_mut() {
+            if g.led_since.is_some() && !leader_known {
+                self.report.growth_leaderless_ms += (self.now - g.last_event_at) / MS;
+            }
+            g.last_event_at = self.now;
+        }
+    }
+
+    /// The growth phase's operator: adds the next node as a consenter through the leader
+    /// (sometimes at once, sometimes once the previous one is a voter), until every node is a
+    /// voter; then the faults begin.
+    fn grow(&mut self) -> Result<(), String> {
+        let Some(g) = self.growing else {
+            return Ok(());
+        };
+        if self.now > g.started + GROWTH_LIMIT {
+            return Err(format!(
+                "the growth phase did not end within {} s ({})",
+                GROWTH_LIMIT / 1000 / MS,
+                self.statuses()
+            ));
+        }
+        let next = self.now + self.rng.gen_range(200..1500) * MS;
+        let leader = (0..self.nodes.len()).find(|&i| {
+            self.nodes[i]
+                .core
+                .as_ref()
+                .is_some_and(|c| c.status().is_leader)
+        });
+        let Some(l) = leader else {
+            self.at(next, Ev::Grow);
+            return Ok(());
+        };
+        let (base, mut certs) = last_config(&self.nodes[l].ledger);
+        let (voters, learners, accepting) = {
+            let c = self.nodes[l].core.as_ref().ok_or("no core")?;
+            (c.voters(), c.learners(), c.accepting())
+        };
+        let n = self.nodes.len();
+        if certs.len() == n && voters.len() == n && learners.is_empty() {
+            self.report.growth_ms = (self.now - g.started) / MS;
+            self.growing = None;
+            // Nothing failed during the growth phase, so with learners the old voters' quorum
+            // was always there: never a moment without a leader, and blocks kept coming.
+            let gap_bound = 2 * self.limits.timeout_ns / MS + 1000;
+            if self.report.learners && self.report.growth_leaderless_ms > 0 {
+                return Err(format!(
+                    "growing the channel with learners left it {} ms without a leader",
+                    self.report.growth_leaderless_ms
+                ));
+            }
+            if self.report.learners && self.report.growth_max_block_gap_ms > gap_bound {
+                return Err(format!(
+                    "growing the channel with learners stopped ordering for {} ms (bound {gap_bound} ms)",
+                    self.report.growth_max_block_gap_ms
+                ));
+            }
+            self.trace(|| "growth phase over: every node is a voter".into());
+            self.schedule_chaos();
+            return Ok(());
+        }
+        let wait_for_promotion = self.rng.gen_bool(0.5) && !learners.is_empty();
+        if certs.len() < n && accepting && !wait_for_promotion {
+            let s = (0..n)
+                .find(|s| !certs.iter().any(|c| slot_of(c) == Some(*s)))
+                .ok_or("no node left to add")?;
+            certs.push(cert(s, self.generations[s]));
+            self.generations[s] += 1;
+            let env = config_envelope(self.next_env, base, &certs);
+            self.next_env += 1;
+            self.trace(|| format!("growth: adding node {} through the leader", s + 1));
+            self.order(l, env, true)?;
+        }
+        self.at(next, Ev::Grow);
+        Ok(())
     }
 
     fn handle(&mut self, ev: Ev) -> Result<(), String> {
@@ -532,6 +697,7 @@ impl World {
                 }
             }
             Ev::Client => self.client()?,
+            Ev::Grow => self.grow()?,
             Ev::Chaos => self.chaos()?,
             Ev::Restart { node } => {
                 if self.nodes[node].core.is_none() {
@@ -582,15 +748,20 @@ impl World {
         let (tip, md) = node.ledger.last().cloned().ok_or("empty ledger")?;
         let header = tip.header.as_ref().ok_or("block without header")?;
         let (_, certs) = last_config(&node.ledger);
-        let Some(pos) = certs.iter().position(|c| slot_of(c) == Some(i)) else {
-            node.evicted = true;
-            self.trace(|| format!("node {} is not in its last config: it stays out", i + 1));
-            return Ok(());
+        let id = match certs.iter().position(|c| slot_of(c) == Some(i)) {
+            Some(pos) => *md
+                .consenter_ids
+                .get(pos)
+                .ok_or("the consenter IDs do not match the consenters")?,
+            // As the registrar: a node its last config removed goes on under its Raft ID only
+            // while the other voter needs it to apply the removal.
+            None if needed_for_quorum(&persisted_voters(&node.disk), node.id) => node.id,
+            None => {
+                node.evicted = true;
+                self.trace(|| format!("node {} is not in its last config: it stays out", i + 1));
+                return Ok(());
+            }
         };
-        let id = *md
-            .consenter_ids
-            .get(pos)
-            .ok_or("the consenter IDs do not match the consenters")?;
         if id != node.id {
             node.id = id;
             node.ledger_synced = node.ledger.len();
@@ -804,8 +975,14 @@ impl World {
                 )
             });
             let inc = self.nodes[s].inc;
-            let at = self.now + self.rng.gen_range(1..50) * MS;
-            self.at(at, Ev::Join { node: s, inc });
+            // During growth a new node may start seconds after the block that adds it (a slow
+            // host or pod): the quorum must not wait for it.
+            let delay = if self.growing.is_some() {
+                self.rng.gen_range(1..4000)
+            } else {
+                self.rng.gen_range(1..50)
+            };
+            self.at(self.now + delay * MS, Ev::Join { node: s, inc });
         }
         Ok(())
     }
@@ -886,6 +1063,19 @@ impl World {
                 self.added_back(&block, &md)
             }
             None => {
+                // A config block is not enough: its conf change may not be committed yet, and
+                // the other voters may still need this node to elect the leader that commits
+                // it. A block after it (ordering waits for the conf change), or a peer whose Raft
+                // group no longer has this node (the real transport then refuses it), shows that
+                // the removal is in force.
+                let later_block = self.nodes[p].ledger.len() as u64 > number + 1;
+                let refused = self.nodes[p]
+                    .core
+                    .as_ref()
+                    .is_some_and(|c| !c.members().contains(&me));
+                if !later_block && !refused {
+                    return Ok(());
+                }
                 self.trace(|| {
                     format!(
                         "node {} suspects its eviction: block {number} does not list it",
@@ -994,6 +1184,14 @@ impl World {
             None => {
                 self.written.push(hash);
                 self.report.blocks = number as u64;
+                if let Some(g) = self.growing.as_mut()
+                    && g.led_since.is_some()
+                {
+                    let gap = (self.now - g.last_block_at) / MS;
+                    self.report.growth_max_block_gap_ms =
+                        self.report.growth_max_block_gap_ms.max(gap);
+                    g.last_block_at = self.now;
+                }
             }
         }
         let data = block
@@ -1123,7 +1321,7 @@ impl World {
             .filter(|s| !certs.iter().any(|c| slot_of(c) == Some(*s)))
             .collect();
         let fewest = self.nodes.len().saturating_sub(2).max(2);
-        if roll < 40 || certs.is_empty() {
+        if roll < 40 || certs.is_empty() || self.growing.is_some() {
             // Not a membership change.
         } else if !missing.is_empty() && roll < 75 {
             let s = missing[self.rng.gen_range(0..missing.len())];
@@ -1245,6 +1443,17 @@ impl World {
     /// At most one leader per term.
     fn check_leaders(&mut self) -> Result<(), String> {
         let mut leaders: BTreeMap<u64, u64> = BTreeMap::new();
+        self.leader_known = self
+            .nodes
+            .iter()
+            .any(|n| n.core.as_ref().is_some_and(|c| c.status().is_leader));
+        if self.leader_known
+            && let Some(g) = self.growing.as_mut()
+            && g.led_since.is_none()
+        {
+            g.led_since = Some(self.now);
+            g.last_block_at = self.now;
+        }
         for n in &self.nodes {
             let Some(c) = n.core.as_ref() else { continue };
             let s = c.status();
@@ -1265,13 +1474,15 @@ impl World {
         self.nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| match n.core.as_ref().map(|c| c.status()) {
-                Some(s) => format!(
-                    "node {} id {} term {} leader {}{}",
+            .map(|(i, n)| match n.core.as_ref() {
+                Some(c) => format!(
+                    "node {} id {} term {} leader {} voters {:?} learners {:?}{}",
                     i + 1,
-                    s.id,
-                    s.term,
-                    s.leader,
+                    c.status().id,
+                    c.status().term,
+                    c.status().leader,
+                    c.voters(),
+                    c.learners(),
                     if n.catch_up.is_some() {
                         " catching up"
                     } else {
@@ -1315,6 +1526,23 @@ impl World {
                     i + 1
                 ));
             }
+        }
+        // Every learner caught up after the heal and was promoted: the leader has none left.
+        let leader = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .filter(|c| c.status().is_leader)
+            .max_by_key(|c| c.status().term);
+        if let Some(l) = leader
+            && !l.learners().is_empty()
+        {
+            return Err(format!(
+                "after the heal the leader (Raft node {}) still has learners {:?} ({})",
+                l.status().id,
+                l.learners(),
+                self.statuses()
+            ));
         }
         let ledger = &self.nodes[longest].ledger;
         self.report.membership_changes = ledger

@@ -56,6 +56,18 @@ fn assert_exercised(reports: &[Report]) {
         sum(|r| r.lost_blocks) > 0,
         "no crash ever lost an unsynced ledger block"
     );
+    let grown = |learners: bool| {
+        reports
+            .iter()
+            .filter(|r| r.growth && r.learners == learners)
+            .count()
+    };
+    assert!(
+        grown(true) > 0 && grown(false) > 0,
+        "growth phases with learners: {}, with Fabric's AddNode: {}",
+        grown(true),
+        grown(false)
+    );
     for (nodes, ack) in [(3, false), (3, true), (5, false), (5, true)] {
         let runs: Vec<&Report> = reports
             .iter()
@@ -105,6 +117,34 @@ fn a_seed_replays_exactly() {
         format!("{a:?}"),
         format!("{other:?}"),
         "the seed must matter"
+    );
+}
+
+/// Growing a channel one consenter at a time, each new node starting up to four seconds after
+/// the block that adds it: with learners the channel never lacks a leader (the run fails
+/// otherwise); with Fabric's AddNode the same growth leaves it without one — which shows that
+/// the measurement sees what learners prevent.
+#[test]
+fn growth_with_learners_never_loses_the_leader_and_fabrics_add_node_does() {
+    let grow = |learners: bool| {
+        let opts = SimOptions {
+            growth: Some(true),
+            learners: Some(learners),
+            ..SimOptions::default()
+        };
+        (0..20)
+            .map(|seed| {
+                run(seed, &opts)
+                    .unwrap_or_else(|v| panic!("{v}"))
+                    .growth_leaderless_ms
+            })
+            .collect::<Vec<u64>>()
+    };
+    assert!(grow(true).iter().all(|&ms| ms == 0));
+    let fabric = grow(false);
+    assert!(
+        fabric.iter().filter(|&&ms| ms > 0).count() >= 10,
+        "Fabric's AddNode lost the leader in too few growth phases: {fabric:?}"
     );
 }
 
