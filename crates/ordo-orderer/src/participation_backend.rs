@@ -24,15 +24,19 @@ impl Backend {
 }
 
 fn info_of(ch: &crate::channel::Channel) -> ChannelInfo {
-    let state = ch.state();
+    info_from(&ch.name, &ch.state(), ch.ledger().height())
+}
+
+/// Fabric's `ChannelInfo` for a channel in `state` with `height` blocks.
+fn info_from(name: &str, state: &crate::channel::ChainState, height: u64) -> ChannelInfo {
     let (consensus_relation, onboarding) = match state.relation {
         // A learner is a consenter still catching up before it counts in the quorum.
         Relation::Consenter => (ConsensusRelation::Consenter, state.is_learner()),
         Relation::Follower { onboarding } => (ConsensusRelation::Follower, onboarding),
     };
     ChannelInfo {
-        name: ch.name.clone(),
-        url: format!("{URL_BASE}/channels/{}", ch.name),
+        name: name.to_string(),
+        url: format!("{URL_BASE}/channels/{name}"),
         consensus_relation,
         status: if state.halted.is_some() {
             ChannelStatus::Failed
@@ -41,7 +45,7 @@ fn info_of(ch: &crate::channel::Channel) -> ChannelInfo {
         } else {
             ChannelStatus::Active
         },
-        height: ch.ledger().height(),
+        height,
     }
 }
 
@@ -88,5 +92,39 @@ impl ChannelParticipation for Backend {
 
     fn remove(&self, channel: String) -> BoxFuture<'_, Result<(), ParticipationError>> {
         Box::pin(async move { self.registrar.remove(&channel).await.map_err(map) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ChainState;
+    use ordo_raft::chain::ChainStatus;
+
+    fn consenter(id: u64, learners: Vec<u64>) -> ChainState {
+        ChainState {
+            status: ChainStatus {
+                id,
+                learners,
+                ..ChainStatus::default()
+            },
+            halted: None,
+            relation: Relation::Consenter,
+        }
+    }
+
+    /// A learner is a consenter still catching up: Fabric's "onboarding" status, which its
+    /// followers show while they catch up too; promoted, it is active.
+    #[test]
+    fn a_learner_is_an_onboarding_consenter() {
+        let learner = info_from("ch", &consenter(4, vec![4]), 7);
+        assert_eq!(learner.consensus_relation, ConsensusRelation::Consenter);
+        assert_eq!(learner.status, ChannelStatus::Onboarding);
+        // Another node's learner says nothing about this one.
+        let voter = info_from("ch", &consenter(1, vec![4]), 7);
+        assert_eq!(voter.status, ChannelStatus::Active);
+        let mut failed = consenter(4, vec![4]);
+        failed.halted = Some("halted".into());
+        assert_eq!(info_from("ch", &failed, 7).status, ChannelStatus::Failed);
     }
 }
