@@ -8,7 +8,8 @@
 //! block that adds it (it follows, then becomes a consenter), while a live status line per node
 //! shows its role, height and the leader it knows. Every block is printed as orderer1's Deliver
 //! hands it out, and at the end every orderer must hold the same blocks — what Ordo does, in one
-//! command, with nothing installed but Ordo.
+//! command, with nothing installed but Ordo. The nodes listen on ports the kernel chooses and the
+//! channel is generated with the ports they got.
 
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use ordo_config::consenters::{ConsenterEdit, consenters, edit_consenters, signed
 use ordo_config::envelope::create_signed_envelope;
 use ordo_orderer::channel::{Relation, config_at_tip};
 use ordo_orderer::client::{ClientTls, HttpClient, grpc_channel};
-use ordo_orderer::localconfig::LocalConfig;
+use ordo_orderer::localconfig::{ListenPorts, LocalConfig};
 use ordo_orderer::node::Node;
 use ordo_orderer::registrar::Registrar;
 use ordo_proto::common::{Envelope, HeaderType, Status};
@@ -32,7 +33,7 @@ use ordo_proto::orderer::{SeekInfo, deliver_response};
 use prost::Message;
 use tonic::transport::Channel as GrpcChannel;
 
-use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate};
+use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate, write_orderer_yamls};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -198,20 +199,14 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
     let org = enroll_orderer_org(ca, dir, n, |line| println!("{line}"))
         .await
         .context("enrolling the orderer organization")?;
-    let material = generate(dir, "demo", &org, 1).context("generating the demo network")?;
-    let runs_as = if n == 1 {
-        "orderer1 runs as os1".to_string()
-    } else {
-        format!("orderer1..orderer{n} run as os1..os{n}")
-    };
-    println!(
-        "Generated channel '{}' for OrdererMSP ({runs_as}) and Org1MSP (cryptogen-style, its client broadcasts); its genesis block names orderer1 as the only consenter",
-        material.channel
-    );
 
+    // The nodes start first, on ports the kernel chooses, and the channel is generated with
+    // the ports they got: a port found free beforehand could be taken by then.
+    let yamls = write_orderer_yamls(dir, &org, "")?;
     let mut nodes = Vec::new();
-    for (i, yaml) in material.orderer_yamls.iter().enumerate() {
-        let cfg = LocalConfig::load(yaml)?;
+    for (i, yaml) in yamls.iter().enumerate() {
+        let cfg =
+            LocalConfig::load_with_ports(yaml, &|k| std::env::var(k).ok(), ListenPorts::Kernel)?;
         let node = Node::start(cfg).await?;
         let a = &node.addresses;
         println!(
@@ -224,6 +219,18 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
         );
         nodes.push(node);
     }
+    let ports: Vec<u16> = nodes.iter().map(|n| n.addresses.general.port()).collect();
+    let material =
+        generate(dir, "demo", &org, 1, &yamls, &ports).context("generating the demo network")?;
+    let runs_as = if n == 1 {
+        "orderer1 runs as os1".to_string()
+    } else {
+        format!("orderer1..orderer{n} run as os1..os{n}")
+    };
+    println!(
+        "Generated channel '{}' for OrdererMSP ({runs_as}) and Org1MSP (cryptogen-style, its client broadcasts); its genesis block names orderer1 as the only consenter",
+        material.channel
+    );
 
     let ca = std::fs::read(&material.tls_ca_cert)?;
     let admin_cert = std::fs::read(&material.admin_tls_cert)?;
