@@ -1,7 +1,7 @@
 //! The network `ordo demo` runs on, generated from nothing. The orderer organization's material
 //! comes from an in-process `ordo ca` server, as the seed tutorial makes it with Fabric CA: two
-//! CAs (`ca` for identities, `tlsca` for TLS certificates) on a free port of 127.0.0.1 over
-//! HTTPS, the bootstrap admin enrolled with each, `osadmin` (type admin) and `os1`..`osN` (type
+//! CAs (`ca` for identities, `tlsca` for TLS certificates) on a port of 127.0.0.1 the kernel
+//! chooses, over HTTPS, the bootstrap admin enrolled with each, `osadmin` (type admin) and `os1`..`osN` (type
 //! orderer) registered and enrolled into MSP folders, each node's TLS certificate (and the admin
 //! client's) enrolled from `tlsca` with profile `tls`, and the organization's MSP definition
 //! folder assembled from the two CAs with NodeOUs. The application org (the broadcasting
