@@ -3,8 +3,8 @@
 #   1. installs interop/'s npm packages (npm ci) and checks the client's block/envelope code
 #      against Fabric-made fixtures (verify-fixtures.js);
 #   2. builds Ordo (cargo build -p ordo-cli; set ORDO_BIN to use another binary), starts one node
-#      from an orderer.yaml derived from the fixtures' orderer1.yaml (free ports, temp ledger/WAL),
-#      waits for /healthz, joins channel-1 (1 consenter: orderer1) through the channel participation
+#      from an orderer.yaml derived from the fixtures' orderer1.yaml (ports from the kernel, read
+#      from its start line; temp ledger/WAL), waits for /healthz, joins channel-1 (1 consenter: orderer1) through the channel participation
 #      API with the orderer org admin's TLS client certificate;
 #   3. runs client.js (broadcast, refusals, deliver, verification) and stops the node.
 # Exit status = the client's (or non-zero if a step before it failed).
@@ -49,31 +49,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Four free loopback ports: general (gRPC), cluster, admin, operations.
-read -r PORT_GENERAL PORT_CLUSTER PORT_ADMIN PORT_OPS < <(node -e '
-  const net = require("net");
-  (async () => {
-    const servers = [];
-    for (let i = 0; i < 4; i++) {
-      const s = net.createServer();
-      await new Promise((ok) => s.listen(0, "127.0.0.1", ok));
-      servers.push(s);
-    }
-    console.log(servers.map((s) => s.address().port).join(" "));
-    servers.forEach((s) => s.close());
-  })();')
-
-# orderer.yaml = the fixtures' orderer1.yaml with absolute crypto paths, free ports, temp storage.
+# orderer.yaml = the fixtures' orderer1.yaml with absolute crypto paths, temp storage, and every
+# listener on a port the kernel chooses (admin and operations at 127.0.0.1:0; general and cluster
+# by --kernel-ports, since Fabric reads ListenPort 0 as 7050). The node reports the ports it got
+# on its start line: a port found free beforehand and bound later could be taken in between.
 CONFIG="$WORK/orderer.yaml"
 sed -e "s|crypto-config/|$FIX/crypto-config/|g" \
-    -e "s|ListenPort: 37051|ListenPort: $PORT_GENERAL|" \
-    -e "s|ListenPort: 37151|ListenPort: $PORT_CLUSTER|" \
-    -e "s|127.0.0.1:37251|127.0.0.1:$PORT_ADMIN|" \
-    -e "s|127.0.0.1:37351|127.0.0.1:$PORT_OPS|" \
+    -e "s|127.0.0.1:37251|127.0.0.1:0|" \
+    -e "s|127.0.0.1:37351|127.0.0.1:0|" \
     -e "s|production/orderer1/|$WORK/production/|g" \
     "$FIX/config/orderer1.yaml" > "$CONFIG"
-for want in "ListenPort: $PORT_GENERAL" "ListenPort: $PORT_CLUSTER" "ListenAddress: 127.0.0.1:$PORT_ADMIN" \
-            "ListenAddress: 127.0.0.1:$PORT_OPS" "Location: $WORK/production/ledger" "WALDir: $WORK/production/etcdraft/wal"; do
+for want in "ListenAddress: 127.0.0.1:0" "{ListenAddress: 127.0.0.1:0," \
+            "Location: $WORK/production/ledger" "WALDir: $WORK/production/etcdraft/wal"; do
   grep -qF "$want" "$CONFIG" || { echo "interop: derived orderer.yaml lacks '$want' (fixture orderer1.yaml changed?)" >&2; exit 1; }
 done
 if grep -nE '(: |\[)crypto-config/|production/orderer1' "$CONFIG"; then
@@ -81,9 +68,27 @@ if grep -nE '(: |\[)crypto-config/|production/orderer1' "$CONFIG"; then
   exit 1
 fi
 
-echo "== interop: starting $ORDO_BIN node start --config $CONFIG (general $PORT_GENERAL, cluster $PORT_CLUSTER, admin $PORT_ADMIN, operations $PORT_OPS)"
-"$ORDO_BIN" node start --config "$CONFIG" > "$WORK/ordo.log" 2>&1 &
+echo "== interop: starting $ORDO_BIN node start --config $CONFIG --kernel-ports"
+"$ORDO_BIN" node start --config "$CONFIG" --kernel-ports > "$WORK/ordo.log" 2>&1 &
 NODE_PID=$!
+
+# Its start line: `ordo node started: general=ADDR cluster=ADDR admin=ADDR operations=ADDR`
+# (bounded, 60 s, failing early if the node exits).
+started=""
+for _ in $(seq 1 300); do
+  started="$(sed -n 's/^ordo node started: //p' "$WORK/ordo.log" | head -n1)"
+  [ -n "$started" ] && break
+  kill -0 "$NODE_PID" 2>/dev/null || { echo "interop: the node exited before it reported its listeners" >&2; exit 1; }
+  sleep 0.2
+done
+[ -n "$started" ] || { echo "interop: the node did not report its listeners within 60 s" >&2; exit 1; }
+port_of() { printf '%s\n' "$started" | tr ' ' '\n' | sed -n "s/^$1=127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p"; }
+PORT_GENERAL="$(port_of general)"; PORT_CLUSTER="$(port_of cluster)"
+PORT_ADMIN="$(port_of admin)"; PORT_OPS="$(port_of operations)"
+for p in "$PORT_GENERAL" "$PORT_CLUSTER" "$PORT_ADMIN" "$PORT_OPS"; do
+  [ -n "$p" ] || { echo "interop: a listener missing from the start line: $started" >&2; exit 1; }
+done
+echo "== interop: node listening (general $PORT_GENERAL, cluster $PORT_CLUSTER, admin $PORT_ADMIN, operations $PORT_OPS)"
 
 # Readiness: poll the operations endpoint, bounded (60 s), failing early if the node exits.
 ready=""

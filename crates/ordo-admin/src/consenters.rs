@@ -661,10 +661,11 @@ mod tests {
     async fn a_consenter_is_reachable_when_it_accepts_a_connection() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        // Bound but not listening, held to the end: a connection to it is refused, and the
+        // port cannot be given to anything else meanwhile (a port bound and released could be).
+        let dead = tokio::net::TcpSocket::new_v4().unwrap();
+        dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let closed = dead.local_addr().unwrap().port();
         let at = |port: u16| Consenter {
             host: "127.0.0.1".into(),
             port: u32::from(port),

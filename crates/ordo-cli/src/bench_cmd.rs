@@ -273,13 +273,14 @@ impl Drop for LocalNode {
     }
 }
 
-/// Starts `ordo node start --config yaml` and waits for the line where it reports its
-/// listeners.
-fn start_node(yaml: &std::path::Path) -> anyhow::Result<LocalNode> {
+/// Starts `ordo node start --config yaml` (with `--kernel-ports` if `kernel_ports`) and waits
+/// for the line where it reports its listeners.
+fn start_node(yaml: &std::path::Path, kernel_ports: bool) -> anyhow::Result<LocalNode> {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["node", "start", "--config"])
         .arg(yaml)
+        .args(kernel_ports.then_some("--kernel-ports"))
         .env("FABRIC_LOGGING_SPEC", "error")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -336,7 +337,21 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
     let ca = crate::demo_net::DemoCa::start(&dir.join("ca")).await?;
     let org = crate::demo_net::enroll_orderer_org(&ca, &dir, l.nodes, |_| {}).await;
     ca.stop().await;
-    let net = crate::demo_net::generate(&dir, channel, &org?, l.nodes)
+    let org = org?;
+    // The nodes start first, on ports the kernel chooses; the channel is generated with the
+    // ports they got (a port found free beforehand could be taken by then).
+    let consensus = if l.fabric_cutting {
+        ", FabricBlockCutting: true"
+    } else {
+        ""
+    };
+    let yamls = crate::demo_net::write_orderer_yamls(&dir, &org, consensus)?;
+    let mut nodes = Vec::new();
+    for yaml in &yamls {
+        nodes.push(start_node(yaml, true)?);
+    }
+    let ports: Vec<u16> = nodes.iter().map(|n| n.general.port()).collect();
+    let net = crate::demo_net::generate(&dir, channel, &org, l.nodes, &yamls, &ports)
         .context("generating the local network")?;
     // The channel's BatchSize and BatchTimeout are the benchmark's: rewrite them in the
     // generated configtx.yaml and build the genesis block again.
@@ -348,23 +363,6 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
     std::fs::write(&configtx, edited)?;
     let genesis = ordo_config::genesis::genesis_block(&configtx, "Demo", channel)
         .context("building the benchmark channel's genesis block")?;
-    if l.fabric_cutting {
-        for yaml in &net.orderer_yamls {
-            let text = std::fs::read_to_string(yaml)?;
-            let Some(at) = text
-                .find("SnapDir: ")
-                .and_then(|i| text[i..].find('}').map(|j| i + j))
-            else {
-                bail!("{} has no Consensus section to extend", yaml.display());
-            };
-            let text = format!("{}, FabricBlockCutting: true{}", &text[..at], &text[at..]);
-            std::fs::write(yaml, text)?;
-        }
-    }
-    let mut nodes = Vec::new();
-    for yaml in &net.orderer_yamls {
-        nodes.push(start_node(yaml)?);
-    }
     let ca = std::fs::read(&net.tls_ca_cert)?;
     let (cert, key) = (
         std::fs::read(&net.admin_tls_cert)?,
@@ -486,8 +484,21 @@ async fn restart_first(
     let newest = ordo_bench::newest_block(first.general, &tls, &channel, &signer).await?;
     let _ = first.child.kill();
     let _ = first.child.wait();
-    let started = std::time::Instant::now();
-    *first = start_node(yaml)?;
+    // The node binds the port the channel knows it by, as its orderer.yaml now says. Until the
+    // node has it again, any outgoing connection on this machine may be given that port: the
+    // node then exits at once, and is started again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (started, node) = loop {
+        let started = std::time::Instant::now();
+        match start_node(yaml, false) {
+            Ok(node) => break (started, node),
+            Err(e) if std::time::Instant::now() > deadline => {
+                return Err(e.context("restarting orderer1 on its port"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    *first = node;
     let deadline = started + Duration::from_secs(60);
     loop {
         if let Ok(n) = ordo_bench::newest_block(first.general, &tls, &channel, &signer).await

@@ -8,7 +8,11 @@
 //! block that adds it (it follows, then becomes a consenter), while a live status line per node
 //! shows its role, height and the leader it knows. Every block is printed as orderer1's Deliver
 //! hands it out, and at the end every orderer must hold the same blocks — what Ordo does, in one
-//! command, with nothing installed but Ordo.
+//! command, with nothing installed but Ordo. The nodes listen on ports the kernel chooses and the
+//! channel is generated with the ports they got. The client behaves as Fabric's SDKs do (see
+//! `demo_client`): what is refused or cut off is sent again on a new stream, and the summary
+//! says how many envelopes were sent, acknowledged, re-sent and delivered. Every wait is bounded:
+//! the demo ends by itself, with an error naming the step that did not finish.
 
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
@@ -22,17 +26,31 @@ use ordo_config::consenters::{ConsenterEdit, consenters, edit_consenters, signed
 use ordo_config::envelope::create_signed_envelope;
 use ordo_orderer::channel::{Relation, config_at_tip};
 use ordo_orderer::client::{ClientTls, HttpClient, grpc_channel};
-use ordo_orderer::localconfig::LocalConfig;
+use ordo_orderer::localconfig::{ListenPorts, LocalConfig};
 use ordo_orderer::node::Node;
 use ordo_orderer::registrar::Registrar;
-use ordo_proto::common::{Envelope, HeaderType, Status};
+use ordo_proto::common::{Block, Envelope, HeaderType, Status};
 use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
-use ordo_proto::orderer::seek_info::{SeekBehavior, SeekErrorResponse};
-use ordo_proto::orderer::{SeekInfo, deliver_response};
 use prost::Message;
 use tonic::transport::Channel as GrpcChannel;
 
-use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate};
+use crate::demo_client::{Counts, Report};
+use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate, write_orderer_yamls};
+
+/// The longest any one step of the demo may take (an enrollment, a join, an election, a block
+/// after the previous one) before the demo stops with an error saying which.
+const STEP: Duration = Duration::from_secs(60);
+
+/// Runs `f`, failing with `what` if it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, f)
+        .await
+        .with_context(|| format!("{what}: no result within {} s", limit.as_secs()))?
+}
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -82,7 +100,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(demo(args))
+    let outcome = rt.block_on(demo(args));
+    // Whatever is still running then (a connection closing, a node's file work) is not waited
+    // for long: the demo ends by itself.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    outcome
 }
 
 /// The terminal: event lines scroll, and on a terminal the status lines stay under them,
@@ -184,7 +206,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         dir.join("ca").display()
     );
     let outcome = run_network(&args, &dir, &ca).await;
-    ca.stop().await;
+    if tokio::time::timeout(STEP, ca.stop()).await.is_err() {
+        eprintln!("The CA server did not stop within {} s", STEP.as_secs());
+    }
     if args.dir.is_some() {
         println!("Data kept in {}", dir.display());
     }
@@ -195,23 +219,21 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 /// generated around it, the nodes run and the channel grown.
 async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> anyhow::Result<()> {
     let n = args.nodes;
-    let org = enroll_orderer_org(ca, dir, n, |line| println!("{line}"))
-        .await
-        .context("enrolling the orderer organization")?;
-    let material = generate(dir, "demo", &org, 1).context("generating the demo network")?;
-    let runs_as = if n == 1 {
-        "orderer1 runs as os1".to_string()
-    } else {
-        format!("orderer1..orderer{n} run as os1..os{n}")
-    };
-    println!(
-        "Generated channel '{}' for OrdererMSP ({runs_as}) and Org1MSP (cryptogen-style, its client broadcasts); its genesis block names orderer1 as the only consenter",
-        material.channel
-    );
+    let org = within(
+        STEP,
+        "enrolling the orderer organization",
+        enroll_orderer_org(ca, dir, n, |line| println!("{line}")),
+    )
+    .await
+    .context("enrolling the orderer organization")?;
 
+    // The nodes start first, on ports the kernel chooses, and the channel is generated with
+    // the ports they got: a port found free beforehand could be taken by then.
+    let yamls = write_orderer_yamls(dir, &org, "")?;
     let mut nodes = Vec::new();
-    for (i, yaml) in material.orderer_yamls.iter().enumerate() {
-        let cfg = LocalConfig::load(yaml)?;
+    for (i, yaml) in yamls.iter().enumerate() {
+        let cfg =
+            LocalConfig::load_with_ports(yaml, &|k| std::env::var(k).ok(), ListenPorts::Kernel)?;
         let node = Node::start(cfg).await?;
         let a = &node.addresses;
         println!(
@@ -224,6 +246,18 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
         );
         nodes.push(node);
     }
+    let ports: Vec<u16> = nodes.iter().map(|n| n.addresses.general.port()).collect();
+    let material =
+        generate(dir, "demo", &org, 1, &yamls, &ports).context("generating the demo network")?;
+    let runs_as = if n == 1 {
+        "orderer1 runs as os1".to_string()
+    } else {
+        format!("orderer1..orderer{n} run as os1..os{n}")
+    };
+    println!(
+        "Generated channel '{}' for OrdererMSP ({runs_as}) and Org1MSP (cryptogen-style, its client broadcasts); its genesis block names orderer1 as the only consenter",
+        material.channel
+    );
 
     let ca = std::fs::read(&material.tls_ca_cert)?;
     let admin_cert = std::fs::read(&material.admin_tls_cert)?;
@@ -260,13 +294,19 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
 
     let a = nodes[0].addresses;
     let tls = ClientTls::new(std::slice::from_ref(&ca), None, "127.0.0.1", &[b"h2"])?;
-    let client = AtomicBroadcastClient::new(grpc_channel(a.general, Some(tls)).await?);
+    let client = AtomicBroadcastClient::new(
+        within(STEP, "connecting to orderer1", async {
+            Ok(grpc_channel(a.general, Some(tls)).await?)
+        })
+        .await?,
+    );
     let signer = Arc::new(
         ordo_msp::local::load_signing_identity(&material.client_msp_dir, &material.client_msp_id)?
             .signer,
     );
 
-    // The client: signed transactions at a steady rate on one Broadcast stream.
+    // The client: signed transactions at a steady rate, broadcast as an SDK does (re-sent on a
+    // new stream when refused or cut off).
     let (tx, rx) = tokio::sync::mpsc::channel::<Envelope>(64);
     let channel = material.channel.clone();
     let producer_signer = signer.clone();
@@ -294,31 +334,27 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
         status: Vec::new(),
         drawn: 0,
     }));
-    let mut bc = client.clone();
-    let s = screen.clone();
-    let broadcaster = tokio::spawn(async move {
-        let stream = tokio_stream_from(rx);
-        match bc.broadcast(stream).await {
-            Ok(resp) => {
-                let mut answers = resp.into_inner();
-                while let Ok(Some(r)) = answers.message().await {
-                    if r.status != Status::Success as i32 {
-                        event(&s, &format!("broadcast answered {}: {}", r.status, r.info));
-                    }
-                }
-            }
-            Err(e) => event(&s, &format!("broadcast failed: {e}")),
-        }
-    });
+    let counts = Arc::new(Counts::default());
+    let report: Report = {
+        let s = screen.clone();
+        Arc::new(move |line: &str| event(&s, line))
+    };
+    let broadcaster = tokio::spawn(crate::demo_client::broadcast(
+        client.clone(),
+        rx,
+        counts.clone(),
+        report.clone(),
+    ));
 
     // Deliver: every block from the genesis block on, as a peer would receive them.
     let (printed_tx, mut printed) = tokio::sync::watch::channel(None::<u64>);
-    let printer = tokio::spawn(print_blocks(
+    let printer = tokio::spawn(crate::demo_client::deliver(
         client.clone(),
         material.channel.clone(),
         signer.clone(),
-        screen.clone(),
-        printed_tx,
+        counts.clone(),
+        report.clone(),
+        block_printer(screen.clone(), printed_tx),
     ));
     // The live status, redrawn on a terminal.
     let registrars: Vec<Arc<Registrar>> = nodes.iter().map(|n| n.registrar.clone()).collect();
@@ -345,11 +381,7 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         tokio::select! {
-            r = printed.wait_for(|p| p.is_some_and(|p| p >= target)) => {
-                if r.is_err() {
-                    outcome = Err(anyhow::anyhow!("the Deliver stream ended early"));
-                }
-            }
+            r = blocks_until(&mut printed, target) => outcome = r,
             _ = &mut ctrl_c => {}
         }
     }
@@ -368,6 +400,7 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
         s.tty = false;
         s.print_status();
     }
+    println!("{}", counts.summary());
     // Close the client's connections first so that the nodes' graceful stop has nothing to wait
     // for.
     drop(client);
@@ -376,14 +409,42 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
     {
         outcome = same_blocks_everywhere(&nodes, &material.channel, last).await;
     }
-    for node in nodes {
-        node.stop().await;
+    for (i, node) in nodes.into_iter().enumerate() {
+        if tokio::time::timeout(STEP, node.stop()).await.is_err() {
+            eprintln!("orderer{} did not stop within {} s", i + 1, STEP.as_secs());
+        }
     }
     outcome
 }
 
+/// Waits until block `target` was printed, failing if no block comes for [`STEP`] (the
+/// client re-sends what is refused, so blocks keep coming while the cluster can order).
+async fn blocks_until(
+    printed: &mut tokio::sync::watch::Receiver<Option<u64>>,
+    target: u64,
+) -> anyhow::Result<()> {
+    loop {
+        let last = *printed.borrow_and_update();
+        if last.is_some_and(|p| p >= target) {
+            return Ok(());
+        }
+        match tokio::time::timeout(STEP, printed.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => bail!("the Deliver client stopped"),
+            Err(_) => bail!(
+                "no new block for {} s (the last one printed: {}; waiting for block {target})",
+                STEP.as_secs(),
+                last.map_or("none".to_string(), |l| l.to_string())
+            ),
+        }
+    }
+}
+
 async fn join(admin: &HttpClient, n: usize, block: &[u8]) -> anyhow::Result<()> {
-    let joined = admin.join(block).await?;
+    let joined = within(STEP, &format!("orderer{n} joining the channel"), async {
+        Ok(admin.join(block).await?)
+    })
+    .await?;
     if joined.status != 201 {
         bail!(
             "orderer{n} joining the channel: HTTP {}: {}",
@@ -436,21 +497,7 @@ async fn grow(
                 material.orderer_msp_id
             ),
         );
-        let mut bc = client.clone();
-        let answer = bc
-            .broadcast(futures::stream::iter(vec![env]))
-            .await?
-            .into_inner()
-            .message()
-            .await?
-            .context("no answer to the config update")?;
-        if answer.status != Status::Success as i32 {
-            bail!(
-                "the config update adding {name} was refused: {} {}",
-                answer.status,
-                answer.info
-            );
-        }
+        submit_config_update(&client, env, &name, ledger, before, screen).await?;
         let mut height = ledger.subscribe();
         let block = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
@@ -503,6 +550,67 @@ async fn grow(
     Ok(())
 }
 
+/// Broadcasts the config update `env` (adding `name`) until the orderer accepts it, as the
+/// demo's client does with transactions: a refusal for want of a leader, or a lost stream, is
+/// tried again on a new stream after a back-off — unless the config block is in `ledger` by
+/// then (config block `before` was the last one when the update was made).
+async fn submit_config_update(
+    client: &AtomicBroadcastClient<GrpcChannel>,
+    env: Envelope,
+    name: &str,
+    ledger: &ordo_orderer::channel::Ledger,
+    before: u64,
+    screen: &SharedScreen,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + STEP;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let mut bc = client.clone();
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            bc.broadcast(futures::stream::iter(vec![env.clone()]))
+                .await?
+                .into_inner()
+                .message()
+                .await
+        })
+        .await;
+        let why = match answer {
+            Ok(Ok(Some(a))) if a.status == Status::Success as i32 => return Ok(()),
+            Ok(Ok(Some(a))) if a.status == Status::ServiceUnavailable as i32 => {
+                format!("answered SERVICE_UNAVAILABLE: {}", a.info)
+            }
+            Ok(Ok(Some(a))) => bail!(
+                "the config update adding {name} was refused: {} {}",
+                a.status,
+                a.info
+            ),
+            Ok(Ok(None)) => "the stream ended without an answer".to_string(),
+            Ok(Err(e)) => format!("failed: {}", e.message()),
+            Err(_) => "not answered within 10 s".to_string(),
+        };
+        // An update that was ordered though its answer was lost must not be sent again: it
+        // would be refused as stale.
+        if config_at_tip(ledger)?.1 > before {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() + wait > deadline {
+            bail!(
+                "the config update adding {name} was not accepted within {} s (last: {why})",
+                STEP.as_secs()
+            );
+        }
+        event(
+            screen,
+            &format!(
+                "  the config update {why}; sent again in {} ms",
+                wait.as_millis()
+            ),
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
 /// Waits until the leader among `nodes` sees every consenter of the channel active.
 async fn wait_all_active(nodes: &[Node], ch: &str) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -522,73 +630,43 @@ async fn wait_all_active(nodes: &[Node], ch: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Prints every block orderer1's Deliver hands out, checking that each links to the previous
-/// one; reports the last printed number.
-async fn print_blocks(
-    client: AtomicBroadcastClient<GrpcChannel>,
-    channel: String,
-    signer: Arc<ordo_msp::SigningIdentity>,
+/// What the Deliver client does with each block from orderer1: prints it, checking that it
+/// links to the previous one, and reports its number.
+fn block_printer(
     screen: SharedScreen,
     printed: tokio::sync::watch::Sender<Option<u64>>,
-) -> anyhow::Result<()> {
-    let seek = SeekInfo {
-        start: Some(ordo_orderer::deliver::specified(0)),
-        stop: Some(ordo_orderer::deliver::specified(u64::MAX)),
-        behavior: SeekBehavior::BlockUntilReady as i32,
-        error_response: SeekErrorResponse::Strict as i32,
-    };
-    let seek_env = create_signed_envelope(
-        HeaderType::DeliverSeekInfo,
-        &channel,
-        &signer,
-        seek.encode_to_vec().into(),
-    )?;
-    let mut dc = client;
-    let mut blocks = dc
-        .deliver(futures::stream::iter(vec![seek_env]))
-        .await?
-        .into_inner();
+) -> impl FnMut(&Block) {
     let mut prev: Option<[u8; 32]> = None;
-    while let Some(msg) = blocks.message().await? {
-        match msg.r#type {
-            Some(deliver_response::Type::Block(b)) => {
-                let Some(h) = b.header.as_ref() else { continue };
-                let hash = ordo_ledger::block::header_hash(h);
-                let linked = prev.is_none_or(|p| h.previous_hash.as_ref() == p.as_slice());
-                let count = b.data.as_ref().map_or(0, |d| d.data.len());
-                let kind = if ordo_ledger::block::is_config_block(&b) {
-                    "config"
+    move |b: &Block| {
+        let Some(h) = b.header.as_ref() else { return };
+        let hash = ordo_ledger::block::header_hash(h);
+        let linked = prev.is_none_or(|p| h.previous_hash.as_ref() == p.as_slice());
+        let count = b.data.as_ref().map_or(0, |d| d.data.len());
+        let kind = if ordo_ledger::block::is_config_block(b) {
+            "config"
+        } else {
+            "transactions"
+        };
+        event(
+            &screen,
+            &format!(
+                "block {:>4}  {:>3} envelope(s)  {:<12}  hash {}…  previous hash {}",
+                h.number,
+                count,
+                kind,
+                hex(&hash[..8]),
+                if h.number == 0 {
+                    "—"
+                } else if linked {
+                    "linked ✓"
                 } else {
-                    "transactions"
-                };
-                event(
-                    &screen,
-                    &format!(
-                        "block {:>4}  {:>3} envelope(s)  {:<12}  hash {}…  previous hash {}",
-                        h.number,
-                        count,
-                        kind,
-                        hex(&hash[..8]),
-                        if h.number == 0 {
-                            "—"
-                        } else if linked {
-                            "linked ✓"
-                        } else {
-                            "BROKEN ✗"
-                        }
-                    ),
-                );
-                prev = Some(hash);
-                let _ = printed.send(Some(h.number));
-            }
-            Some(deliver_response::Type::Status(s)) => {
-                event(&screen, &format!("deliver ended with status {s}"));
-                break;
-            }
-            None => {}
-        }
+                    "BROKEN ✗"
+                }
+            ),
+        );
+        prev = Some(hash);
+        let _ = printed.send(Some(h.number));
     }
-    Ok(())
 }
 
 /// Checks that every orderer holds blocks 0..=last with the same headers (the metadata differs:
@@ -620,12 +698,6 @@ async fn same_blocks_everywhere(nodes: &[Node], channel: &str, last: u64) -> any
         last + 1
     );
     Ok(())
-}
-
-fn tokio_stream_from(
-    rx: tokio::sync::mpsc::Receiver<Envelope>,
-) -> impl futures::Stream<Item = Envelope> {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
 }
 
 fn hex(b: &[u8]) -> String {

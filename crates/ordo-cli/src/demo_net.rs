@@ -1,15 +1,19 @@
 //! The network `ordo demo` runs on, generated from nothing. The orderer organization's material
 //! comes from an in-process `ordo ca` server, as the seed tutorial makes it with Fabric CA: two
-//! CAs (`ca` for identities, `tlsca` for TLS certificates) on a free port of 127.0.0.1 over
-//! HTTPS, the bootstrap admin enrolled with each, `osadmin` (type admin) and `os1`..`osN` (type
+//! CAs (`ca` for identities, `tlsca` for TLS certificates) on a port of 127.0.0.1 the kernel
+//! chooses, over HTTPS, the bootstrap admin enrolled with each, `osadmin` (type admin) and `os1`..`osN` (type
 //! orderer) registered and enrolled into MSP folders, each node's TLS certificate (and the admin
 //! client's) enrolled from `tlsca` with profile `tls`, and the organization's MSP definition
 //! folder assembled from the two CAs with NodeOUs. The application org (the broadcasting
-//! client's) is generated as cryptogen would, with rcgen. Then a configtx.yaml whose etcdraft
-//! profile has the first orderers as consenters on free ports of 127.0.0.1 (the others are added
-//! later by config updates, with the consenter entries prepared here), the channel's genesis
-//! block (built by Ordo's configtxgen path), and an orderer.yaml per orderer (its cluster traffic
-//! shares the general port, which is the consenter's port in the channel config).
+//! client's) is generated as cryptogen would, with rcgen. An orderer.yaml per orderer (its
+//! cluster traffic shares the general port, which is the consenter's port in the channel
+//! config) is written before the nodes start on ports the kernel chooses; once they run, a
+//! configtx.yaml whose etcdraft profile has the first orderers as consenters on the ports they
+//! got (the others are added later by config updates, with the consenter entries prepared here),
+//! the channel's genesis block (built by Ordo's configtxgen path), and each orderer.yaml's
+//! ListenPort set to its node's port, so that a restarted node binds the port the channel knows.
+//! No port is chosen before it is bound: a port found free and released could be taken (by any
+//! outgoing connection) before the node binds it.
 //! Everything is in Fabric's layouts, so Fabric's tools could use the same folder.
 
 use std::fs;
@@ -342,33 +346,82 @@ fn msp(dir: &Path, ca: &Ca, tlsca: &Ca, signer: Option<&(String, String)>) -> Re
     Ok(())
 }
 
-/// A port nothing listens on now (the consenters' ports must be in the genesis block before
-/// the nodes start, so they cannot ask the kernel when they bind).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// The ListenPort an orderer.yaml has until [`generate`] writes its node's port in.
+const UNSET_PORT: &str = "\n    ListenPort: 0\n";
+
+/// Writes `orderer<n>.yaml` in `dir` for each orderer of `org`, its data under `dir/data`,
+/// `consensus` added to its `Consensus` section (`, Key: value` pairs). Their `General.ListenPort`
+/// is 0 (Fabric's 7050) until [`generate`] sets it: start the nodes with ports from the kernel
+/// ([`ordo_orderer::localconfig::ListenPorts::Kernel`], `ordo node start --kernel-ports`).
+pub fn write_orderer_yamls(dir: &Path, org: &OrdererOrg, consensus: &str) -> Result<Vec<PathBuf>> {
+    // orderer.yaml takes relative paths from its own folder, `dir`: written so, the folder can
+    // be moved or handed to Fabric's tools.
+    let rel = |p: &Path| p.strip_prefix(dir).unwrap_or(p).display().to_string();
+    let mut orderer_yamls = Vec::new();
+    for (i, node) in org.nodes.iter().enumerate() {
+        let n = i + 1;
+        let path = dir.join(format!("orderer{n}.yaml"));
+        // Fabric reads the ledger and WAL folders as written (relative to the working
+        // directory), so they are made absolute here.
+        let data = dir.join(format!("data/orderer{n}"));
+        write(
+            &path,
+            ORDERER_YAML
+                .replace("data/", &format!("{}/", data.display()))
+                .replace("NODE_DIR", &rel(node))
+                .replace("ORG_MSP_DIR", &rel(&org.msp_dir))
+                .replace("CONSENSUS", consensus),
+        )?;
+        orderer_yamls.push(path);
+    }
+    Ok(orderer_yamls)
+}
+
+/// Writes `port` as the general ListenPort of an orderer.yaml from [`write_orderer_yamls`].
+fn set_listen_port(yaml: &Path, port: u16) -> Result<()> {
+    let text = fs::read_to_string(yaml).with_context(|| format!("reading {}", yaml.display()))?;
+    if !text.contains(UNSET_PORT) {
+        bail!("{} has no ListenPort to set", yaml.display());
+    }
+    write(
+        yaml,
+        text.replacen(UNSET_PORT, &format!("\n    ListenPort: {port}\n"), 1),
+    )
 }
 
 /// Generates the rest of the demo network in `dir` for `channel`, around the orderer
 /// organization `org` (one orderer per node it enrolled), of which the first `initial` orderers
-/// are the consenters of the genesis block.
-pub fn generate(dir: &Path, channel: &str, org: &OrdererOrg, initial: u32) -> Result<DemoNet> {
-    // configtx.yaml and orderer.yaml take relative paths from their own folder, `dir`: written
-    // so, the folder can be moved or handed to Fabric's tools.
+/// are the consenters of the genesis block, once its nodes run: `orderer_yamls` (from
+/// [`write_orderer_yamls`]) and the general `ports` they got, orderer1's first. Each yaml gets
+/// its node's port.
+pub fn generate(
+    dir: &Path,
+    channel: &str,
+    org: &OrdererOrg,
+    initial: u32,
+    orderer_yamls: &[PathBuf],
+    ports: &[u16],
+) -> Result<DemoNet> {
+    if orderer_yamls.len() != org.nodes.len() || ports.len() != org.nodes.len() {
+        bail!(
+            "{} orderers enrolled, {} orderer.yaml files, {} ports",
+            org.nodes.len(),
+            orderer_yamls.len(),
+            ports.len()
+        );
+    }
+    // configtx.yaml takes relative paths from its own folder, `dir`.
     let rel = |p: &Path| p.strip_prefix(dir).unwrap_or(p).display().to_string();
-    let mut ports = Vec::new();
-    let mut consenters = Vec::new();
-    for tls_cert in &org.node_tls_certs {
-        let port = free_port()?;
-        ports.push(port);
-        consenters.push(ordo_proto::etcdraft::Consenter {
+    let consenters = ports
+        .iter()
+        .zip(&org.node_tls_certs)
+        .map(|(port, tls_cert)| ordo_proto::etcdraft::Consenter {
             host: "127.0.0.1".into(),
-            port: u32::from(port),
+            port: u32::from(*port),
             client_tls_cert: tls_cert.clone().into_bytes().into(),
             server_tls_cert: tls_cert.clone().into_bytes().into(),
-        });
-    }
+        })
+        .collect();
 
     let po = dir.join("crypto/peerOrganizations/org1.example.com");
     let (p_ca, p_tlsca) = (
@@ -412,26 +465,12 @@ pub fn generate(dir: &Path, channel: &str, org: &OrdererOrg, initial: u32) -> Re
     let block = ordo_config::genesis::genesis_block(&configtx, "Demo", channel)
         .context("building the genesis block")?;
 
-    let mut orderer_yamls = Vec::new();
-    for (i, (port, node)) in ports.iter().zip(&org.nodes).enumerate() {
-        let n = i + 1;
-        let path = dir.join(format!("orderer{n}.yaml"));
-        // Fabric reads the ledger and WAL folders as written (relative to the working
-        // directory), so they are made absolute here.
-        let data = dir.join(format!("data/orderer{n}"));
-        write(
-            &path,
-            ORDERER_YAML
-                .replace("data/", &format!("{}/", data.display()))
-                .replace("NODE_DIR", &rel(node))
-                .replace("ORG_MSP_DIR", &rel(&org.msp_dir))
-                .replace("LISTEN_PORT", &port.to_string()),
-        )?;
-        orderer_yamls.push(path);
+    for (yaml, port) in orderer_yamls.iter().zip(ports) {
+        set_listen_port(yaml, *port)?;
     }
     let first = org.nodes.first().context("no orderer enrolled")?;
     Ok(DemoNet {
-        orderer_yamls,
+        orderer_yamls: orderer_yamls.to_vec(),
         genesis_block: prost::Message::encode_to_vec(&block),
         channel: channel.to_string(),
         client_msp_dir: user,
@@ -505,12 +544,13 @@ Profiles:
 "#;
 
 /// An orderer's, its enrolled MSP and TLS folders in NODE_DIR; the general port (also the
-/// cluster's) is the consenter's, the other listeners on free ports (the node prints the ones it
-/// got); data next to the file. The participation API accepts clients whose TLS certificates the
-/// organization's TLS CA issued.
+/// cluster's) is the consenter's, set by [`generate`] once the node has it, the other listeners
+/// on ports the kernel chooses (the node prints the ones it got); data next to the file;
+/// CONSENSUS adds keys to the Consensus section. The participation API accepts clients whose
+/// TLS certificates the organization's TLS CA issued.
 const ORDERER_YAML: &str = r#"General:
     ListenAddress: 127.0.0.1
-    ListenPort: LISTEN_PORT
+    ListenPort: 0
     TLS:
         Enabled: true
         PrivateKey: NODE_DIR/tls/server.key
@@ -521,7 +561,7 @@ const ORDERER_YAML: &str = r#"General:
     LocalMSPDir: NODE_DIR/msp
     LocalMSPID: OrdererMSP
 FileLedger: {Location: data/ledger}
-Consensus: {WALDir: data/etcdraft/wal, SnapDir: data/etcdraft/snapshot}
+Consensus: {WALDir: data/etcdraft/wal, SnapDir: data/etcdraft/snapshotCONSENSUS}
 Operations: {ListenAddress: 127.0.0.1:0, TLS: {Enabled: false}}
 Metrics: {Provider: prometheus}
 Admin:

@@ -9,6 +9,7 @@ mod bench_cmd;
 mod ca_cmd;
 mod channel_cmd;
 mod config_cmd;
+mod demo_client;
 mod demo_cmd;
 mod demo_net;
 mod node_cmd;

@@ -94,6 +94,7 @@ fn a_local_cluster_is_set_up_and_measured() {
             "--max-message-count",
             "50",
             "--to-leader",
+            "--restart",
         ][..],
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordo"))

@@ -81,9 +81,56 @@ async fn a_node_runs_on_identities_enrolled_with_ordo_ca() {
     build_org_msp(&org, &ca_chain, &tlsca_chain, &[]).unwrap();
     server.stop().await;
 
-    // The channel: OrdererMSP from the CA-built folder, os1 its only consenter.
-    let (general, cluster) = (free_port(), free_port());
+    // os1's orderer.yaml: every identity and certificate is from ordo ca. It starts first, with
+    // --kernel-ports: its general and cluster listeners on ports the kernel chooses (the
+    // cluster's ListenPort left out), reported on its start line.
     let t = node_dir.join("tls").display().to_string();
+    let tlsca_root = node_dir.join("tls/ca.crt").display().to_string();
+    let yaml = format!(
+        r#"General:
+    ListenAddress: 127.0.0.1
+    ListenPort: 0
+    TLS:
+        Enabled: true
+        PrivateKey: {t}/server.key
+        Certificate: {t}/server.crt
+        RootCAs: [{tlsca_root}]
+        ClientAuthRequired: false
+    Cluster: {{ListenAddress: 127.0.0.1, ServerCertificate: {t}/server.crt, ServerPrivateKey: {t}/server.key, ClientCertificate: {t}/server.crt, ClientPrivateKey: {t}/server.key}}
+    BootstrapMethod: none
+    LocalMSPDir: {msp}
+    LocalMSPID: OrdererMSP
+    Authentication: {{TimeWindow: 15m}}
+FileLedger: {{Location: {d}/ledger}}
+Operations: {{ListenAddress: 127.0.0.1:0, TLS: {{Enabled: false}}}}
+Metrics: {{Provider: prometheus}}
+Admin:
+    ListenAddress: 127.0.0.1:0
+    TLS:
+        Enabled: true
+        Certificate: {t}/server.crt
+        PrivateKey: {t}/server.key
+        ClientAuthRequired: true
+        ClientRootCAs: [{tlsca_root}]
+ChannelParticipation: {{Enabled: true, MaxRequestBodySize: 1 MB}}
+Consensus: {{WALDir: {d}/etcdraft/wal, SnapDir: {d}/etcdraft/snapshot}}
+"#,
+        msp = node_dir.join("msp").display(),
+        d = d.display()
+    );
+    let config = d.join("os1.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let node = OrdoProcess::start(&config);
+
+    // The channel: OrdererMSP from the CA-built folder, os1 its only consenter on the ports it
+    // got.
+    let general = node.addrs.general.port();
+    let cluster = node
+        .addrs
+        .cluster
+        .expect("the start line reports the separate cluster listener")
+        .port();
+    assert_ne!(general, cluster);
     let configtx = format!(
         r#"Organizations:
     - &Orderer
@@ -130,44 +177,6 @@ Profiles:
     let configtx_path = d.join("configtx.yaml");
     std::fs::write(&configtx_path, configtx).unwrap();
     let genesis = ordo_config::genesis::genesis_block(&configtx_path, "Seed", "seed").unwrap();
-
-    // os1's orderer.yaml: every identity and certificate is from ordo ca.
-    let tlsca_root = node_dir.join("tls/ca.crt").display().to_string();
-    let yaml = format!(
-        r#"General:
-    ListenAddress: 127.0.0.1
-    ListenPort: {general}
-    TLS:
-        Enabled: true
-        PrivateKey: {t}/server.key
-        Certificate: {t}/server.crt
-        RootCAs: [{tlsca_root}]
-        ClientAuthRequired: false
-    Cluster: {{ListenAddress: 127.0.0.1, ListenPort: {cluster}, ServerCertificate: {t}/server.crt, ServerPrivateKey: {t}/server.key, ClientCertificate: {t}/server.crt, ClientPrivateKey: {t}/server.key}}
-    BootstrapMethod: none
-    LocalMSPDir: {msp}
-    LocalMSPID: OrdererMSP
-    Authentication: {{TimeWindow: 15m}}
-FileLedger: {{Location: {d}/ledger}}
-Operations: {{ListenAddress: 127.0.0.1:0, TLS: {{Enabled: false}}}}
-Metrics: {{Provider: prometheus}}
-Admin:
-    ListenAddress: 127.0.0.1:0
-    TLS:
-        Enabled: true
-        Certificate: {t}/server.crt
-        PrivateKey: {t}/server.key
-        ClientAuthRequired: true
-        ClientRootCAs: [{tlsca_root}]
-ChannelParticipation: {{Enabled: true, MaxRequestBodySize: 1 MB}}
-Consensus: {{WALDir: {d}/etcdraft/wal, SnapDir: {d}/etcdraft/snapshot}}
-"#,
-        msp = node_dir.join("msp").display(),
-        d = d.display()
-    );
-    let config = d.join("os1.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    let node = OrdoProcess::start(&config);
 
     // Join with osadmin's TLS certificate from tlsca.
     let tls_root = std::fs::read(node_dir.join("tls/ca.crt")).unwrap();

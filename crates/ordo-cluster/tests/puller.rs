@@ -135,6 +135,16 @@ async fn serve(fake: FakeOrderer, node: u32) -> SocketAddr {
     addr
 }
 
+/// An address nothing listens on, while the returned socket is held: bound but not listening,
+/// so a connection to it is refused and the port cannot be given to anything else meanwhile (a
+/// port bound and released could be, and then something might answer there).
+fn dead_address() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
 /// Endpoints and roots as given; requests unsigned (the fake does not check); every block
 /// accepted, counted.
 struct TestSource {
@@ -211,10 +221,7 @@ async fn skips_a_dead_endpoint_rejects_a_tampered_block_and_binds_its_requests()
     };
     let addr = serve(fake.clone(), 2).await;
     // Nothing listens there.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_dead_socket, dead) = dead_address();
     let verified = Arc::new(AtomicUsize::new(0));
     let source = TestSource {
         endpoints: vec![dead.to_string(), addr.to_string()],
@@ -287,10 +294,7 @@ async fn the_last_config_block_comes_from_the_most_advanced_orderer() {
     // One orderer lags before config block 13, one has it, one is down.
     let behind = serve(fake_with(&blocks[..13]), 2).await;
     let ahead = serve(fake_with(&blocks), 3).await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_dead_socket, dead) = dead_address();
     let verified = Arc::new(AtomicUsize::new(0));
     let source = |endpoints: Vec<String>| TestSource {
         endpoints,

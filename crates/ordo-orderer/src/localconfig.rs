@@ -62,10 +62,28 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Whether the cluster has its own listener (otherwise it shares the general one).
+    /// Whether the cluster has its own listener (otherwise it shares the general one). Its
+    /// address says so: a loaded configuration sets the address and the port together, except
+    /// with [`ListenPorts::Kernel`], where the port is left to the kernel.
     pub fn separate_listener(&self) -> bool {
-        self.listen_port != 0
+        !self.listen_address.is_empty()
     }
+}
+
+/// Where the general and cluster listeners get their ports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListenPorts {
+    /// The file's (and the environment's): `General.ListenPort` (0 is Fabric's default, 7050)
+    /// and `General.Cluster.ListenPort`.
+    #[default]
+    Configured,
+    /// Ports the kernel chooses when the listeners bind, whatever the file says: the general
+    /// listener's, and the separate cluster listener's when `General.Cluster.ListenAddress` is
+    /// set (its `ListenPort` may then be 0). `General.ListenPort: 0` cannot ask for this, since
+    /// Fabric reads it as 7050; it is for a node whose ports are read back once it runs (`ordo
+    /// node start --kernel-ports`) — no port is chosen beforehand that something else could
+    /// take in the meantime.
+    Kernel,
 }
 
 /// `General`.
@@ -286,10 +304,20 @@ impl LocalConfig {
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, LocalConfigError> {
+        Self::load_with_ports(path, env, ListenPorts::Configured)
+    }
+
+    /// Reads `orderer.yaml` at `path`, with overrides looked up in `env`, its listeners' ports
+    /// taken as `ports` says.
+    pub fn load_with_ports(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        ports: ListenPorts,
+    ) -> Result<Self, LocalConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_yaml(&text, base, env)
+        Self::from_yaml_with_ports(&text, base, env, ports)
     }
 
     /// Parses orderer.yaml text; relative certificate and MSP paths are taken from `base`.
@@ -297,6 +325,16 @@ impl LocalConfig {
         text: &str,
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, LocalConfigError> {
+        Self::from_yaml_with_ports(text, base, env, ListenPorts::Configured)
+    }
+
+    /// As [`LocalConfig::from_yaml`], the listeners' ports taken as `ports` says.
+    pub fn from_yaml_with_ports(
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        ports: ListenPorts,
     ) -> Result<Self, LocalConfigError> {
         let mut doc = parse(text)?;
         apply_env(&mut doc, "ORDERER", env);
@@ -442,7 +480,7 @@ impl LocalConfig {
             let _ = top.get(ignored);
         }
         top.finish()?;
-        let conf = LocalConfig {
+        let mut conf = LocalConfig {
             general,
             ledger_location,
             wal_dir,
@@ -457,12 +495,17 @@ impl LocalConfig {
             participation_enabled,
             participation_max_request_body_size,
         };
-        conf.validate()?;
+        conf.validate(ports)?;
+        if ports == ListenPorts::Kernel {
+            // Bound as port 0: the kernel chooses.
+            conf.general.listen_port = 0;
+            conf.general.cluster.listen_port = 0;
+        }
         Ok(conf)
     }
 
     /// Refuses what cannot work.
-    fn validate(&self) -> Result<(), LocalConfigError> {
+    fn validate(&self, ports: ListenPorts) -> Result<(), LocalConfigError> {
         let g = &self.general;
         if g.bootstrap_method != "none" {
             return Err(err(format!(
@@ -481,9 +524,13 @@ impl LocalConfig {
             ));
         }
         let c = &g.cluster;
+        // With ports from the kernel, a cluster listener's address is enough: the file's
+        // ListenPort would not be used.
+        let port_unset =
+            c.listen_port == 0 && (ports == ListenPorts::Configured || c.listen_address.is_empty());
         let parts = [
             ("ListenAddress", c.listen_address.is_empty()),
-            ("ListenPort", c.listen_port == 0),
+            ("ListenPort", port_unset),
             (
                 "ServerCertificate",
                 c.server_certificate.as_os_str().is_empty(),

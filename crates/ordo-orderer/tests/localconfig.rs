@@ -171,3 +171,51 @@ fn load_reads_the_file_and_resolves_against_its_folder() {
     );
     assert!(LocalConfig::load_with_env(Path::new("/nonexistent/orderer.yaml"), &|_| None).is_err());
 }
+
+#[test]
+fn ports_from_the_kernel_replace_the_configured_ones() {
+    use ordo_orderer::localconfig::ListenPorts;
+    let (text, _) = fixture_yaml();
+    let with = |text: &str, ports| {
+        LocalConfig::from_yaml_with_ports(text, Path::new("/etc/ordo"), &|_| None, ports)
+            .map_err(|e| e.to_string())
+    };
+    // Fabric's reading of General.ListenPort 0 stays: its default port, not the kernel's choice.
+    let zero = text.replace("ListenPort: 37051", "ListenPort: 0");
+    assert_eq!(
+        with(&zero, ListenPorts::Configured)
+            .unwrap()
+            .general
+            .listen_port,
+        7050
+    );
+    // Asked for explicitly, both listeners bind port 0 (the kernel chooses), whatever the file
+    // says; the cluster keeps its own listener.
+    for text in [&text, &zero] {
+        let g = with(text, ListenPorts::Kernel).unwrap().general;
+        assert_eq!((g.listen_port, g.cluster.listen_port), (0, 0));
+        assert!(g.cluster.separate_listener());
+    }
+    // A cluster listener's ListenPort may then be left out; it is still required otherwise.
+    let no_cluster_port = text.replace("        ListenPort: 37151\n", "");
+    let g = with(&no_cluster_port, ListenPorts::Kernel).unwrap().general;
+    assert!(g.cluster.separate_listener());
+    let e = with(&no_cluster_port, ListenPorts::Configured).unwrap_err();
+    assert!(e.contains("must be all set or all empty"), "{e}");
+    // The rest of the cluster settings are still required together.
+    let e = with(
+        &no_cluster_port.replace("        ListenAddress: 127.0.0.1\n", ""),
+        ListenPorts::Kernel,
+    )
+    .unwrap_err();
+    assert!(e.contains("must be all set or all empty"), "{e}");
+    // Without a cluster section, the cluster shares the general listener as before.
+    let shared: String = text
+        .lines()
+        .filter(|l| !l.starts_with("        ") && !l.starts_with("    Cluster:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let g = with(&shared, ListenPorts::Kernel).unwrap().general;
+    assert_eq!(g.listen_port, 0);
+    assert!(!g.cluster.separate_listener());
+}

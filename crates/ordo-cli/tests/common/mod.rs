@@ -44,53 +44,19 @@ pub fn p(rel: &str) -> String {
     fixture(rel).display().to_string()
 }
 
-/// A port nothing listens on now (Fabric reads ListenPort 0 as its default 7050, so the
-/// general listener cannot ask the kernel for one).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// An orderer.yaml for orderer1 with every listener on a free port and data under `dir`;
-/// `mutual_tls` requires client certificates on the general listener (trusting the orderer
-/// TLS CA from the file, and the channels' TLS CAs as they are joined).
+/// An orderer.yaml for orderer1 (its MSP and TLS material, the cluster sharing the general
+/// listener), data under `dir`, for [`OrdoProcess::start`]: its general `ListenPort` is 0 and
+/// the node is started with `--kernel-ports` (every listener on a port the kernel chooses, read
+/// back from its start line; a restart gets new ones, which the single-node channels of these
+/// tests do not mind). `mutual_tls` requires client certificates on the general listener
+/// (trusting the orderer TLS CA from the file, and the channels' TLS CAs as they are joined).
 pub fn write_config(dir: &Path, mutual_tls: bool) -> PathBuf {
-    write_node_config(dir, 1, mutual_tls, None)
+    write_config_consensus(dir, mutual_tls, "")
 }
 
 /// As [`write_config`], with `consensus` added to the `Consensus` section.
 pub fn write_config_consensus(dir: &Path, mutual_tls: bool, consensus: &str) -> PathBuf {
-    node_yaml(
-        dir,
-        1,
-        mutual_tls,
-        free_port(),
-        None,
-        consensus,
-        NodeTls::default(),
-    )
-}
-
-/// The orderer.yaml of orderer`n` (its MSP and TLS material), data under `dir`; with
-/// `cluster_port`, a separate cluster listener there (the fixture channels name 3715n).
-pub fn write_node_config(
-    dir: &Path,
-    n: u32,
-    mutual_tls: bool,
-    cluster_port: Option<u16>,
-) -> PathBuf {
-    node_yaml(
-        dir,
-        n,
-        mutual_tls,
-        free_port(),
-        cluster_port,
-        "",
-        NodeTls::default(),
-    )
+    node_yaml(dir, 1, mutual_tls, 0, None, consensus, NodeTls::default())
 }
 
 /// The orderer.yaml of orderer`n` as a member of the fixture channels' clusters: general port
@@ -311,6 +277,8 @@ Consensus: {{WALDir: {d}/etcdraft/wal, SnapDir: {d}/etcdraft/snapshot{consensus}
 
 pub struct Addrs {
     pub general: SocketAddr,
+    /// The separate cluster listener, when the node has one.
+    pub cluster: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub operations: SocketAddr,
 }
@@ -322,8 +290,10 @@ pub struct OrdoProcess {
 }
 
 impl OrdoProcess {
+    /// Starts a node on ports the kernel chooses (`ordo node start --kernel-ports`), whatever
+    /// its config says (see [`write_config`]).
     pub fn start(config: &Path) -> OrdoProcess {
-        Self::try_start(config).expect("the node exited before reporting its listeners")
+        Self::try_start(config, true).expect("the node exited before reporting its listeners")
     }
 
     /// Starts orderer`n` of the fixture clusters (see [`write_cluster_node_config`]). Its fixed
@@ -341,7 +311,7 @@ impl OrdoProcess {
             let free = ports
                 .iter()
                 .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
-            if free && let Some(p) = Self::try_start(config) {
+            if free && let Some(p) = Self::try_start(config, false) {
                 return p;
             }
             assert!(
@@ -352,12 +322,13 @@ impl OrdoProcess {
         }
     }
 
-    /// Starts a node; `None` if it exited without reporting its listeners (its error is on
-    /// stderr).
-    pub fn try_start(config: &Path) -> Option<OrdoProcess> {
+    /// Starts a node, on ports the kernel chooses if `kernel_ports`, else on its config's;
+    /// `None` if it exited without reporting its listeners (its error is on stderr).
+    pub fn try_start(config: &Path, kernel_ports: bool) -> Option<OrdoProcess> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
             .args(["node", "start", "--config"])
             .arg(config)
+            .args(kernel_ports.then_some("--kernel-ports"))
             .env("FABRIC_LOGGING_SPEC", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -382,18 +353,19 @@ impl OrdoProcess {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => panic!("the node did not report its listeners"),
         };
-        let addr = |key: &str| -> SocketAddr {
+        // `key=address` pairs, `cluster` only with a separate cluster listener.
+        let addr = |key: &str| -> Option<SocketAddr> {
             line.split(' ')
                 .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-                .unwrap()
-                .parse()
-                .unwrap()
+                .map(|a| a.parse().unwrap())
         };
+        let listener = |key: &str| addr(key).unwrap_or_else(|| panic!("no {key}= in {line}"));
         Some(OrdoProcess {
             addrs: Addrs {
-                general: addr("general"),
-                admin: addr("admin"),
-                operations: addr("operations"),
+                general: listener("general"),
+                cluster: addr("cluster"),
+                admin: listener("admin"),
+                operations: listener("operations"),
             },
             child,
         })
