@@ -181,6 +181,7 @@ fn status_lines(registrars: &[Arc<Registrar>], n: u32, channel: &str) -> Vec<Str
                 Relation::Follower { onboarding: true } => "onboarding",
                 Relation::Follower { onboarding: false } => "follower",
                 Relation::Consenter if state.status.is_leader => "LEADER",
+                Relation::Consenter if state.is_learner() => "learner",
                 Relation::Consenter => "consenter",
             };
             let leader = match state.status.leader {
@@ -458,8 +459,8 @@ async fn join(admin: &HttpClient, n: usize, block: &[u8]) -> anyhow::Result<()> 
 /// Adds orderer2…ordererN one at a time, as an operator does: a config update adding its
 /// consenter, signed by the orderer organization's admin and broadcast; once the config block is
 /// in orderer1's ledger, the new orderer joins with it (it follows until its ledger reaches that
-/// block, then runs Raft under the ID the block gives it); the next one is added once it is a
-/// consenter that knows the leader.
+/// block, then runs Raft under the ID the block gives it, as a learner until the leader promotes
+/// it: the channel orders throughout); the next one is added once it is a voter.
 async fn grow(
     nodes: &[Node],
     admins: &[HttpClient],
@@ -479,9 +480,6 @@ async fn grow(
     for (i, node) in nodes.iter().enumerate().skip(1) {
         let name = format!("orderer{}", i + 1);
         let reg = region(i as u32, total);
-        // Fabric's quorum-loss check counts the consenters the leader sees active: adding one
-        // before the last one added is seen active is refused ("1 out of 3 nodes are alive").
-        wait_all_active(&nodes[..i], ch).await?;
         let ledger = first.ledger();
         let (cfg, before) = config_at_tip(ledger)?;
         let original = cfg.config().clone();
@@ -521,24 +519,35 @@ async fn grow(
         // Polled rather than watched: the follower's channel is replaced by a new one when it
         // becomes a consenter.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut learner_seen = false;
         let id = loop {
             if let Some(s) = node.registrar.get(ch).map(|c| c.state()) {
                 if let Some(why) = s.halted {
                     bail!("{name} stopped: {why}");
                 }
-                if s.relation == Relation::Consenter && s.status.leader != 0 {
+                if s.is_learner() && !learner_seen {
+                    learner_seen = true;
+                    event(
+                        screen,
+                        &format!(
+                            "  {name} runs Raft as a learner (Raft ID {}): catching up, not yet in the quorum",
+                            s.status.id
+                        ),
+                    );
+                }
+                if s.relation == Relation::Consenter && !s.is_learner() && s.status.leader != 0 {
                     break s.status.id;
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("{name} did not become a consenter within 60 s");
+                bail!("{name} did not become a voting consenter within 60 s");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         event(
             screen,
             &format!(
-                "  {name} is a consenter (Raft ID {id}) — {} of {total} orderers",
+                "  {name} is a consenter (Raft ID {id}, promoted to voter) — {} of {total} orderers",
                 i + 1
             ),
         );
@@ -608,25 +617,6 @@ async fn submit_config_update(
         );
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Waits until the leader among `nodes` sees every consenter of the channel active.
-async fn wait_all_active(nodes: &[Node], ch: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let all_active = nodes
-            .iter()
-            .filter_map(|n| n.registrar.get(ch).map(|c| c.state().status))
-            .find(|s| s.is_leader)
-            .is_some_and(|s| s.active.len() >= s.cluster_size);
-        if all_active {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the leader did not see every consenter active within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
