@@ -1088,6 +1088,28 @@ async fn start_node(dir: &Path, n: u32) -> OrdoProcess {
     OrdoProcess::start_cluster_node(&config, n).await
 }
 
+/// Room for `slots` orderers of which orderer1 alone runs, joined to channel-1 (one consenter)
+/// and leading it, with a [`SteadyLoad`] of `per_second` envelopes through it that has had its
+/// first envelopes acknowledged.
+async fn channel_1_under_load(
+    dir: &Path,
+    slots: usize,
+    per_second: u32,
+) -> (Vec<Option<OrdoProcess>>, SteadyLoad) {
+    let mut nodes: Vec<Option<OrdoProcess>> = (0..slots).map(|_| None).collect();
+    nodes[0] = Some(start_node(dir, 1).await);
+    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(
+        node(&nodes, 0).admin().join(&genesis).await.unwrap().status,
+        201
+    );
+    let _ = leader_of(&nodes, "channel-1").await;
+    let load = SteadyLoad::start(node(&nodes, 0), "channel-1", per_second).await;
+    load.wait_for_more(per_second as usize / 2, "the first envelopes")
+        .await;
+    (nodes, load)
+}
+
 /// Issue 17's growth, on real processes: channel-1 grows from one consenter to five, one at a
 /// time, while a client broadcasts 200 envelopes a second through orderer1 (acknowledged only
 /// once committed). orderer2's process starts only after the leader has ordered 600 more
@@ -1101,16 +1123,7 @@ async fn a_channel_grows_from_one_to_five_consenters_under_load_without_a_refusa
     let _channels = CHANNELS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let ch = "channel-1";
-    let mut nodes: Vec<Option<OrdoProcess>> = (0..5).map(|_| None).collect();
-    nodes[0] = Some(start_node(dir.path(), 1).await);
-    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
-    assert_eq!(
-        node(&nodes, 0).admin().join(&genesis).await.unwrap().status,
-        201
-    );
-    let _ = leader_of(&nodes, ch).await;
-    let load = SteadyLoad::start(node(&nodes, 0), ch, 200).await;
-    load.wait_for_more(100, "the first envelopes").await;
+    let (mut nodes, load) = channel_1_under_load(dir.path(), 5, 200).await;
 
     for n in 2..=5u32 {
         // Never refused: the new consenter enters as a learner, the voters stay as they are.
@@ -1197,16 +1210,7 @@ async fn a_consenter_whose_node_never_starts_is_a_learner_and_the_next_update_re
     let _channels = CHANNELS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let ch = "channel-1";
-    let mut nodes: Vec<Option<OrdoProcess>> = (0..2).map(|_| None).collect();
-    nodes[0] = Some(start_node(dir.path(), 1).await);
-    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
-    assert_eq!(
-        node(&nodes, 0).admin().join(&genesis).await.unwrap().status,
-        201
-    );
-    let _ = leader_of(&nodes, ch).await;
-    let load = SteadyLoad::start(node(&nodes, 0), ch, 100).await;
-    load.wait_for_more(50, "the first envelopes").await;
+    let (nodes, load) = channel_1_under_load(dir.path(), 2, 100).await;
     update_consenters(&nodes, ch, 0, |cs| cs.push(fixture_consenter(2))).await;
     wait_for("the leader to have orderer2 as a learner", || async {
         group_view(&nodes, ch).await == (Some(1.0), Some(1.0))

@@ -186,6 +186,26 @@ fn tls_cert(n: u32) -> Bytes {
     )))
 }
 
+/// `env` processed against channel-3's `current` config with `membership`: accepted, or the
+/// refusal's status and text.
+fn quorum_check(
+    current: &ChannelConfig,
+    env: &Envelope,
+    membership: &Membership,
+) -> Result<(), (Status, String)> {
+    process_config_update(
+        env,
+        "channel-3",
+        current,
+        &signer(ORDERER1_MSP),
+        FilterSettings::default(),
+        now(),
+        membership,
+    )
+    .map(|_| ())
+    .map_err(|r| (r.status, r.info))
+}
+
 /// config_test.go "refuses to reconfig if it results in quorum loss", with the ActiveNodes the
 /// leader reports: channel-3 has consenters 1-3, and only 1 and 2 are active.
 #[test]
@@ -197,19 +217,7 @@ fn the_quorum_loss_check_counts_active_consenters_and_lets_a_down_nodes_certific
         ..Membership::default()
     };
     let all_up = Membership::default();
-    let check = |env: &Envelope, membership: &Membership| {
-        process_config_update(
-            env,
-            "channel-3",
-            &current,
-            &signer(ORDERER1_MSP),
-            FilterSettings::default(),
-            now(),
-            membership,
-        )
-        .map(|_| ())
-        .map_err(|r| (r.status, r.info))
-    };
+    let check = |env: &Envelope, membership: &Membership| quorum_check(&current, env, membership);
     let consenter4 = |cs: &[ordo_proto::etcdraft::Consenter]| {
         let mut c = cs[0].clone();
         c.port = 37154;
@@ -266,19 +274,7 @@ fn the_quorum_loss_check_counts_active_consenters_and_lets_a_down_nodes_certific
 #[test]
 fn the_quorum_loss_check_leaves_learners_out_of_the_quorum() {
     let current = genesis_config("channel-3");
-    let check = |env: &Envelope, membership: &Membership| {
-        process_config_update(
-            env,
-            "channel-3",
-            &current,
-            &signer(ORDERER1_MSP),
-            FilterSettings::default(),
-            now(),
-            membership,
-        )
-        .map(|_| ())
-        .map_err(|r| (r.status, r.info))
-    };
+    let check = |env: &Envelope, membership: &Membership| quorum_check(&current, env, membership);
     let add4 = consenters_update(&current, |cs| {
         let mut c = cs[0].clone();
         c.port = 37154;

@@ -98,6 +98,11 @@ impl Node {
             start: Start::Fresh,
         }))
         .unwrap();
+        Node::around(core)
+    }
+
+    /// A node running `core`, its first actions carried out.
+    fn around(core: ChainCore) -> Node {
         let mut node = Node {
             core,
             disk: Recovered::default(),
@@ -258,7 +263,8 @@ fn cluster(n: u64, channel: &str) -> Vec<Node> {
     (1..=n).map(|id| Node::new(id, n, channel)).collect()
 }
 
-/// Delivers every queued message until the network is quiet (messages are FIFO, no loss).
+/// Delivers every queued message until the network is quiet (messages are FIFO, no loss;
+/// those for a node that is not running are lost).
 fn settle(nodes: &mut [Node]) {
     let mut queue: VecDeque<Message> = VecDeque::new();
     loop {
@@ -269,7 +275,9 @@ fn settle(nodes: &mut [Node]) {
         let Some(m) = queue.pop_front() else {
             return;
         };
-        let to = m.to as usize - 1;
+        let Some(to) = nodes.iter().position(|n| n.core.status().id == m.to) else {
+            continue;
+        };
         nodes[to].core.step(m).unwrap();
         nodes[to].drain();
         queue.extend(nodes[to].outbox.drain(..));
@@ -732,34 +740,7 @@ fn growing_node(id: u64, learner_first: bool, joined_at: Option<LastBlock>) -> N
         },
     })
     .unwrap();
-    let mut node = Node {
-        core,
-        disk: Recovered::default(),
-        blocks: Vec::new(),
-        outbox: Vec::new(),
-    };
-    node.drain();
-    node
-}
-
-/// As [`settle`], for the nodes present: messages to a node that is not running are lost.
-fn settle_running(nodes: &mut [Node]) {
-    let mut queue: VecDeque<Message> = VecDeque::new();
-    loop {
-        for n in nodes.iter_mut() {
-            n.drain();
-            queue.extend(n.outbox.drain(..));
-        }
-        let Some(m) = queue.pop_front() else {
-            return;
-        };
-        let Some(to) = nodes.iter().position(|n| n.core.status().id == m.to) else {
-            continue;
-        };
-        nodes[to].core.step(m).unwrap();
-        nodes[to].drain();
-        queue.extend(nodes[to].outbox.drain(..));
-    }
+    Node::around(core)
 }
 
 fn tick_all(nodes: &mut [Node], ticks: usize) {
@@ -767,7 +748,7 @@ fn tick_all(nodes: &mut [Node], ticks: usize) {
         for n in nodes.iter_mut() {
             n.core.tick().unwrap();
         }
-        settle_running(nodes);
+        settle(nodes);
     }
 }
 
@@ -781,7 +762,7 @@ fn orders_at_once(nodes: &mut [Node], i: u32) {
     );
     nodes[0].core.submit(env(i), 0).unwrap();
     nodes[0].core.on_time(u64::MAX).unwrap();
-    settle_running(nodes);
+    settle(nodes);
     assert_eq!(nodes[0].blocks.len(), before + 1, "envelope {i} ordered");
 }
 
@@ -798,7 +779,7 @@ fn an_added_consenter_is_a_learner_until_it_holds_the_log_and_ordering_never_sto
         .core
         .submit(Proposal::Config(config_env(&[1, 2])), 0)
         .unwrap();
-    settle_running(&mut nodes);
+    settle(&mut nodes);
     tick_all(&mut nodes, 1);
     let s = nodes[0].core.status();
     assert_eq!((s.cluster_size, s.learners.clone()), (1, vec![2]));
