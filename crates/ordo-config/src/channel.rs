@@ -92,21 +92,90 @@ pub struct OrdererConfig {
     pub max_channels: u64,
     pub capabilities: Capabilities,
     pub orgs: BTreeMap<String, OrdererOrg>,
+    /// The etcdraft metadata, decoded once with the config (`None`: another consensus type).
+    /// Fabric's bundle does not decode it, so a config whose metadata does not decode is still
+    /// a config; the error is kept for whoever asks.
+    raft: Option<Result<Arc<RaftConfig>, ConfigError>>,
+}
+
+/// A channel's etcdraft consenters and options (`etcdraft.ConfigMetadata`), with what Ordo
+/// derives from them once: each consenter's server TLS key, by which a node finds itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaftConfig {
+    metadata: ConfigMetadata,
+    /// The public key point of each consenter's server TLS certificate, in config order
+    /// (`None` where the certificate does not parse).
+    server_keys: Vec<Option<Vec<u8>>>,
+}
+
+impl RaftConfig {
+    /// Decodes `etcdraft.ConfigMetadata`.
+    pub fn decode(raw: &[u8]) -> Result<RaftConfig, ConfigError> {
+        let metadata = ConfigMetadata::decode(raw).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "failed to unmarshal etcdraft metadata configuration: {e}"
+            ))
+        })?;
+        let server_keys = metadata
+            .consenters
+            .iter()
+            .map(|c| cert_key(&c.server_tls_cert))
+            .collect();
+        Ok(RaftConfig {
+            metadata,
+            server_keys,
+        })
+    }
+
+    /// The whole metadata, as the config carries it.
+    pub fn metadata(&self) -> &ConfigMetadata {
+        &self.metadata
+    }
+
+    /// The consenters, in config order (paired with the consenter IDs of a block's metadata).
+    pub fn consenters(&self) -> &[ordo_proto::etcdraft::Consenter] {
+        &self.metadata.consenters
+    }
+
+    /// The Raft options (zero values where the config has none).
+    pub fn options(&self) -> ordo_proto::etcdraft::Options {
+        self.metadata.options.clone().unwrap_or_default()
+    }
+
+    /// The consenters' client TLS certificates, in config order: what the Raft core pairs with
+    /// the consenter IDs.
+    pub fn client_certs(&self) -> Vec<bytes::Bytes> {
+        self.consenters()
+            .iter()
+            .map(|c| c.client_tls_cert.clone())
+            .collect()
+    }
+
+    /// Where the consenter whose server TLS certificate has public key `key` stands in the
+    /// config (Fabric's `detectSelfID`, which compares keys so that a renewed certificate with
+    /// the same key is the same node).
+    pub fn position_of(&self, key: &[u8]) -> Option<usize> {
+        self.server_keys
+            .iter()
+            .position(|k| k.as_deref() == Some(key))
+    }
+}
+
+/// The public key point of a PEM certificate.
+pub fn cert_key(pem: &[u8]) -> Option<Vec<u8>> {
+    ordo_msp::Cert::from_pem(pem)
+        .ok()
+        .map(|c| c.public_key().point().to_vec())
 }
 
 impl OrdererConfig {
-    /// The etcdraft `ConfigMetadata`, when the consensus type is etcdraft.
-    pub fn etcdraft(&self) -> Result<Option<ConfigMetadata>, ConfigError> {
-        if self.consensus_type != "etcdraft" {
-            return Ok(None);
+    /// The etcdraft metadata, when the consensus type is etcdraft.
+    pub fn etcdraft(&self) -> Result<Option<&RaftConfig>, ConfigError> {
+        match &self.raft {
+            None => Ok(None),
+            Some(Ok(r)) => Ok(Some(r)),
+            Some(Err(e)) => Err(e.clone()),
         }
-        ConfigMetadata::decode(self.consensus_metadata.clone())
-            .map(Some)
-            .map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "failed to unmarshal etcdraft metadata configuration: {e}"
-                ))
-            })
     }
 
     /// Whether envelopes' creators are checked for expiry (orderer capability V1_1 or later).
@@ -257,6 +326,12 @@ impl ChannelConfig {
 
     pub fn policies(&self) -> &Arc<PolicyManager> {
         &self.policies
+    }
+
+    /// The etcdraft consenters and options, when the channel orders with etcdraft and its
+    /// metadata decodes (`OrdererConfig::etcdraft` gives the error otherwise).
+    pub fn raft(&self) -> Option<&RaftConfig> {
+        self.orderer.as_ref()?.etcdraft().ok().flatten()
     }
 
     /// Fabric's `checkResources` for an orderer: an orderer section, and orderer and channel
@@ -532,7 +607,9 @@ fn parse_orderer(
             },
         );
     }
+    let raft = (ct.r#type == "etcdraft").then(|| RaftConfig::decode(&ct.metadata).map(Arc::new));
     Ok(OrdererConfig {
+        raft,
         consensus_type: ct.r#type,
         consensus_metadata: ct.metadata,
         consensus_state: ct.state,

@@ -74,7 +74,7 @@ fn genesis_configs_parse_with_their_values() {
         assert_eq!(o.orgs["OrdererOrg"].endpoints[0], "127.0.0.1:37051");
         assert_eq!(o.orgs["OrdererOrg"].endpoints.len(), n as usize);
         assert!(o.expiration_check());
-        let md = o.etcdraft().unwrap().unwrap();
+        let md = o.etcdraft().unwrap().unwrap().metadata();
         assert_eq!(md.consenters.len(), n as usize);
         let opts = md.options.as_ref().unwrap();
         assert_eq!(
@@ -86,7 +86,7 @@ fn genesis_configs_parse_with_their_values() {
             (10, 1, 5)
         );
         assert_eq!(opts.tick_interval, "250ms");
-        verify_config_metadata(&md, &cc.orderer_tls_pools().unwrap(), NOW).unwrap();
+        verify_config_metadata(md, &cc.orderer_tls_pools().unwrap(), NOW).unwrap();
         let app = cc.application.as_ref().unwrap();
         assert_eq!(app.orgs["Org1MSP"].msp_id, "Org1MSP");
         assert!(cc.msp_manager().get("OrdererMSP").is_some());
@@ -107,14 +107,21 @@ fn genesis_configs_parse_with_their_values() {
 #[test]
 fn consenter_certificates_must_chain_to_orderer_tls_cas() {
     let cc = genesis(3);
-    let md = cc.orderer.as_ref().unwrap().etcdraft().unwrap().unwrap();
+    let md = cc
+        .orderer
+        .as_ref()
+        .unwrap()
+        .etcdraft()
+        .unwrap()
+        .unwrap()
+        .metadata();
     // Org1's TLS CA is not an orderer org's: with only it as root, nothing chains.
     let org1_tls = std::fs::read(ordo_testkit::fixture(
         "crypto-config/peerOrganizations/org1.example.com/tlsca/tlsca.org1.example.com-cert.pem",
     ))
     .unwrap();
     let pools = ordo_config::etcdraft::TlsPools::from_pem([org1_tls.as_slice()], []).unwrap();
-    let err = verify_config_metadata(&md, &pools, NOW).unwrap_err();
+    let err = verify_config_metadata(md, &pools, NOW).unwrap_err();
     assert!(
         err.starts_with(
             "consenter 127.0.0.1:37151 has invalid certificate: verifying tls client cert"
@@ -124,7 +131,7 @@ fn consenter_certificates_must_chain_to_orderer_tls_cas() {
     // Long after every certificate expired, the consenters' own expiry is forgiven (not the CA's,
     // which the fixtures give the same lifetime, so stay inside the CA's validity here).
     let pools = cc.orderer_tls_pools().unwrap();
-    verify_config_metadata(&md, &pools, NOW).unwrap();
+    verify_config_metadata(md, &pools, NOW).unwrap();
 }
 
 #[test]
@@ -193,15 +200,23 @@ fn add_orderer4_produces_the_config_fabric_wrote_in_block_13() {
     );
     let new_cc = ChannelConfig::new(next.config.as_ref().unwrap()).unwrap();
     cc.validate_new(&new_cc).unwrap();
-    let old_md = cc.orderer.as_ref().unwrap().etcdraft().unwrap().unwrap();
+    let old_md = cc
+        .orderer
+        .as_ref()
+        .unwrap()
+        .etcdraft()
+        .unwrap()
+        .unwrap()
+        .metadata();
     let new_md = new_cc
         .orderer
         .as_ref()
         .unwrap()
         .etcdraft()
         .unwrap()
-        .unwrap();
-    verify_config_metadata(&new_md, &new_cc.orderer_tls_pools().unwrap(), NOW).unwrap();
+        .unwrap()
+        .metadata();
+    verify_config_metadata(new_md, &new_cc.orderer_tls_pools().unwrap(), NOW).unwrap();
     match consenter_change(&old_md.consenters, &new_md.consenters).unwrap() {
         ConsenterChange::Add(c) => assert_eq!(c.port, 37154),
         other => panic!("expected an addition, got {other:?}"),
@@ -254,7 +269,8 @@ fn remove_two_is_refused_as_fabric_refused_it() {
         .etcdraft()
         .unwrap()
         .unwrap()
-        .consenters;
+        .consenters()
+        .to_vec();
     let new = new_cc
         .orderer
         .as_ref()
@@ -262,7 +278,8 @@ fn remove_two_is_refused_as_fabric_refused_it() {
         .etcdraft()
         .unwrap()
         .unwrap()
-        .consenters;
+        .consenters()
+        .to_vec();
     // ...and refused by the membership rule, with the text Fabric's answer ends with.
     let answer = ordo_testkit::read_string("config-update/remove_two.answer.txt");
     let err = consenter_change(&old, &new).unwrap_err();

@@ -152,12 +152,7 @@ impl CertWatch {
         }
         for ch in self.registrar.channels() {
             let cfg = ch.config();
-            let consenters = cfg
-                .orderer
-                .as_ref()
-                .and_then(|o| o.etcdraft().ok().flatten())
-                .map(|m| m.consenters)
-                .unwrap_or_default();
+            let consenters = cfg.raft().map(|r| r.consenters()).unwrap_or_default();
             for c in consenters {
                 let labels = [
                     "consenter".to_string(),

@@ -321,17 +321,13 @@ pub struct Member {
 /// The consenters of `cfg` with the Raft IDs of `metadata` (the i-th ID is the i-th consenter's,
 /// Fabric's pairing). Empty if the two disagree in length (a consenter change not applied yet).
 pub fn members(cfg: &ChannelConfig, metadata: &BlockMetadata) -> Vec<Member> {
-    let consenters = cfg
-        .orderer
-        .as_ref()
-        .and_then(|o| o.etcdraft().ok().flatten())
-        .map(|m| m.consenters)
-        .unwrap_or_default();
+    let consenters = cfg.raft().map(|r| r.consenters()).unwrap_or_default();
     if consenters.len() != metadata.consenter_ids.len() {
         return Vec::new();
     }
     consenters
-        .into_iter()
+        .iter()
+        .cloned()
         .zip(&metadata.consenter_ids)
         .map(|(c, id)| Member {
             id: *id,
@@ -349,16 +345,7 @@ pub fn members(cfg: &ChannelConfig, metadata: &BlockMetadata) -> Vec<Member> {
 /// The consenters' client TLS certificates of a config, in config order (what the Raft core
 /// pairs with the consenter IDs).
 pub fn consenter_certs(cfg: &ChannelConfig) -> Vec<Bytes> {
-    cfg.orderer
-        .as_ref()
-        .and_then(|o| o.etcdraft().ok().flatten())
-        .map(|m| {
-            m.consenters
-                .into_iter()
-                .map(|c| c.client_tls_cert)
-                .collect()
-        })
-        .unwrap_or_default()
+    cfg.raft().map(|r| r.client_certs()).unwrap_or_default()
 }
 
 /// Whether this node is a consenter of `cfg` (Fabric's `detectSelfID`, by the public key of the
@@ -367,15 +354,8 @@ pub fn is_consenter(cfg: &ChannelConfig, key: &SelfKey) -> bool {
     let Some(key) = key.get() else {
         return false;
     };
-    let key = key.as_slice();
-    cfg.orderer
-        .as_ref()
-        .and_then(|o| o.etcdraft().ok().flatten())
-        .is_some_and(|m| {
-            m.consenters
-                .iter()
-                .any(|c| crate::registrar::cert_key(&c.server_tls_cert).as_deref() == Some(key))
-        })
+    cfg.raft()
+        .is_some_and(|r| r.position_of(key.as_slice()).is_some())
 }
 
 /// A running channel; see the module doc.
@@ -419,7 +399,7 @@ fn raft_settings(cfg: &ChannelConfig) -> Result<(Options, BatchLimits, Duration)
                 o.consensus_type
             ))
         })?;
-    let opts = md.options.unwrap_or_default();
+    let opts = md.options();
     let tick = parse_go_duration(&opts.tick_interval)
         .ok()
         .filter(|ns| *ns > 0)
@@ -448,13 +428,7 @@ fn raft_settings(cfg: &ChannelConfig) -> Result<(Options, BatchLimits, Duration)
 /// The `Orderer.EtcdRaft.Options` that differ between two configs and, as in Fabric, only take
 /// effect when the node restarts (all but SnapshotIntervalSize), as "Name: old -> new".
 fn restart_only_changes(old: &ChannelConfig, new: &ChannelConfig) -> Vec<String> {
-    let options = |c: &ChannelConfig| {
-        c.orderer
-            .as_ref()
-            .and_then(|o| o.etcdraft().ok().flatten())
-            .and_then(|m| m.options)
-            .unwrap_or_default()
-    };
+    let options = |c: &ChannelConfig| c.raft().map(|r| r.options()).unwrap_or_default();
     let (a, b) = (options(old), options(new));
     let mut changes = Vec::new();
     let mut note = |name: &str, x: String, y: String| {
@@ -524,11 +498,7 @@ fn tip_metadata(ledger: &Ledger, cfg: &ChannelConfig) -> Result<LastBlock, Chann
         .as_ref()
         .ok_or_else(|| ChannelError::Config("block without header".into()))?;
     let metadata = if height == 1 {
-        let n = cfg
-            .orderer
-            .as_ref()
-            .and_then(|o| o.etcdraft().ok().flatten())
-            .map_or(0, |md| md.consenters.len() as u64);
+        let n = cfg.raft().map_or(0, |r| r.consenters().len() as u64);
         BlockMetadata {
             consenter_ids: (1..=n).collect(),
             next_consenter_id: n + 1,
@@ -1092,22 +1062,15 @@ impl Driver {
         let cfg = config_of_block(block)?;
         let md = BlockMetadata::decode(consenter_metadata(block)?)
             .map_err(|e| ChannelError::Config(format!("consenter metadata: {e}")))?;
-        let consenters = cfg
-            .orderer
-            .as_ref()
-            .and_then(|o| o.etcdraft().ok().flatten())
-            .map(|m| m.consenters)
-            .unwrap_or_default();
         // Raft IDs are never reused: a consenter with this chain's ID is this node, its
         // certificate perhaps rotated (and not reloaded here yet).
         if md.consenter_ids.contains(&self.id) {
             return Ok(Standing::Member);
         }
         let key = self.services.self_key.get();
-        let pos = consenters.iter().position(|c| {
-            key.as_deref().map(Vec::as_slice)
-                == crate::registrar::cert_key(&c.server_tls_cert).as_deref()
-        });
+        let pos = key
+            .as_deref()
+            .and_then(|k| cfg.raft().and_then(|r| r.position_of(k)));
         match pos.map(|p| md.consenter_ids.get(p)) {
             None => Ok(Standing::Removed),
             Some(Some(&id)) => Ok(Standing::ReAdded(id)),

@@ -158,7 +158,7 @@ fn check_consensus_metadata(
         ));
     }
     let new_md = match new_o.etcdraft() {
-        Ok(Some(md)) => md,
+        Ok(Some(md)) => md.metadata(),
         Ok(None) => return Ok(()),
         Err(e) => {
             return Err(format!(
@@ -169,12 +169,13 @@ fn check_consensus_metadata(
     let pools = next.orderer_tls_pools().map_err(|e| {
         format!("failed to create x509 verify options from old and new orderer config: {e}")
     })?;
-    verify_config_metadata(&new_md, &pools, now)
+    verify_config_metadata(new_md, &pools, now)
         .map_err(|e| format!("invalid new config metadata: {e}"))?;
+    let no_consenters = Default::default();
     let old_md = old_o
         .etcdraft()
         .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+        .map_or(&no_consenters, |r| r.metadata());
     let change = consenter_change(&old_md.consenters, &new_md.consenters)?;
     let added = match &change {
         ConsenterChange::Add(c) | ConsenterChange::Rotate { new: c, .. } => Some(c),

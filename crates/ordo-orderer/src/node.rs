@@ -378,7 +378,7 @@ impl Node {
                     key: key.to_path_buf(),
                     apply: Box::new(move |c, k| {
                         tls.set_certificate(c, k).map_err(|e| e.0)?;
-                        if is_self && let Some(point) = crate::registrar::cert_key(c) {
+                        if is_self && let Some(point) = ordo_config::channel::cert_key(c) {
                             self_key.set(point);
                         }
                         Ok(())

@@ -136,13 +136,6 @@ fn remove_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The public key point of a PEM certificate.
-pub fn cert_key(pem: &[u8]) -> Option<Vec<u8>> {
-    ordo_msp::Cert::from_pem(pem)
-        .ok()
-        .map(|c| c.public_key().point().to_vec())
-}
-
 impl Registrar {
     /// Opens the node's channels: finishes half-done removals and joins, then starts every
     /// channel found in the ledger folder.
@@ -159,7 +152,7 @@ impl Registrar {
         ] {
             fs::create_dir_all(&d).map_err(|e| io_failed("cannot create", &d, e))?;
         }
-        let self_key = SelfKey::new(server_cert_pem.and_then(cert_key));
+        let self_key = SelfKey::new(server_cert_pem.and_then(ordo_config::channel::cert_key));
         let (switch_tx, mut switches) = tokio::sync::mpsc::unbounded_channel();
         services.switch = Some(switch_tx);
         services.self_key = self_key.clone();
@@ -277,20 +270,12 @@ impl Registrar {
                 "this node has no server TLS certificate to find itself among the consenters (etcdraft requires TLS)".into(),
             )
         })?;
-        let md = cfg
-            .orderer
-            .as_ref()
-            .and_then(|o| o.etcdraft().ok().flatten())
-            .ok_or_else(|| {
-                RegistrarError::BadRequest("the channel's consensus type is not etcdraft".into())
-            })?;
-        let pos = md
-            .consenters
-            .iter()
-            .position(|c| cert_key(&c.server_tls_cert).as_deref() == Some(key.as_slice()))
-            .ok_or_else(|| {
-                RegistrarError::BadRequest("this node is not a consenter of the channel".into())
-            })?;
+        let md = cfg.raft().ok_or_else(|| {
+            RegistrarError::BadRequest("the channel's consensus type is not etcdraft".into())
+        })?;
+        let pos = md.position_of(key.as_slice()).ok_or_else(|| {
+            RegistrarError::BadRequest("this node is not a consenter of the channel".into())
+        })?;
         ids.get(pos).copied().ok_or_else(|| {
             RegistrarError::Failed("the consenter IDs do not match the consenters".into())
         })
@@ -388,11 +373,7 @@ impl Registrar {
             .block(ledger.height() - 1)
             .map_err(ChannelError::from)?;
         let ids = if ledger.height() == 1 {
-            let n = cfg
-                .orderer
-                .as_ref()
-                .and_then(|o| o.etcdraft().ok().flatten())
-                .map_or(0, |m| m.consenters.len() as u64);
+            let n = cfg.raft().map_or(0, |r| r.consenters().len() as u64);
             (1..=n).collect()
         } else {
             let raw = ordo_ledger::block::consenter_metadata(&tip).map_err(ChannelError::from)?;
@@ -416,11 +397,7 @@ impl Registrar {
         marker: &Path,
     ) -> Result<Arc<Channel>, RegistrarError> {
         let cfg = config_of_block(block)?;
-        let n = cfg
-            .orderer
-            .as_ref()
-            .and_then(|o| o.etcdraft().ok().flatten())
-            .map_or(0, |m| m.consenters.len() as u64);
+        let n = cfg.raft().map_or(0, |r| r.consenters().len() as u64);
         let ids: Vec<u64> = (1..=n).collect();
         let id = self.self_id(&cfg, &ids)?;
         let (ledger, wal) = self.open_parts(ch)?;
@@ -456,11 +433,7 @@ impl Registrar {
         }
         // Refuse before touching the disk what would fail anyway.
         let cfg = config_of_block(&block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
-        let n = cfg
-            .orderer
-            .as_ref()
-            .and_then(|o| o.etcdraft().ok().flatten())
-            .map_or(0, |m| m.consenters.len() as u64);
+        let n = cfg.raft().map_or(0, |r| r.consenters().len() as u64);
         self.self_id(&cfg, &(1..=n).collect::<Vec<_>>())?;
         self.delete_channel_files(ch)?;
         let marker = self.dirs.marker(ch, "join");
