@@ -22,24 +22,21 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
+use ordo_channel::{
+    ConfigView, ConsenterEngine, EngineError, EngineParams, Event, Io, IoError, Suspicion,
+};
 use ordo_cluster::comm::{Comm, RemoteNode};
 use ordo_cluster::puller::{Pulled, Puller, Replication, last_config_block_and_height};
 use ordo_config::ChannelConfig;
-use ordo_config::duration::parse_go_duration;
-use ordo_ledger::block::{
-    BlockError, consenter_metadata, header_hash, is_config_block, last_config_index, sign_block,
-};
+use ordo_ledger::block::{BlockError, last_config_index, sign_block};
 use ordo_ledger::store::{BlockStore, StoreError};
 use ordo_msp::SigningIdentity;
-use ordo_proto::common::{Block, Envelope};
+use ordo_proto::common::{Block, BlockHeader, Envelope};
 use ordo_proto::etcdraft::BlockMetadata;
-use ordo_raft::blockcutter::{BatchLimits, Pending};
-use ordo_raft::chain::{
-    Action, ChainCore, ChainParams, ChainStatus, CoreError, LastBlock, Options, Proposal,
-    RaftMessage, Start, encode_message,
-};
+use ordo_raft::chain::{ChainStatus, CoreError, Persist, RaftMessage, Start, encode_message};
 use ordo_raft::wal::{RaftWal, WalError};
 use prost::Message;
+use raft::eraftpb::Snapshot;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -71,6 +68,8 @@ pub enum ChannelError {
     Core(#[from] CoreError),
     #[error("channel config: {0}")]
     Config(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     /// raft-rs asserts on states it holds impossible (a commit index past the end of the log,
     /// say); a message from another node must not kill the node's task silently.
     #[error("raft core panicked: {0}")]
@@ -84,18 +83,7 @@ pub struct Inbound {
     pub active_nodes: Option<Vec<u64>>,
 }
 
-/// An envelope validated by Broadcast, on its way to the leader's block cutter.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    /// The marshalled envelope, as it will appear in the block.
-    pub envelope: Bytes,
-    /// Fabric's size: payload + signature.
-    pub size: u32,
-    /// A CONFIG envelope made by this node from a CONFIG_UPDATE.
-    pub config: bool,
-    /// The config sequence it was validated against.
-    pub config_seq: u64,
-}
+pub use ordo_channel::Submission;
 
 /// The ledger of a channel, shared by the driver (the only writer) and Deliver streams.
 #[derive(Debug)]
@@ -318,27 +306,27 @@ pub struct Member {
     pub client_key: Option<ordo_crypto::PublicKey>,
 }
 
+impl From<&ordo_channel::Member> for Member {
+    fn from(m: &ordo_channel::Member) -> Member {
+        Member {
+            id: m.id,
+            host: m.host.clone(),
+            port: m.port,
+            client_key: ordo_msp::Cert::from_pem(&m.client_tls_cert)
+                .ok()
+                .map(|cert| cert.public_key().clone()),
+            client_tls_cert: m.client_tls_cert.clone(),
+            server_tls_cert: m.server_tls_cert.clone(),
+        }
+    }
+}
+
 /// The consenters of `cfg` with the Raft IDs of `metadata` (the i-th ID is the i-th consenter's,
 /// Fabric's pairing). Empty if the two disagree in length (a consenter change not applied yet).
 pub fn members(cfg: &ChannelConfig, metadata: &BlockMetadata) -> Vec<Member> {
-    let consenters = cfg.raft().map(|r| r.consenters()).unwrap_or_default();
-    if consenters.len() != metadata.consenter_ids.len() {
-        return Vec::new();
-    }
-    consenters
+    ordo_channel::consenter::members(cfg, metadata)
         .iter()
-        .cloned()
-        .zip(&metadata.consenter_ids)
-        .map(|(c, id)| Member {
-            id: *id,
-            client_key: ordo_msp::Cert::from_pem(&c.client_tls_cert)
-                .ok()
-                .map(|cert| cert.public_key().clone()),
-            host: c.host,
-            port: c.port,
-            client_tls_cert: c.client_tls_cert,
-            server_tls_cert: c.server_tls_cert,
-        })
+        .map(Member::from)
         .collect()
 }
 
@@ -384,77 +372,6 @@ impl std::fmt::Debug for Channel {
     }
 }
 
-/// The etcdraft numbers of a channel config.
-fn raft_settings(cfg: &ChannelConfig) -> Result<(Options, BatchLimits, Duration), ChannelError> {
-    let o = cfg
-        .orderer
-        .as_ref()
-        .ok_or_else(|| ChannelError::Config("the channel has no orderer config".into()))?;
-    let md = o
-        .etcdraft()
-        .map_err(|e| ChannelError::Config(e.to_string()))?
-        .ok_or_else(|| {
-            ChannelError::Config(format!(
-                "consensus type {:?} is not supported (Ordo orders with etcdraft)",
-                o.consensus_type
-            ))
-        })?;
-    let opts = md.options();
-    let tick = parse_go_duration(&opts.tick_interval)
-        .ok()
-        .filter(|ns| *ns > 0)
-        .ok_or_else(|| {
-            ChannelError::Config(format!("bad TickInterval {:?}", opts.tick_interval))
-        })?;
-    let limits = BatchLimits {
-        max_message_count: o.batch_size.max_message_count,
-        preferred_max_bytes: o.batch_size.preferred_max_bytes,
-        timeout_ns: u64::try_from(o.batch_timeout_ns).unwrap_or(0),
-    };
-    let options = Options {
-        election_tick: opts.election_tick as usize,
-        heartbeat_tick: opts.heartbeat_tick as usize,
-        max_inflight_blocks: u64::from(opts.max_inflight_blocks),
-        snapshot_interval_size: u64::from(opts.snapshot_interval_size),
-        max_size_per_msg: u64::from(o.batch_size.preferred_max_bytes),
-        election_timeout: None,
-        // Local choices, not the channel's: `Channel::start` sets them.
-        adaptive_cutting: true,
-        learner_first: true,
-    };
-    Ok((options, limits, Duration::from_nanos(tick as u64)))
-}
-
-/// The `Orderer.EtcdRaft.Options` that differ between two configs and, as in Fabric, only take
-/// effect when the node restarts (all but SnapshotIntervalSize), as "Name: old -> new".
-fn restart_only_changes(old: &ChannelConfig, new: &ChannelConfig) -> Vec<String> {
-    let options = |c: &ChannelConfig| c.raft().map(|r| r.options()).unwrap_or_default();
-    let (a, b) = (options(old), options(new));
-    let mut changes = Vec::new();
-    let mut note = |name: &str, x: String, y: String| {
-        if x != y {
-            changes.push(format!("{name}: {x} -> {y}"));
-        }
-    };
-    note("TickInterval", a.tick_interval, b.tick_interval);
-    note(
-        "ElectionTick",
-        a.election_tick.to_string(),
-        b.election_tick.to_string(),
-    );
-    note(
-        "HeartbeatTick",
-        a.heartbeat_tick.to_string(),
-        b.heartbeat_tick.to_string(),
-    );
-    note(
-        "MaxInflightBlocks",
-        a.max_inflight_blocks.to_string(),
-        b.max_inflight_blocks.to_string(),
-    );
-    changes
-}
-
 /// The channel config in force at the ledger's tip: the config block LAST_CONFIG points to.
 pub fn config_at_tip(ledger: &Ledger) -> Result<(ChannelConfig, u64), ChannelError> {
     let height = ledger.height();
@@ -474,47 +391,12 @@ pub fn config_at_tip(ledger: &Ledger) -> Result<(ChannelConfig, u64), ChannelErr
 
 /// The channel config carried by a config block.
 pub fn config_of_block(block: &Block) -> Result<ChannelConfig, ChannelError> {
-    let env = block
-        .data
-        .as_ref()
-        .and_then(|d| d.data.first())
-        .ok_or_else(|| ChannelError::Config("config block without envelope".into()))?;
-    let env = Envelope::decode(env.clone()).map_err(|e| ChannelError::Config(e.to_string()))?;
-    let ce = ordo_config::envelope::config_envelope(&env)
-        .map_err(|e| ChannelError::Config(e.to_string()))?;
-    let config = ce
-        .config
-        .ok_or_else(|| ChannelError::Config("config envelope without config".into()))?;
-    ChannelConfig::new(&config).map_err(|e| ChannelError::Config(e.to_string()))
+    ordo_channel::config::config_of_block(block).map_err(|e| ChannelError::Config(e.to_string()))
 }
 
-/// The consenter metadata of the ledger's last block (for a genesis block: IDs 1..N in config
-/// order, as Fabric assigns them).
-fn tip_metadata(ledger: &Ledger, cfg: &ChannelConfig) -> Result<LastBlock, ChannelError> {
-    let height = ledger.height();
-    let tip = ledger.block(height - 1)?;
-    let header = tip
-        .header
-        .as_ref()
-        .ok_or_else(|| ChannelError::Config("block without header".into()))?;
-    let metadata = if height == 1 {
-        let n = cfg.raft().map_or(0, |r| r.consenters().len() as u64);
-        BlockMetadata {
-            consenter_ids: (1..=n).collect(),
-            next_consenter_id: n + 1,
-            raft_index: 0,
-        }
-    } else {
-        let raw = ordo_ledger::block::consenter_metadata(&tip)?;
-        BlockMetadata::decode(raw).map_err(|e| {
-            ChannelError::Config(format!("block {} consenter metadata: {e}", header.number))
-        })?
-    };
-    Ok(LastBlock {
-        number: header.number,
-        header_hash: header_hash(header),
-        metadata,
-    })
+/// Ticks (rounded up, at least one) in `d`.
+fn ticks_in(d: Duration, tick: Duration) -> u64 {
+    (d.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64).max(1)
 }
 
 impl Channel {
@@ -524,66 +406,73 @@ impl Channel {
         name: &str,
         id: u64,
         ledger: Arc<Ledger>,
-        mut wal: RaftWal,
+        wal: RaftWal,
         services: NodeServices,
     ) -> Result<Arc<Channel>, ChannelError> {
         let (config, last_config) = config_at_tip(&ledger)?;
-        let (mut options, limits, tick) = raft_settings(&config)?;
-        options.adaptive_cutting = !services.fabric_block_cutting;
-        options.learner_first = !services.fabric_membership_changes;
-        let adds_learners = options.learner_first;
-        let election_tick = u32::try_from(options.election_tick).unwrap_or(u32::MAX);
-        let last_block = tip_metadata(&ledger, &config)?;
-        let last_block_md = last_block.metadata.clone();
+        let settings = config
+            .raft_settings()
+            .map_err(|e| ChannelError::Config(e.to_string()))?;
+        let tick = Duration::from_nanos(settings.tick_ns);
+        let election_tick = u32::try_from(settings.options.election_tick).unwrap_or(u32::MAX);
+        let height = ledger.height();
+        let tip = ledger.block(height - 1)?;
+        let last_block = ordo_channel::consenter::last_block_of(&tip, height, &config)?;
         let start = if !wal.is_fresh()? {
             Start::Restart(Box::new(wal.recover()?))
-        } else if ledger.height() == 1 {
+        } else if height == 1 {
             Start::Fresh
         } else {
             // The ledger was pulled from the others (a follower that became a consenter).
             Start::Join
         };
-        let consenters_of: ordo_raft::chain::ConsentersOf = Arc::new(|block: &Block| {
-            config_of_block(block)
-                .map(|c| consenter_certs(&c))
-                .map_err(|e| e.to_string())
-        });
-        let mut core = ChainCore::new(ChainParams {
-            channel: name.to_string(),
+        let cold = wal.entries_reader();
+        let members_handle = Arc::new(ArcSwap::from_pointee(Vec::new()));
+        let config_handle = Arc::new(ArcSwap::from_pointee(config.clone()));
+        let waiters = Arc::new(CommitWaiters::default());
+        let mut io = NodeIo {
+            name: name.to_string(),
             id,
-            options,
-            limits,
-            last_block,
-            consenters: consenter_certs(&config),
-            consenters_of,
-            start,
-        })?;
-        // The fresh bootstrap state must be durable before the task starts; the rest (a
-        // catch-up a restart left unfinished) is the task's first work.
-        let mut startup = Vec::new();
-        for a in core.take_actions() {
-            match a {
-                Action::Persist(p) => wal.persist(&p)?,
-                other => startup.push(other),
-            }
-        }
-        // Applied entries' data need not stay in memory: the WAL gives it back when asked.
-        core.set_cold_entries(wal.entries_reader());
+            wal,
+            ledger: ledger.clone(),
+            services: services.clone(),
+            waiters: waiters.clone(),
+            config: config_handle.clone(),
+            members: members_handle.clone(),
+            election_timeout: tick * election_tick,
+            pull: None,
+            probe: None,
+        };
+        let engine = ConsenterEngine::start(
+            EngineParams {
+                channel: name.to_string(),
+                id,
+                config,
+                last_config,
+                last_block,
+                start,
+                cold_entries: Some(cold),
+                adaptive_cutting: !services.fabric_block_cutting,
+                learner_first: !services.fabric_membership_changes,
+                election_timeout: None,
+                eviction_suspicion_ticks: ticks_in(services.eviction_suspicion, tick),
+                eviction_check_interval_ticks: ticks_in(EVICTION_CHECK_INTERVAL, tick),
+            },
+            &mut io,
+        )?;
         // Whose state this is decides whether a later start may reuse it (see the registrar).
-        wal.set_node_id(id)?;
-        let members = Arc::new(ArcSwap::from_pointee(members(&config, &last_block_md)));
-        let config = Arc::new(ArcSwap::from_pointee(config));
+        io.wal.set_node_id(id)?;
+        let adds_learners = !services.fabric_membership_changes;
         let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_CAPACITY);
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE_CAPACITY);
         let initial = ChainState {
-            status: core.status(),
+            status: engine.status(),
             halted: None,
             relation: Relation::Consenter,
         };
         let learner = initial.is_learner();
         let (state_tx, state) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
-        let waiters = Arc::new(CommitWaiters::default());
         let suspicion = Arc::new(Notify::new());
         let refusals = services.comm.as_ref().map(|c| c.refusals(name));
         services.metrics.ledger_height(name, ledger.height());
@@ -593,36 +482,27 @@ impl Channel {
             .participation(name, if learner { 2 } else { 1 }, 1);
         let driver = Driver {
             name: name.to_string(),
-            id,
-            members: members.clone(),
-            core,
-            wal,
-            ledger: ledger.clone(),
-            config: config.clone(),
-            last_config,
-            services,
+            engine,
+            io,
             state: state_tx,
             origin: Instant::now(),
-            catch_up: None,
-            waiters: waiters.clone(),
-            active_sent: HashMap::new(),
-            election_timeout: tick * election_tick,
-            evicted: false,
-            config_members: members.load().to_vec(),
-            voters: Vec::new(),
-            leaderless: Duration::ZERO,
             suspicion: suspicion.clone(),
             refusals,
-            probe: None,
-            last_probe: None,
-            evicted_at: None,
         };
-        driver.configure_comm();
-        let task = tokio::spawn(driver.run(startup, queue, inbound_rx, stop_rx, tick));
+        let task = tokio::spawn(driver.run(queue, inbound_rx, stop_rx, tick));
         let mut channel = Channel::assemble(
-            name, id, config, ledger, submit, inbound, state, stop, task, waiters,
+            name,
+            id,
+            config_handle,
+            ledger,
+            submit,
+            inbound,
+            state,
+            stop,
+            task,
+            waiters,
         );
-        channel.members = members;
+        channel.members = members_handle;
         channel.suspicion = suspicion;
         channel.adds_learners = adds_learners;
         Ok(Arc::new(channel))
@@ -739,78 +619,22 @@ impl Channel {
     }
 }
 
+/// The least time between two eviction checks (Fabric's `DefaultLeaderlessCheckInterval`).
+const EVICTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The consenter runtime: a tokio task feeding the engine its inputs (ticks, Raft messages,
+/// submissions while it accepts them, the batch timer, pulled blocks, suspicions and the answers
+/// to eviction checks) and publishing its state after each.
 struct Driver {
     name: String,
-    id: u64,
-    members: Arc<ArcSwap<Vec<Member>>>,
-    core: ChainCore,
-    wal: RaftWal,
-    ledger: Arc<Ledger>,
-    config: Arc<ArcSwap<ChannelConfig>>,
-    last_config: u64,
-    services: NodeServices,
+    engine: ConsenterEngine<ChannelConfig>,
+    io: NodeIo,
     state: watch::Sender<ChainState>,
     origin: Instant,
-    catch_up: Option<CatchUp>,
-    waiters: Arc<CommitWaiters>,
-    /// The ActiveNodes last sent to each follower.
-    active_sent: HashMap<u64, Vec<u64>>,
-    /// ElectionTick × TickInterval.
-    election_timeout: Duration,
-    /// The core reported this node's eviction: the driver stops after this step.
-    evicted: bool,
-    /// The consenters of the config in force (`members` adds removed ones still voting).
-    config_members: Vec<Member>,
-    /// The Raft group (voters and learners) when `members` was last computed.
-    voters: Vec<u64>,
-    /// Time without a known leader, since one was last known.
-    leaderless: Duration,
     /// See [`Channel::suspect_eviction`].
     suspicion: Arc<Notify>,
     /// See [`Comm::refusals`].
     refusals: Option<watch::Receiver<u64>>,
-    /// The eviction check under way (the channel's last config block, from the others), and
-    /// when the last one started.
-    probe: Option<Probe>,
-    last_probe: Option<Instant>,
-    /// The config block, learnt from the others, that no longer has this node under its ID.
-    evicted_at: Option<Block>,
-}
-
-/// The least time between two eviction checks (Fabric's `DefaultLeaderlessCheckInterval`).
-const EVICTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
-
-/// An eviction check under way: the channel's last config block and height as the most advanced
-/// orderer has them, and whether what started the check already proves a removal.
-struct Probe {
-    result: oneshot::Receiver<Result<(Block, u64), String>>,
-    /// Another consenter refused this node: it no longer has it in its Raft group, so a removal
-    /// there is in force. Otherwise (no leader for long) a config without this node is not
-    /// enough: the conf change removing it may not be applied yet, and the other voter may
-    /// need this node to elect the leader that applies it.
-    proven: bool,
-}
-
-/// Where this node stands in a config block learnt from the other orderers.
-#[derive(Debug, PartialEq, Eq)]
-enum Standing {
-    /// A consenter under this chain's Raft ID.
-    Member,
-    /// Not a consenter.
-    Removed,
-    /// A consenter under another Raft ID: removed, then added back.
-    ReAdded(u64),
-}
-
-/// A catch-up under way: blocks up to `target` are being pulled.
-struct CatchUp {
-    target: u64,
-    /// The header hash of the snapshot's block: the pulled one must match it.
-    target_hash: [u8; 32],
-    puller: Puller,
-    blocks: mpsc::UnboundedReceiver<Pulled>,
-    started: std::time::Instant,
-    pulled: u64,
 }
 
 /// The next change of the refusal count, or never without a transport.
@@ -823,20 +647,22 @@ async fn refused(r: &mut Option<watch::Receiver<u64>>) {
     std::future::pending().await
 }
 
-/// The result of the eviction check under way, or never without one.
-async fn probed(p: &mut Option<Probe>) -> Result<(Block, u64), String> {
+/// The answer to the eviction check under way, or never without one.
+async fn probed(
+    p: &mut Option<oneshot::Receiver<Result<(Block, u64), String>>>,
+) -> Result<(Block, u64), String> {
     match p {
-        Some(p) => (&mut p.result)
+        Some(rx) => rx
             .await
             .unwrap_or_else(|_| Err("the check was abandoned".into())),
         None => std::future::pending().await,
     }
 }
 
-/// The next pulled block, or never when no catch-up is under way.
-async fn next_pulled(c: &mut Option<CatchUp>) -> Option<Pulled> {
-    match c {
-        Some(c) => c.blocks.recv().await,
+/// The next pulled block, or never when no pull is under way.
+async fn next_pulled(p: &mut Option<(Puller, mpsc::UnboundedReceiver<Pulled>)>) -> Option<Pulled> {
+    match p {
+        Some((_, rx)) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -846,49 +672,8 @@ impl Driver {
         self.origin.elapsed().as_nanos() as u64
     }
 
-    /// The consenters the transport talks to and accepts: those of the config, plus a removed
-    /// one until the Raft group has removed it too (its acknowledgements may be what commits
-    /// its removal; Fabric likewise reconfigures the transport only once the conf change is
-    /// applied).
-    fn refresh_members(&mut self) {
-        let voters = self.core.members();
-        if self.config_members.is_empty() {
-            return;
-        }
-        let mut now = self.config_members.clone();
-        for m in self.members.load().iter() {
-            if voters.contains(&m.id) && !now.iter().any(|n| n.id == m.id) {
-                now.push(m.clone());
-            }
-        }
-        self.voters = voters;
-        if **self.members.load() != now {
-            self.members.store(Arc::new(now));
-            self.configure_comm();
-        }
-    }
-
-    /// Tells the transport who the other consenters are.
-    fn configure_comm(&self) {
-        if let Some(comm) = &self.services.comm {
-            let remotes = self
-                .members
-                .load()
-                .iter()
-                .filter(|m| m.id != self.id)
-                .map(|m| RemoteNode {
-                    id: m.id,
-                    endpoint: format!("{}:{}", m.host, m.port),
-                    server_cert_pem: m.server_tls_cert.clone(),
-                })
-                .collect();
-            comm.configure(&self.name, remotes);
-        }
-    }
-
     async fn run(
         mut self,
-        startup: Vec<Action>,
         mut queue: mpsc::Receiver<Submission>,
         mut inbound: mpsc::Receiver<Inbound>,
         mut stop: watch::Receiver<bool>,
@@ -896,217 +681,69 @@ impl Driver {
     ) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut first = Some(startup);
         let suspicion = self.suspicion.clone();
         loop {
-            if let Some(actions) = first.take()
-                && let Err(e) = self.perform(actions)
-            {
-                self.halt(e);
-                return;
-            }
             let deadline = self
-                .core
+                .engine
                 .deadline()
                 .map(|ns| self.origin + Duration::from_nanos(ns));
-            let accepting = self.core.accepting();
-            let step: Result<(), ChannelError> = tokio::select! {
+            let accepting = self.engine.accepting();
+            let step: Result<(), EngineError> = tokio::select! {
                 _ = stop.changed() => break,
-                _ = ticker.tick() => {
-                    let r = self.guarded(|c| c.tick());
-                    self.count_leaderless(tick);
-                    r
-                }
+                _ = ticker.tick() => self.engine.tick(&mut self.io),
                 _ = suspicion.notified() => {
-                    self.suspect("a consenter addressed this node under another Raft ID", true);
+                    self.engine.suspect(&mut self.io, Suspicion::AddressedUnderAnotherId);
                     Ok(())
                 }
                 _ = refused(&mut self.refusals) => {
-                    self.suspect("a consenter refused this node as unauthorized", true);
+                    self.engine.suspect(&mut self.io, Suspicion::Refused);
                     Ok(())
                 }
-                r = probed(&mut self.probe) => {
-                    self.on_probe(r);
+                r = probed(&mut self.io.probe) => {
+                    self.io.probe = None;
+                    self.engine.on_probe(&self.io, r.map_err(IoError::from));
                     Ok(())
                 }
-                Some(m) = inbound.recv() => {
-                    if let Some(active) = m.active_nodes {
-                        self.core.set_active_nodes(m.msg.from, active);
-                    }
-                    self.guarded(|c| c.step(m.msg))
+                Some(m) = inbound.recv() => self.engine.step(&mut self.io, m.msg, m.active_nodes),
+                Some(s) = queue.recv(), if accepting => {
+                    let now = self.now_ns();
+                    self.engine.submit(&mut self.io, s, now)
                 }
-                Some(s) = queue.recv(), if accepting => self.submit(s),
-                Some(p) = next_pulled(&mut self.catch_up) => self.on_pulled(p),
+                Some(p) = next_pulled(&mut self.io.pull) => self.engine.on_pulled(&mut self.io, p.block),
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = self.now_ns();
-                    self.guarded(|c| c.on_time(now))
+                    self.engine.on_time(&mut self.io, now)
                 }
             };
-            let result = step.and_then(|()| self.carry_out());
-            if let Err(e) = result {
-                self.halt(e);
+            if let Err(e) = step {
+                self.halt(e.into());
                 return;
             }
-            if self.core.members() != self.voters {
-                self.refresh_members();
-            }
             self.publish(None);
-            if self.evicted {
-                if let Some(switch) = &self.services.switch {
+            if let Some(until) = self.engine.evicted() {
+                if let Some(switch) = &self.io.services.switch {
                     let _ = switch.send(Switch::ToFollower {
                         channel: self.name.clone(),
-                        until: self.evicted_at.take().map(Box::new),
+                        until: until.cloned().map(Box::new),
                     });
                 }
                 break;
             }
         }
-        if let Some(comm) = &self.services.comm {
+        if let Some(comm) = &self.io.services.comm {
             comm.remove_channel(&self.name);
-        }
-    }
-
-    /// Fabric's eviction suspector: after `EvictionSuspicion` without a leader, check whether
-    /// this node was removed while it could not hear about it.
-    fn count_leaderless(&mut self, tick: Duration) {
-        if self.core.status().leader != 0 {
-            self.leaderless = Duration::ZERO;
-            return;
-        }
-        self.leaderless += tick;
-        if self.leaderless >= self.services.eviction_suspicion {
-            self.suspect(
-                "no leader for longer than the eviction suspicion threshold",
-                false,
-            );
-        }
-    }
-
-    /// Starts fetching the channel's last config block from the other orderers (at most once
-    /// per [`EVICTION_CHECK_INTERVAL`]); [`Driver::on_probe`] judges it. `proven`: see
-    /// [`Probe::proven`].
-    fn suspect(&mut self, reason: &str, proven: bool) {
-        if self.probe.is_some()
-            || self
-                .last_probe
-                .is_some_and(|t| t.elapsed() < EVICTION_CHECK_INTERVAL)
-        {
-            return;
-        }
-        let Some(comm) = self.services.comm.clone() else {
-            return;
-        };
-        tracing::info!(channel = %self.name, reason, "checking whether this node was removed from the channel: fetching the channel's last config block from its orderers");
-        let source = ChannelSource::new(
-            &self.name,
-            (**self.config.load()).clone(),
-            self.services.signer.clone(),
-        );
-        let (name, replication) = (self.name.clone(), self.services.replication);
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let r = last_config_block_and_height(&name, replication, comm, source).await;
-            let _ = tx.send(r);
-        });
-        self.probe = Some(Probe { result: rx, proven });
-        self.last_probe = Some(Instant::now());
-    }
-
-    /// Acts on the channel's last config block as the other orderers have it: a config that no
-    /// longer has this node under its Raft ID ends this chain, and the node follows the channel
-    /// from its own ledger up to that block and on (Fabric: halt, pull up to the eviction
-    /// block, follow).
-    fn on_probe(&mut self, r: Result<(Block, u64), String>) {
-        let proven = self.probe.take().is_some_and(|p| p.proven);
-        let (block, height) = match r {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(channel = %self.name, error = %e, "cannot check whether this node was removed from the channel");
-                return;
-            }
-        };
-        let number = block.header.as_ref().map_or(0, |h| h.number);
-        if number < self.last_config {
-            // Whoever answered is behind this node: its config says nothing about ours.
-            tracing::info!(channel = %self.name, block = number, "the channel's orderers are behind this node's config: not removed");
-            return;
-        }
-        match self.standing_in(&block) {
-            Ok(Standing::Member) => {
-                tracing::info!(channel = %self.name, block = number, raft_id = self.id, "still a consenter of the channel's last config");
-            }
-            // Ordering waits for a membership conf change to be applied, so a block after the
-            // config block shows the removal in force.
-            Ok(Standing::Removed) if !proven && height <= number + 1 => {
-                tracing::info!(channel = %self.name, block = number, "the channel's last config removes this node, but nothing was ordered after it: the removal may not be applied yet, staying");
-            }
-            Ok(standing) => {
-                match standing {
-                    Standing::ReAdded(id) => {
-                        tracing::warn!(channel = %self.name, block = number, raft_id = self.id, new_raft_id = id, "Detected our own eviction from the channel: the last config has this node under a new Raft ID; following the channel up to that block, then rejoining its Raft group");
-                    }
-                    _ => {
-                        tracing::warn!(channel = %self.name, block = number, "Detected our own eviction from the channel in block {number}: following the channel instead");
-                    }
-                }
-                self.evicted = true;
-                self.evicted_at = Some(block);
-            }
-            Err(e) => {
-                tracing::warn!(channel = %self.name, block = number, error = %e, "cannot check whether this node was removed from the channel");
-            }
-        }
-    }
-
-    fn standing_in(&self, block: &Block) -> Result<Standing, ChannelError> {
-        let cfg = config_of_block(block)?;
-        let md = BlockMetadata::decode(consenter_metadata(block)?)
-            .map_err(|e| ChannelError::Config(format!("consenter metadata: {e}")))?;
-        // Raft IDs are never reused: a consenter with this chain's ID is this node, its
-        // certificate perhaps rotated (and not reloaded here yet).
-        if md.consenter_ids.contains(&self.id) {
-            return Ok(Standing::Member);
-        }
-        let key = self.services.self_key.get();
-        let pos = key
-            .as_deref()
-            .and_then(|k| cfg.raft().and_then(|r| r.position_of(k)));
-        match pos.map(|p| md.consenter_ids.get(p)) {
-            None => Ok(Standing::Removed),
-            Some(Some(&id)) => Ok(Standing::ReAdded(id)),
-            Some(None) => Err(ChannelError::Config(
-                "the consenter IDs do not match the consenters".into(),
-            )),
-        }
-    }
-
-    /// Runs `f` on the core; a panic in it (raft-rs's assertions) halts this channel, reported
-    /// as failed, instead of ending the task unseen.
-    fn guarded(
-        &mut self,
-        f: impl FnOnce(&mut ChainCore) -> Result<(), ordo_raft::chain::CoreError>,
-    ) -> Result<(), ChannelError> {
-        let core = &mut self.core;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(core))) {
-            Ok(r) => r.map_err(Into::into),
-            Err(p) => Err(ChannelError::Panicked(
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".to_string()),
-            )),
         }
     }
 
     fn halt(&self, e: ChannelError) {
         tracing::error!(channel = %self.name, error = %e, "chain halted");
-        self.services.metrics.participation(&self.name, 3, 1);
+        self.io.services.metrics.participation(&self.name, 3, 1);
         self.publish(Some(e.to_string()));
     }
 
     fn publish(&self, halted: Option<String>) {
-        let status = self.core.status();
-        let m = &self.services.metrics;
+        let status = self.engine.status();
+        let m = &self.io.services.metrics;
         m.raft_status(&self.name, &status);
         let learner = status.learners.contains(&status.id);
         let (was_learner, failed) = {
@@ -1127,298 +764,210 @@ impl Driver {
             changed
         });
     }
+}
 
-    fn submit(&mut self, s: Submission) -> Result<(), ChannelError> {
-        let config = self.config.load();
-        if s.config_seq < config.sequence() {
-            // The config changed since this envelope was validated: check it again, as Fabric's
-            // leader does; a failure drops it silently (the client already got SUCCESS).
-            let env = match Envelope::decode(s.envelope.clone()) {
-                Ok(e) => e,
-                Err(_) => return Ok(()),
-            };
-            let now = unix_now();
-            let still_valid = if s.config {
-                revalidate_config(&env, &self.name, &config)
-            } else {
-                process_normal(&env, &config, self.services.filters, now)
-                    .map(|_| ())
-                    .map_err(|r| r.info)
-            };
-            if let Err(e) = still_valid {
-                tracing::warn!(channel = %self.name, error = %e, "envelope dropped: no longer valid under the new config");
-                return Ok(());
-            }
-        }
-        let proposal = if s.config {
-            self.services.metrics.config_proposal(&self.name);
-            Proposal::Config(s.envelope)
-        } else {
-            self.services.metrics.normal_proposal(&self.name);
-            Proposal::Normal(Pending {
-                envelope: s.envelope,
-                size: s.size,
-            })
-        };
-        let now = self.now_ns();
-        match self.core.submit(proposal, now) {
-            Ok(()) => Ok(()),
-            Err(ordo_raft::chain::SubmitError::Halted(e)) => Err(e.into()),
-            Err(e) => {
-                // Leadership moved between Broadcast's check and now; the envelope is lost as in
-                // Fabric when a leader steps down with pending envelopes.
-                tracing::warn!(channel = %self.name, error = %e, "envelope dropped");
-                Ok(())
-            }
-        }
-    }
+/// The engine's world on a real node: the raft-engine WAL, the block store, the node's signing
+/// identity and filters, the cluster transport, pullers and probes on tokio tasks, and the
+/// channel's published config, members, commit waiters and metrics.
+struct NodeIo {
+    name: String,
+    id: u64,
+    wal: RaftWal,
+    ledger: Arc<Ledger>,
+    services: NodeServices,
+    waiters: Arc<CommitWaiters>,
+    /// What Broadcast validates against and the participation API shows.
+    config: Arc<ArcSwap<ChannelConfig>>,
+    /// Whom inbound cluster messages are matched against.
+    members: Arc<ArcSwap<Vec<Member>>>,
+    /// ElectionTick × TickInterval.
+    election_timeout: Duration,
+    /// The pull under way while catching up.
+    pull: Option<(Puller, mpsc::UnboundedReceiver<Pulled>)>,
+    /// The eviction check under way.
+    probe: Option<oneshot::Receiver<Result<(Block, u64), String>>>,
+}
 
-    /// Raft messages to the other consenters. Losses are Raft's to repair, so a failed send is
-    /// only logged.
-    fn send(&mut self, msgs: Vec<RaftMessage>) {
-        let Some(comm) = self.services.comm.clone() else {
-            return;
-        };
-        let leading = self.core.status().is_leader;
-        for m in msgs {
-            let to = m.to;
-            // Fabric's disseminator: the leader's ActiveNodes ride on the next message to each
-            // follower after they change.
-            let active = self.core.active_nodes();
-            let metadata =
-                if leading && self.active_sent.get(&to).map(Vec::as_slice) != Some(active) {
-                    self.active_sent.insert(to, active.to_vec());
-                    ordo_proto::etcdraft::ClusterMetadata {
-                        active_nodes: active.to_vec(),
-                    }
-                    .encode_to_vec()
-                    .into()
-                } else {
-                    Bytes::new()
-                };
-            let req = ordo_proto::orderer::ConsensusRequest {
-                channel: self.name.clone(),
-                payload: encode_message(&m).into(),
-                metadata,
-            };
-            if let Err(e) = comm.send_consensus(&self.name, to, req) {
-                tracing::debug!(channel = %self.name, to, error = %e, "raft message not sent");
-            }
-        }
-    }
+impl Io for NodeIo {
+    type Config = ChannelConfig;
 
-    /// Carries out the core's actions in order.
-    fn carry_out(&mut self) -> Result<(), ChannelError> {
-        let actions = self.core.take_actions();
-        self.perform(actions)
-    }
-
-    fn perform(&mut self, actions: Vec<Action>) -> Result<(), ChannelError> {
-        for action in actions {
-            match action {
-                Action::Persist(p) => {
-                    if p.snapshot.is_some() {
-                        // The WAL is about to drop entries up to the leader's snapshot.
-                        self.ledger.sync()?;
-                    }
-                    let t = std::time::Instant::now();
-                    self.wal.persist(&p)?;
-                    let took = t.elapsed();
-                    self.services.metrics.data_persist(&self.name, took);
-                    if took > self.election_timeout / 2 {
-                        // Fabric's warning: a sync this slow holds back heartbeats and votes.
-                        tracing::warn!(channel = %self.name, ?took, election_timeout = ?self.election_timeout, "WAL sync took more than half the election timeout: the disk is too slow and may cause loss of quorum and trigger leadership elections");
-                    }
-                }
-                Action::Send(msgs) => self.send(msgs),
-                Action::WriteBlock {
-                    block,
-                    metadata,
-                    config,
-                } => self.write_block(block, metadata, config, Durability::Wal)?,
-                Action::Snapshot {
-                    snapshot,
-                    compact_to,
-                } => {
-                    // The entries the snapshot lets go of are the only other copy of the blocks
-                    // appended unsynced since the last sync.
-                    self.ledger.sync()?;
-                    self.wal.save_snapshot(&snapshot, compact_to)?;
-                    if let Ok(b) = Block::decode(snapshot.get_data())
-                        && let Some(h) = b.header
-                    {
-                        self.services.metrics.snapshot_block(&self.name, h.number);
-                    }
-                }
-                Action::BatchCut { fill_ns } => self
-                    .services
-                    .metrics
-                    .block_fill(&self.name, Duration::from_nanos(fill_ns)),
-                Action::CatchUp { block } => self.start_catch_up(&block)?,
-                Action::Evicted => {
-                    tracing::info!(channel = %self.name, "this node was removed from the channel's consenters: it will follow the channel instead");
-                    self.evicted = true;
-                }
-            }
+    fn persist(&mut self, p: &Persist) -> Result<(), IoError> {
+        let t = std::time::Instant::now();
+        self.wal.persist(p)?;
+        let took = t.elapsed();
+        self.services.metrics.data_persist(&self.name, took);
+        if took > self.election_timeout / 2 {
+            // Fabric's warning: a sync this slow holds back heartbeats and votes.
+            tracing::warn!(channel = %self.name, ?took, election_timeout = ?self.election_timeout, "WAL sync took more than half the election timeout: the disk is too slow and may cause loss of quorum and trigger leadership elections");
         }
         Ok(())
     }
 
-    /// Starts pulling the blocks up to the snapshot's `block`, or raises the target of the pull
-    /// under way.
-    fn start_catch_up(&mut self, block: &Block) -> Result<(), ChannelError> {
-        let header = block
-            .header
-            .as_ref()
-            .ok_or_else(|| ChannelError::Config("snapshot block without header".into()))?;
-        let (target, target_hash) = (header.number, header_hash(header));
-        self.services.metrics.catch_up_target(&self.name, target);
-        if let Some(c) = &mut self.catch_up {
-            if target > c.target {
-                tracing::info!(channel = %self.name, target, "a newer snapshot: catching up further");
-                c.target = target;
-                c.target_hash = target_hash;
-                c.puller.set_target(target);
-            }
-            return Ok(());
+    fn save_snapshot(&mut self, snapshot: &Snapshot, compact_to: u64) -> Result<(), IoError> {
+        Ok(self.wal.save_snapshot(snapshot, compact_to)?)
+    }
+
+    fn ledger_height(&self) -> u64 {
+        self.ledger.height()
+    }
+
+    fn ledger_block(&self, number: u64) -> Result<Block, IoError> {
+        Ok(self.ledger.block(number)?)
+    }
+
+    fn append(&mut self, block: &Block, synced: bool) -> Result<(), IoError> {
+        let t = std::time::Instant::now();
+        if synced {
+            self.ledger.append(block)?;
+        } else {
+            self.ledger.append_unsynced(block)?;
         }
-        let comm = self.services.comm.clone().ok_or_else(|| {
-            ChannelError::Config("catching up needs the cluster transport (TLS)".into())
-        })?;
-        let height = self.ledger.height();
-        let prev = self
-            .ledger
-            .block(height - 1)?
-            .header
-            .ok_or_else(|| ChannelError::Config("ledger block without header".into()))?;
-        tracing::info!(channel = %self.name, from = height, to = target, "the leader's snapshot is ahead of this ledger: pulling the missing blocks from the channel's orderers");
-        let source = ChannelSource::new(
-            &self.name,
-            (**self.config.load()).clone(),
-            self.services.signer.clone(),
-        );
-        let (puller, blocks) = Puller::start(
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        self.services
+            .metrics
+            .block_committed(&self.name, number, t.elapsed());
+        Ok(())
+    }
+
+    fn sync_ledger(&mut self) -> Result<(), IoError> {
+        Ok(self.ledger.sync()?)
+    }
+
+    fn sign(
+        &self,
+        block: &mut Block,
+        last_config: u64,
+        consenter_metadata: &[u8],
+    ) -> Result<(), IoError> {
+        Ok(sign_block(
+            block,
+            &self.services.signer,
+            last_config,
+            Some(consenter_metadata),
+        )?)
+    }
+
+    fn revalidate(&self, s: &Submission, config: &ChannelConfig) -> Result<(), IoError> {
+        let env = Envelope::decode(s.envelope.clone())?;
+        if s.config {
+            revalidate_config(&env, &self.name, config)?;
+        } else {
+            process_normal(&env, config, self.services.filters, unix_now()).map_err(|r| r.info)?;
+        }
+        Ok(())
+    }
+
+    fn self_key(&self) -> Option<Vec<u8>> {
+        self.services.self_key.get().map(|k| k.to_vec())
+    }
+
+    fn send(&mut self, msg: RaftMessage, active_nodes: Option<&[u64]>) {
+        let Some(comm) = &self.services.comm else {
+            return;
+        };
+        let to = msg.to;
+        let metadata = active_nodes.map_or_else(Bytes::new, |active| {
+            ordo_proto::etcdraft::ClusterMetadata {
+                active_nodes: active.to_vec(),
+            }
+            .encode_to_vec()
+            .into()
+        });
+        let req = ordo_proto::orderer::ConsensusRequest {
+            channel: self.name.clone(),
+            payload: encode_message(&msg).into(),
+            metadata,
+        };
+        if let Err(e) = comm.send_consensus(&self.name, to, req) {
+            tracing::debug!(channel = %self.name, to, error = %e, "raft message not sent");
+        }
+    }
+
+    fn set_members(&mut self, members: &[ordo_channel::Member]) {
+        let now: Vec<Member> = members.iter().map(Member::from).collect();
+        if let Some(comm) = &self.services.comm {
+            let remotes = now
+                .iter()
+                .filter(|m| m.id != self.id)
+                .map(|m| RemoteNode {
+                    id: m.id,
+                    endpoint: format!("{}:{}", m.host, m.port),
+                    server_cert_pem: m.server_tls_cert.clone(),
+                })
+                .collect();
+            comm.configure(&self.name, remotes);
+        }
+        self.members.store(Arc::new(now));
+    }
+
+    fn start_pull(
+        &mut self,
+        prev: &BlockHeader,
+        target: u64,
+        config: &ChannelConfig,
+    ) -> Result<(), IoError> {
+        let comm = self
+            .services
+            .comm
+            .clone()
+            .ok_or("catching up needs the cluster transport (TLS)")?;
+        let source = ChannelSource::new(&self.name, config.clone(), self.services.signer.clone());
+        self.pull = Some(Puller::start(
             &self.name,
             self.services.replication,
             comm,
             source,
-            Some(prev),
+            Some(prev.clone()),
             target,
-        );
-        self.catch_up = Some(CatchUp {
-            target,
-            target_hash,
-            puller,
-            blocks,
-            started: std::time::Instant::now(),
-            pulled: 0,
-        });
+        ));
         Ok(())
     }
 
-    /// Writes a pulled block (already checked by the puller) and, at the target, hands the
-    /// ledger back to the core.
-    fn on_pulled(&mut self, p: Pulled) -> Result<(), ChannelError> {
-        let Pulled { block, .. } = p;
-        let number = block.header.as_ref().map_or(0, |h| h.number);
-        let hash = block.header.as_ref().map(header_hash).unwrap_or_default();
-        let metadata = BlockMetadata::decode(consenter_metadata(&block)?).map_err(|e| {
-            ChannelError::Config(format!("pulled block {number}: consenter metadata: {e}"))
-        })?;
-        let config = is_config_block(&block);
-        self.write_block(block, metadata, config, Durability::Ledger)?;
-        self.services.metrics.block_pulled(&self.name);
-        let Some(c) = &mut self.catch_up else {
-            return Ok(());
+    fn raise_pull(&mut self, target: u64) {
+        if let Some((puller, _)) = &self.pull {
+            puller.set_target(target);
+        }
+    }
+
+    fn stop_pull(&mut self) {
+        self.pull = None;
+    }
+
+    fn start_probe(&mut self, config: &ChannelConfig) {
+        let Some(comm) = self.services.comm.clone() else {
+            return;
         };
-        c.pulled += 1;
-        if c.pulled % 100 == 0 {
-            tracing::info!(channel = %self.name, block = number, target = c.target, "catching up");
-        }
-        if number < c.target {
-            return Ok(());
-        }
-        if hash != c.target_hash {
-            return Err(ChannelError::Config(format!(
-                "pulled block {number} differs from the block in the leader's snapshot"
-            )));
-        }
-        tracing::info!(channel = %self.name, blocks = c.pulled, to = number, took = ?c.started.elapsed(), "caught up with the snapshot");
-        self.catch_up = None;
-        let last = tip_metadata(&self.ledger, &self.config.load())?;
-        let consenters = consenter_certs(&self.config.load());
-        self.core.caught_up(last, consenters)?;
-        Ok(())
+        let source = ChannelSource::new(&self.name, config.clone(), self.services.signer.clone());
+        let (name, replication) = (self.name.clone(), self.services.replication);
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let r = last_config_block_and_height(&name, replication, comm, source).await;
+            let _ = tx.send(r);
+        });
+        self.probe = Some(rx);
     }
 
-    /// Fabric's `BlockWriter`: LAST_CONFIG, consenter metadata and the node's signature, then
-    /// the ledger; a config block is checked and becomes the channel config.
-    fn write_block(
-        &mut self,
-        mut block: Block,
-        metadata: BlockMetadata,
-        config: bool,
-        durability: Durability,
-    ) -> Result<(), ChannelError> {
-        let number = block.header.as_ref().map_or(0, |h| h.number);
-        let mut new_config = None;
-        if config {
-            let next = config_of_block(&block)?;
-            let current = self.config.load();
-            if next.sequence() <= current.sequence() {
-                return Err(ChannelError::Config(format!(
-                    "config block {number} has sequence {} but the channel is at {}",
-                    next.sequence(),
-                    current.sequence()
-                )));
-            }
-            self.last_config = number;
-            new_config = Some(next);
-        }
-        sign_block(
-            &mut block,
-            &self.services.signer,
-            self.last_config,
-            Some(&metadata.encode_to_vec()),
-        )?;
-        let t = std::time::Instant::now();
-        // Config blocks are synced even when the WAL holds them: a restart decides from the
-        // ledger's last config whether this node is a consenter at all.
-        if durability == Durability::Wal && !config {
-            self.ledger.append_unsynced(&block)?;
-        } else {
-            self.ledger.append(&block)?;
-        }
-        self.waiters.notify(&block);
+    fn event(&mut self, e: Event<'_, ChannelConfig>) {
         let m = &self.services.metrics;
-        m.block_committed(&self.name, number, t.elapsed());
-        if let Some(next) = new_config {
-            let (options, limits, _) = raft_settings(&next)?;
-            let later = restart_only_changes(&self.config.load(), &next);
-            if !later.is_empty() {
-                tracing::warn!(channel = %self.name, block = number, changes = %later.join(", "), "Raft options changed: they take effect when this node restarts (only SnapshotIntervalSize applies at once, as in Fabric)");
+        match e {
+            Event::BlockWritten { block, pulled } => {
+                self.waiters.notify(block);
+                if pulled {
+                    m.block_pulled(&self.name);
+                }
             }
-            self.core
-                .config_applied(limits, options.snapshot_interval_size);
-            self.config_members = members(&next, &metadata);
-            self.refresh_members();
-            self.config.store(Arc::new(next));
-            tracing::info!(channel = %self.name, block = number, "applied a new channel config");
-            (self.services.on_config)();
+            Event::ConfigApplied { config, .. } => {
+                self.config.store(Arc::new(config.clone()));
+                (self.services.on_config)();
+            }
+            Event::Snapshot { block } => m.snapshot_block(&self.name, block),
+            Event::CatchUpTarget { target } => m.catch_up_target(&self.name, target),
+            Event::BatchCut { fill_ns } => m.block_fill(&self.name, Duration::from_nanos(fill_ns)),
+            Event::Proposed { config: true } => m.config_proposal(&self.name),
+            Event::Proposed { config: false } => m.normal_proposal(&self.name),
+            Event::Dropped => {}
         }
-        Ok(())
     }
-}
-
-/// Where a block written to the ledger is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Durability {
-    /// Made from a committed entry of this node's Raft WAL, which keeps it until the next
-    /// snapshot: the ledger appends without fsync (writing each block to stable storage once
-    /// instead of twice) and syncs before the WAL lets go.
-    Wal,
-    /// Pulled from another orderer: only the ledger holds it, fsynced before it counts.
-    Ledger,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -1433,48 +982,4 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fixture_config() -> ChannelConfig {
-        let raw = ordo_testkit::read("channel-genesis/channel-3.block");
-        config_of_block(&Block::decode(raw.as_slice()).unwrap()).unwrap()
-    }
-
-    /// `fixture_config` with its etcdraft options edited.
-    fn with_options(edit: impl FnOnce(&mut ordo_proto::etcdraft::Options)) -> ChannelConfig {
-        let mut config = fixture_config().config().clone();
-        let orderer = config
-            .channel_group
-            .as_mut()
-            .unwrap()
-            .groups
-            .get_mut("Orderer")
-            .unwrap();
-        let value = orderer.values.get_mut("ConsensusType").unwrap();
-        let mut ct = ordo_proto::orderer::ConsensusType::decode(value.value.clone()).unwrap();
-        let mut md = ordo_proto::etcdraft::ConfigMetadata::decode(ct.metadata.clone()).unwrap();
-        edit(md.options.as_mut().unwrap());
-        ct.metadata = md.encode_to_vec().into();
-        value.value = ct.encode_to_vec().into();
-        ChannelConfig::new(&config).unwrap()
-    }
-
-    #[test]
-    fn only_options_other_than_the_snapshot_interval_wait_for_a_restart() {
-        let old = fixture_config();
-        let snapshot = with_options(|o| o.snapshot_interval_size *= 2);
-        assert!(restart_only_changes(&old, &snapshot).is_empty());
-        let slower = with_options(|o| {
-            o.tick_interval = "500ms".into();
-            o.election_tick = 20;
-        });
-        assert_eq!(
-            restart_only_changes(&old, &slower),
-            ["TickInterval: 250ms -> 500ms", "ElectionTick: 10 -> 20"]
-        );
-    }
 }
