@@ -26,6 +26,7 @@ pub mod config;
 pub mod consenter;
 pub mod error;
 pub mod io;
+pub mod start;
 
 pub use config::{ConfigView, ConsenterEntry, RaftSettings};
 pub use consenter::{ConsenterEngine, EngineParams, Member, Standing, Suspicion};

@@ -120,19 +120,7 @@ pub fn sign_block(
     consenter_metadata: Option<&[u8]>,
 ) -> Result<(), BlockError> {
     let header_der = header_bytes(header(block)?);
-    let value = OrdererBlockMetadata {
-        last_config: Some(LastConfig { index: last_config }),
-        consenter_metadata: match consenter_metadata {
-            Some(m) => Metadata {
-                value: Bytes::copy_from_slice(m),
-                signatures: vec![],
-            }
-            .encode_to_vec()
-            .into(),
-            None => Bytes::new(),
-        },
-    }
-    .encode_to_vec();
+    let value = orderer_block_metadata(last_config, consenter_metadata);
     let sig_header = SignatureHeader {
         creator: signer.serialized().clone(),
         nonce: Bytes::copy_from_slice(&ordo_crypto::random_nonce()),
@@ -145,12 +133,51 @@ pub fn sign_block(
     let signature = signer
         .sign(&msg)
         .map_err(|e| BlockError::Signing(e.to_string()))?;
+    let signatures = vec![MetadataSignature {
+        signature_header: sig_header.into(),
+        signature: signature.into(),
+    }];
+    put_orderer_metadata(block, value, signatures, last_config);
+    Ok(())
+}
+
+/// What `sign_block` writes, without a signature: LAST_CONFIG and the SIGNATURES entry's value
+/// (last config and consenter metadata) with an empty signature list. For the simulator, whose
+/// blocks carry the metadata the Raft core and the engine read back, and whose checker verifies
+/// no signature.
+pub fn put_unsigned_metadata(block: &mut Block, last_config: u64, consenter_metadata: &[u8]) {
+    let value = orderer_block_metadata(last_config, Some(consenter_metadata));
+    put_orderer_metadata(block, value, Vec::new(), last_config);
+}
+
+/// `OrdererBlockMetadata{last_config, consenter_metadata}`, the consenter metadata wrapped once
+/// more in a `Metadata` as Fabric does.
+fn orderer_block_metadata(last_config: u64, consenter_metadata: Option<&[u8]>) -> Vec<u8> {
+    OrdererBlockMetadata {
+        last_config: Some(LastConfig { index: last_config }),
+        consenter_metadata: match consenter_metadata {
+            Some(m) => Metadata {
+                value: Bytes::copy_from_slice(m),
+                signatures: vec![],
+            }
+            .encode_to_vec()
+            .into(),
+            None => Bytes::new(),
+        },
+    }
+    .encode_to_vec()
+}
+
+#[allow(deprecated)]
+fn put_orderer_metadata(
+    block: &mut Block,
+    value: Vec<u8>,
+    signatures: Vec<MetadataSignature>,
+    last_config: u64,
+) {
     let signatures = Metadata {
         value: value.into(),
-        signatures: vec![MetadataSignature {
-            signature_header: sig_header.into(),
-            signature: signature.into(),
-        }],
+        signatures,
     };
     let last = Metadata {
         value: LastConfig { index: last_config }.encode_to_vec().into(),
@@ -160,7 +187,6 @@ pub fn sign_block(
     slots.resize(slots.len().max(METADATA_SLOTS), Bytes::new());
     slots[BlockMetadataIndex::Signatures as usize] = signatures.encode_to_vec().into();
     slots[BlockMetadataIndex::LastConfig as usize] = last.encode_to_vec().into();
-    Ok(())
 }
 
 #[allow(deprecated)]

@@ -33,7 +33,7 @@ use ordo_ledger::store::{BlockStore, StoreError};
 use ordo_msp::SigningIdentity;
 use ordo_proto::common::{Block, BlockHeader, Envelope};
 use ordo_proto::etcdraft::BlockMetadata;
-use ordo_raft::chain::{ChainStatus, CoreError, Persist, RaftMessage, Start, encode_message};
+use ordo_raft::chain::{ChainStatus, CoreError, Persist, RaftMessage, encode_message};
 use ordo_raft::wal::{RaftWal, WalError};
 use prost::Message;
 use raft::eraftpb::Snapshot;
@@ -418,14 +418,7 @@ impl Channel {
         let height = ledger.height();
         let tip = ledger.block(height - 1)?;
         let last_block = ordo_channel::consenter::last_block_of(&tip, height, &config)?;
-        let start = if !wal.is_fresh()? {
-            Start::Restart(Box::new(wal.recover()?))
-        } else if height == 1 {
-            Start::Fresh
-        } else {
-            // The ledger was pulled from the others (a follower that became a consenter).
-            Start::Join
-        };
+        let start = ordo_channel::start::start_kind(wal.is_fresh()?, height, || wal.recover())?;
         let cold = wal.entries_reader();
         let members_handle = Arc::new(ArcSwap::from_pointee(Vec::new()));
         let config_handle = Arc::new(ArcSwap::from_pointee(config.clone()));

@@ -46,6 +46,7 @@ use crate::channel::{
     is_consenter,
 };
 use crate::follower::JoinBlock;
+use ordo_channel::start::{StartPlan, WalFacts, plan};
 
 /// Why a join or removal was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -309,83 +310,65 @@ impl Registrar {
                 "channel {ch}: the ledger is empty and no join is pending"
             )));
         }
-        let (cfg, _) = crate::channel::config_at_tip(&ledger)?;
-        if !is_consenter(&cfg, &self.self_key) {
-            if let Some(id) = self.removal_unfinished(ch)? {
-                tracing::info!(channel = %ch, raft_id = id, "the channel's last config removed this node, but its Raft group has not yet, and the other voter needs it for a quorum: taking part until the removal is applied");
-                let wal = self.open_wal(ch)?;
-                return Ok(Channel::start(ch, id, ledger, wal, self.services.clone())?);
-            }
-            tracing::info!(channel = %ch, "this node is not a consenter of the channel's last config: following it");
-            return Ok(Channel::follow(ch, ledger, None, self.services.clone())?);
-        }
         // A WAL from before Raft IDs were recorded belongs to this node's current ID: nothing
         // else could have written it on a restart.
-        self.start_consenter(ch, ledger, true)
+        self.start_planned(ch, ledger, true)
     }
 
-    /// The Raft ID under which this node must go on taking part in a channel whose last config
-    /// removed it: its WAL's membership still has it as a voter that the other voter needs for a
-    /// quorum (see `ordo_raft::chain::needed_for_quorum`); `None` when it may simply follow.
-    fn removal_unfinished(&self, ch: &str) -> Result<Option<u64>, RegistrarError> {
+    /// What the channel's Raft WAL holds, for the start plan.
+    fn wal_facts(&self, ch: &str) -> Result<WalFacts, RegistrarError> {
         let wal = self.open_wal(ch)?;
-        let Some(id) = wal.node_id() else {
-            return Ok(None);
-        };
-        let cs = wal.conf_state().map_err(ChannelError::from)?;
-        Ok(ordo_raft::chain::needed_for_quorum(&cs.voters, id).then_some(id))
+        Ok(WalFacts {
+            fresh: wal.is_fresh().map_err(ChannelError::from)?,
+            owner: wal.node_id(),
+            voters: wal.conf_state().map_err(ChannelError::from)?.voters,
+        })
     }
 
-    /// The channel's WAL for Raft node `id`: the one on disk when it was recorded under `id`
-    /// (or, with `keep_unowned`, under no ID), otherwise wiped and started afresh.
-    fn consenter_wal(
-        &self,
-        ch: &str,
-        id: u64,
-        keep_unowned: bool,
-    ) -> Result<RaftWal, RegistrarError> {
-        let wal = self.open_wal(ch)?;
-        let owner = wal.node_id();
-        if wal.is_fresh().map_err(ChannelError::from)?
-            || owner == Some(id)
-            || (owner.is_none() && keep_unowned)
-        {
-            return Ok(wal);
-        }
-        tracing::info!(channel = %ch, raft_id = id, wal_raft_id = ?owner, "the Raft WAL belongs to another Raft ID of this node: starting from an empty one");
-        drop(wal);
-        for d in [self.dirs.wal(ch), self.dirs.snap(ch)] {
-            remove_dir(&d).map_err(|e| io_failed("cannot delete", &d, e))?;
-        }
-        self.open_wal(ch)
-    }
-
-    /// Starts the Raft chain of a channel whose ledger's last config lists this node, on the
-    /// WAL [`Registrar::consenter_wal`] gives for its Raft ID.
-    fn start_consenter(
+    /// Starts a channel whose ledger holds blocks (a restart, or a follower whose ledger reached
+    /// a config block listing this node) as `ordo_channel::start::plan` says: following it, or
+    /// running its Raft chain under the ID the plan gives, on the WAL on disk or an empty one.
+    fn start_planned(
         &self,
         ch: &str,
         ledger: Arc<Ledger>,
         keep_unowned: bool,
     ) -> Result<Arc<Channel>, RegistrarError> {
         let (cfg, _) = crate::channel::config_at_tip(&ledger)?;
-        let tip = ledger
-            .block(ledger.height() - 1)
+        let height = ledger.height();
+        let tip = ledger.block(height - 1).map_err(ChannelError::from)?;
+        let last = ordo_channel::consenter::last_block_of(&tip, height, &cfg)
             .map_err(ChannelError::from)?;
-        let ids = if ledger.height() == 1 {
-            let n = cfg.raft().map_or(0, |r| r.consenters().len() as u64);
-            (1..=n).collect()
-        } else {
-            let raw = ordo_ledger::block::consenter_metadata(&tip).map_err(ChannelError::from)?;
-            ordo_proto::etcdraft::BlockMetadata::decode(raw)
-                .map_err(|e| RegistrarError::Failed(e.to_string()))?
-                .consenter_ids
-        };
-        let id = self.self_id(&cfg, &ids)?;
-        // A WAL wiped below must not take with it the only copy of unsynced blocks.
-        ledger.sync().map_err(ChannelError::from)?;
-        let wal = self.consenter_wal(ch, id, keep_unowned)?;
-        Ok(Channel::start(ch, id, ledger, wal, self.services.clone())?)
+        let facts = self.wal_facts(ch)?;
+        let key = self.self_key.get();
+        let ids = &last.metadata.consenter_ids;
+        match plan(
+            &cfg,
+            ids,
+            key.as_deref().map(Vec::as_slice),
+            &facts,
+            keep_unowned,
+        ) {
+            StartPlan::Follow => {
+                tracing::info!(channel = %ch, "this node is not a consenter of the channel's last config: following it");
+                Ok(Channel::follow(ch, ledger, None, self.services.clone())?)
+            }
+            StartPlan::Consent { id, wipe_wal } => {
+                if !is_consenter(&cfg, &self.self_key) {
+                    tracing::info!(channel = %ch, raft_id = id, "the channel's last config removed this node, but its Raft group has not yet, and the other voter needs it for a quorum: taking part until the removal is applied");
+                }
+                // A WAL wiped below must not take with it the only copy of unsynced blocks.
+                ledger.sync().map_err(ChannelError::from)?;
+                if wipe_wal {
+                    tracing::info!(channel = %ch, raft_id = id, wal_raft_id = ?facts.owner, "the Raft WAL belongs to another Raft ID of this node: starting from an empty one");
+                    for d in [self.dirs.wal(ch), self.dirs.snap(ch)] {
+                        remove_dir(&d).map_err(|e| io_failed("cannot delete", &d, e))?;
+                    }
+                }
+                let wal = self.open_wal(ch)?;
+                Ok(Channel::start(ch, id, ledger, wal, self.services.clone())?)
+            }
+        }
     }
 
     /// Creates a channel from its genesis block (the join marker is at `marker` and is removed
@@ -508,11 +491,11 @@ impl Registrar {
         }
         old.stop().await;
         let ledger = old.ledger().clone();
-        // The WAL stays as it is: `start_consenter` keeps it if it is this node's state under
+        // The WAL stays as it is: `start_planned` keeps it if it is this node's state under
         // the Raft ID it gets, and wipes it otherwise (see the module doc).
         let started: Result<Arc<Channel>, RegistrarError> = (|| {
             if to_consenter {
-                let channel = self.start_consenter(&ch, ledger, false)?;
+                let channel = self.start_planned(&ch, ledger, false)?;
                 let marker = self.dirs.marker(&ch, "join");
                 remove_file(&marker).map_err(|e| io_failed("cannot delete", &marker, e))?;
                 Ok(channel)
