@@ -97,6 +97,52 @@ fn block_metadata(block: &Block) -> Result<BlockMetadata, EngineError> {
     BlockMetadata::decode(raw).map_err(|e| bad(e.to_string()))
 }
 
+/// The consenters with IDs `wanted` as the config blocks before config block `from` give them
+/// (each config block's consenters paired with its own consenter IDs), newest first.
+fn earlier_members<I: Io>(io: &I, from: u64, wanted: &[u64]) -> Vec<Member> {
+    let mut found: Vec<Member> = Vec::new();
+    let mut config_number = from;
+    while config_number > 0 && found.len() < wanted.len() {
+        let Ok(before) = io.ledger_block(config_number - 1) else {
+            break;
+        };
+        let previous = if config_number == 1 {
+            0
+        } else {
+            match ordo_ledger::block::last_config_index(&before) {
+                Ok(n) if n < config_number => n,
+                _ => break,
+            }
+        };
+        let Ok(block) = io.ledger_block(previous) else {
+            break;
+        };
+        let Ok(cfg) = I::Config::from_block(&block) else {
+            break;
+        };
+        let md = if previous == 0 {
+            let n = cfg.consenters().len() as u64;
+            BlockMetadata {
+                consenter_ids: (1..=n).collect(),
+                next_consenter_id: n + 1,
+                raft_index: 0,
+            }
+        } else {
+            match block_metadata(&block) {
+                Ok(md) => md,
+                Err(_) => break,
+            }
+        };
+        for m in members(&cfg, &md) {
+            if wanted.contains(&m.id) && !found.iter().any(|f| f.id == m.id) {
+                found.push(m);
+            }
+        }
+        config_number = previous;
+    }
+    found
+}
+
 /// Where this node stands in a config block learnt from the other orderers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
@@ -120,11 +166,19 @@ pub enum Suspicion {
     /// conf change removing it may not be applied yet, and the other voter may need this node
     /// to elect the leader that applies it) — a block ordered after it is.
     Leaderless,
+    /// A node that is not among this node's members sent it a Raft message: this node's config
+    /// may be behind the channel's (the sender was added since, and may even lead). The check
+    /// tells, and the members of a newer config that still lists this node are then accepted,
+    /// so that their leader can bring this node up to date.
+    UnknownSender,
 }
 
 impl Suspicion {
     fn proves_removal(self) -> bool {
-        !matches!(self, Suspicion::Leaderless)
+        matches!(
+            self,
+            Suspicion::Refused | Suspicion::AddressedUnderAnotherId
+        )
     }
 
     fn reason(self) -> &'static str {
@@ -134,6 +188,7 @@ impl Suspicion {
                 "a consenter addressed this node under another Raft ID"
             }
             Suspicion::Leaderless => "no leader for longer than the eviction suspicion threshold",
+            Suspicion::UnknownSender => "a node this config does not know sent a Raft message",
         }
     }
 }
@@ -161,6 +216,18 @@ pub struct EngineParams<C> {
     pub eviction_suspicion_ticks: u64,
     /// The fewest ticks between two eviction checks (Fabric's `DefaultLeaderlessCheckInterval`).
     pub eviction_check_interval_ticks: u64,
+    /// A deliberately broken engine, for the simulator to prove its checker; `None` always on a
+    /// node.
+    pub bug: Option<InjectedBug>,
+}
+
+/// A deliberately broken engine: the simulator runs seeds with one to show that its checker
+/// catches what the rule it breaks protects. The node never sets one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedBug {
+    /// The WAL lets entries go (a snapshot taken or received) before the blocks appended
+    /// unsynced from them are synced: a crash can then lose committed blocks everywhere.
+    CompactBeforeLedgerSync,
 }
 
 /// A catch-up under way: blocks up to `target` are being pulled.
@@ -193,6 +260,10 @@ pub struct ConsenterEngine<C: ConfigView> {
     config_members: Vec<Member>,
     /// Whom the transport reaches and accepts.
     members: Vec<Member>,
+    /// The consenters of a newer config than this node's, learnt from the other orderers (see
+    /// [`Suspicion::UnknownSender`]), and that config block's number: accepted until this
+    /// node's own config reaches it.
+    ahead: Option<(u64, Vec<Member>)>,
     /// The Raft group (voters and learners) when `members` was last computed.
     group: Vec<u64>,
     /// The ActiveNodes last sent to each follower.
@@ -209,6 +280,7 @@ pub struct ConsenterEngine<C: ConfigView> {
     /// This node is no longer a consenter under its Raft ID: the runtime stops the engine and
     /// follows the channel, up to the given config block (learnt from the others) if any.
     evicted: Option<Option<Block>>,
+    bug: Option<InjectedBug>,
 }
 
 impl<C: ConfigView> std::fmt::Debug for ConsenterEngine<C> {
@@ -260,6 +332,7 @@ impl<C: ConfigView> ConsenterEngine<C> {
             last_config: p.last_config,
             members: config_members.clone(),
             config_members,
+            ahead: None,
             group: Vec::new(),
             active_sent: HashMap::new(),
             catch_up: None,
@@ -270,7 +343,22 @@ impl<C: ConfigView> ConsenterEngine<C> {
             probe: None,
             last_probe_tick: None,
             evicted: None,
+            bug: p.bug,
         };
+        // A node the config removed may still be in the Raft group (its removal not applied
+        // yet) and be needed for a quorum: the transport must reach it after a restart too, at
+        // the address an earlier config gives it.
+        let config_ids: Vec<u64> = engine.config_members.iter().map(|m| m.id).collect();
+        let removed: Vec<u64> = engine
+            .core
+            .members()
+            .into_iter()
+            .filter(|id| !config_ids.contains(id))
+            .collect();
+        if !removed.is_empty() && !engine.config_members.is_empty() {
+            let earlier = earlier_members(io, engine.last_config, &removed);
+            engine.members.extend(earlier);
+        }
         io.set_members(&engine.members);
         // The bootstrap membership is durable before anything else happens (the first
         // action); only then may the log let go of entries into the cold source.
@@ -454,7 +542,11 @@ impl<C: ConfigView> ConsenterEngine<C> {
     /// to [`Self::suspect`]): a config that no longer has this node under its Raft ID ends this
     /// engine, and the node follows the channel from its own ledger up to that block and on
     /// (Fabric: halt, pull up to the eviction block, follow).
-    pub fn on_probe<I: Io<Config = C>>(&mut self, io: &I, answer: Result<(Block, u64), IoError>) {
+    pub fn on_probe<I: Io<Config = C>>(
+        &mut self,
+        io: &mut I,
+        answer: Result<(Block, u64), IoError>,
+    ) {
         let proven = self.probe.take().unwrap_or(false);
         let (block, height) = match answer {
             Ok(a) => a,
@@ -470,6 +562,14 @@ impl<C: ConfigView> ConsenterEngine<C> {
             return;
         }
         match self.standing_in(&block, io.self_key().as_deref()) {
+            Ok(Standing::Member) if number > self.last_config => {
+                tracing::info!(channel = %self.name, block = number, raft_id = self.id, last_config = self.last_config, "this node's config is behind the channel's: accepting the consenters of config block {number} until its own config reaches it");
+                let newer = C::from_block(&block).ok().zip(block_metadata(&block).ok());
+                if let Some((cfg, md)) = newer {
+                    self.ahead = Some((number, members(&cfg, &md)));
+                    self.refresh_members(io);
+                }
+            }
             Ok(Standing::Member) => {
                 tracing::info!(channel = %self.name, block = number, raft_id = self.id, "still a consenter of the channel's last config");
             }
@@ -562,7 +662,7 @@ impl<C: ConfigView> ConsenterEngine<C> {
                 if p.snapshot.is_some() {
                     // The WAL is about to drop entries up to the leader's snapshot: the blocks
                     // appended unsynced from them must be on stable storage first.
-                    io.sync_ledger().map_err(EngineError::Ledger)?;
+                    self.sync_before_compaction(io)?;
                 }
                 io.persist(&p).map_err(EngineError::Wal)?;
             }
@@ -578,7 +678,7 @@ impl<C: ConfigView> ConsenterEngine<C> {
             } => {
                 // The entries the snapshot lets go of are the only other copy of the blocks
                 // appended unsynced since the last sync.
-                io.sync_ledger().map_err(EngineError::Ledger)?;
+                self.sync_before_compaction(io)?;
                 io.save_snapshot(&snapshot, compact_to)
                     .map_err(EngineError::Wal)?;
                 if let Ok(b) = Block::decode(snapshot.get_data())
@@ -597,6 +697,13 @@ impl<C: ConfigView> ConsenterEngine<C> {
             }
         }
         Ok(())
+    }
+
+    fn sync_before_compaction<I: Io<Config = C>>(&self, io: &mut I) -> Result<(), EngineError> {
+        if self.bug == Some(InjectedBug::CompactBeforeLedgerSync) {
+            return Ok(());
+        }
+        io.sync_ledger().map_err(EngineError::Ledger)
     }
 
     /// Raft messages to the other consenters. As Fabric's disseminator, the leader's
@@ -701,6 +808,9 @@ impl<C: ConfigView> ConsenterEngine<C> {
                 .config_applied(settings.limits, settings.options.snapshot_interval_size);
             self.config_members = members(&next, &metadata);
             self.config = next;
+            if self.ahead.as_ref().is_some_and(|(n, _)| *n <= number) {
+                self.ahead = None;
+            }
             self.refresh_members(io);
             tracing::info!(channel = %self.name, block = number, "applied a new channel config");
             io.event(Event::ConfigApplied {
@@ -723,6 +833,11 @@ impl<C: ConfigView> ConsenterEngine<C> {
         let mut now = self.config_members.clone();
         for m in &self.members {
             if group.contains(&m.id) && !now.iter().any(|n| n.id == m.id) {
+                now.push(m.clone());
+            }
+        }
+        for m in self.ahead.iter().flat_map(|(_, a)| a) {
+            if !now.iter().any(|n| n.id == m.id) {
                 now.push(m.clone());
             }
         }

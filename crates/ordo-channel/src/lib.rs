@@ -29,6 +29,6 @@ pub mod io;
 pub mod start;
 
 pub use config::{ConfigView, ConsenterEntry, RaftSettings};
-pub use consenter::{ConsenterEngine, EngineParams, Member, Standing, Suspicion};
+pub use consenter::{ConsenterEngine, EngineParams, InjectedBug, Member, Standing, Suspicion};
 pub use error::EngineError;
 pub use io::{Event, Io, IoError, Submission};

@@ -1,17 +1,15 @@
 //! One channel this node is a consenter of: its current config, its ledger, and the task that
-//! drives its Raft core (Fabric's `ChainSupport` + the I/O half of etcdraft's `Chain`).
+//! runs its engine (Fabric's `ChainSupport` + the I/O half of etcdraft's `Chain`).
 //!
-//! The driver task owns the pure [`ChainCore`] and carries out what it asks, in order: persisting
-//! Raft state to the WAL (fsync) before anything that depends on it, sending messages, and writing
-//! committed blocks — each block gets LAST_CONFIG and a SIGNATURES entry signed by the node's
-//! local MSP identity (Fabric's `BlockWriter`), then is appended to the ledger (fsync). A config
-//! block is parsed and checked before it is written and becomes the channel's config right after.
-//!
-//! A snapshot ahead of the ledger (this node was down or cut off while the others compacted
-//! their logs) makes the driver pull the missing blocks from the channel's orderers with
-//! `ordo_cluster::puller`, writing each as it arrives (re-signed, with the consenter metadata it
-//! carries, as Fabric's `catchUp` does) while the core keeps taking part in Raft; the core applies
-//! what was committed meanwhile once the ledger has reached the snapshot.
+//! Every decision is the engine's ([`ordo_channel::ConsenterEngine`]: the durability order of
+//! WAL writes, ledger syncs and snapshots; block writing and config application; catch-up; the
+//! eviction check; whom the transport accepts). This module is its runtime: a tokio task feeding
+//! it ticks, Raft messages, submissions and the batch timer, and [`NodeIo`], the engine's world
+//! on a node — the raft-engine WAL (fsync), the block store, the node's signing identity (each
+//! block gets LAST_CONFIG and a SIGNATURES entry, Fabric's `BlockWriter`), the cluster transport,
+//! block pullers (a snapshot ahead of the ledger makes the engine pull the missing blocks from
+//! the channel's orderers with `ordo_cluster::puller`) and eviction checks on their own tasks,
+//! commit waiters and metrics.
 //!
 //! Broadcast hands envelopes to the driver through a bounded queue that the driver reads only
 //! while the core can take them, so MaxInflightBlocks pushes back on clients as in Fabric.
@@ -361,6 +359,8 @@ pub struct Channel {
     waiters: Arc<CommitWaiters>,
     /// Wakes the driver to check whether this node was removed from the channel.
     suspicion: Arc<Notify>,
+    /// Wakes the driver to check whether this node's config is behind the channel's.
+    unknown_sender: Arc<Notify>,
     /// Whether a consenter added by a config update enters this channel's Raft group as a
     /// learner (`Consensus.FabricMembershipChanges` off), for the quorum-loss check.
     pub adds_learners: bool,
@@ -450,6 +450,7 @@ impl Channel {
                 election_timeout: None,
                 eviction_suspicion_ticks: ticks_in(services.eviction_suspicion, tick),
                 eviction_check_interval_ticks: ticks_in(EVICTION_CHECK_INTERVAL, tick),
+                bug: None,
             },
             &mut io,
         )?;
@@ -467,6 +468,7 @@ impl Channel {
         let (state_tx, state) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
         let suspicion = Arc::new(Notify::new());
+        let unknown_sender = Arc::new(Notify::new());
         let refusals = services.comm.as_ref().map(|c| c.refusals(name));
         services.metrics.ledger_height(name, ledger.height());
         // A consenter (Fabric's participation gauges): active, or onboarding while a learner.
@@ -480,6 +482,7 @@ impl Channel {
             state: state_tx,
             origin: Instant::now(),
             suspicion: suspicion.clone(),
+            unknown_sender: unknown_sender.clone(),
             refusals,
         };
         let task = tokio::spawn(driver.run(queue, inbound_rx, stop_rx, tick));
@@ -497,6 +500,7 @@ impl Channel {
         );
         channel.members = members_handle;
         channel.suspicion = suspicion;
+        channel.unknown_sender = unknown_sender;
         channel.adds_learners = adds_learners;
         Ok(Arc::new(channel))
     }
@@ -528,6 +532,7 @@ impl Channel {
             task: std::sync::Mutex::new(Some(task)),
             waiters,
             suspicion: Arc::new(Notify::new()),
+            unknown_sender: Arc::new(Notify::new()),
             adds_learners: true,
         }
     }
@@ -602,6 +607,13 @@ impl Channel {
         self.suspicion.notify_one();
     }
 
+    /// A node that is not among this channel's members sent it a Raft message (and was
+    /// refused): this node's config may be behind the channel's, the sender added since — even
+    /// its leader. The driver checks the channel's last config with the other orderers.
+    pub fn unknown_sender(&self) {
+        self.unknown_sender.notify_one();
+    }
+
     /// Stops the driver and waits for it to finish its current step.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
@@ -626,6 +638,8 @@ struct Driver {
     origin: Instant,
     /// See [`Channel::suspect_eviction`].
     suspicion: Arc<Notify>,
+    /// See [`Channel::unknown_sender`].
+    unknown_sender: Arc<Notify>,
     /// See [`Comm::refusals`].
     refusals: Option<watch::Receiver<u64>>,
 }
@@ -675,6 +689,7 @@ impl Driver {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let suspicion = self.suspicion.clone();
+        let unknown_sender = self.unknown_sender.clone();
         loop {
             let deadline = self
                 .engine
@@ -688,13 +703,17 @@ impl Driver {
                     self.engine.suspect(&mut self.io, Suspicion::AddressedUnderAnotherId);
                     Ok(())
                 }
+                _ = unknown_sender.notified() => {
+                    self.engine.suspect(&mut self.io, Suspicion::UnknownSender);
+                    Ok(())
+                }
                 _ = refused(&mut self.refusals) => {
                     self.engine.suspect(&mut self.io, Suspicion::Refused);
                     Ok(())
                 }
                 r = probed(&mut self.io.probe) => {
                     self.io.probe = None;
-                    self.engine.on_probe(&self.io, r.map_err(IoError::from));
+                    self.engine.on_probe(&mut self.io, r.map_err(IoError::from));
                     Ok(())
                 }
                 Some(m) = inbound.recv() => self.engine.step(&mut self.io, m.msg, m.active_nodes),

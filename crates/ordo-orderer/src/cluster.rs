@@ -30,11 +30,14 @@ impl ClusterHandler {
             .registrar
             .get(channel)
             .ok_or_else(|| StepError::Invalid(format!("channel {channel} doesn't exist")))?;
-        let id = ch.member_by_client_key(&sender.key).ok_or_else(|| {
-            StepError::Unauthorized(format!(
+        let Some(id) = ch.member_by_client_key(&sender.key) else {
+            // This node's config may be the stale one (the sender was added since): the
+            // channel checks with the other orderers.
+            ch.unknown_sender();
+            return Err(StepError::Unauthorized(format!(
                 "certificate extracted from TLS connection isn't authorized for channel {channel}"
-            ))
-        })?;
+            )));
+        };
         Ok((ch, id))
     }
 }

@@ -3,18 +3,22 @@
 //! Deterministic simulation of an Ordo Raft cluster (TigerBeetle's VOPR and FoundationDB's
 //! simulator are the models): 3 or 5 nodes in one thread, driven from one seed, with simulated
 //! time, a network that drops, delays, duplicates, reorders and partitions, and disks that lose
-//! unsynced writes when a node crashes. Each node runs the **real** consensus core
-//! ([`ordo_raft::chain::ChainCore`]) and the real block logic (`ordo_ledger::block`: block
-//! creation, header hashes, link and data-hash checks); only sockets, clocks and files are
-//! simulated. The simulated driver follows the contract the real one follows: a `Persist` is
-//! synced before any later `Send` or `WriteBlock`.
+//! unsynced writes when a node crashes. Each node runs the channel engine that ships in the
+//! node ([`ordo_channel::ConsenterEngine`], and with it the Raft core and the block logic): the
+//! durability order of WAL writes, ledger syncs and snapshots, block writing, config
+//! application, catch-up, the eviction check and the start plan (`ordo_channel::start`) are the
+//! node's own code. Only what the engine's `Io` trait stands for is simulated ([`io`]): the
+//! disks, the network with its transport's refusals, the block puller and the clock. Its config
+//! format ([`config`]) is a compact stand-in for Fabric's protobuf config (sequence, consenters,
+//! Raft settings: what the engine reads).
 //!
 //! The consenter set changes as the run goes: clients submit config updates that add a removed
 //! node back, remove one, or rotate one's certificate (one change per update, validated against
-//! the config in force as the real leader does). A removed node stops when its core reports the
-//! removal, or when, long without a leader, it finds the others' last config no longer lists it
-//! (the real driver's eviction suspicion); a node added back pulls blocks up to the config block
-//! that adds it and starts under its new Raft ID with an empty WAL, as the registrar does.
+//! the config in force as the real leader does). A removed node stops when its engine reports
+//! the removal — applied, or learnt from the others' last config after a refusal or a long time
+//! without a leader; a node added back pulls blocks up to the config block that adds it and
+//! starts under its new Raft ID with an empty WAL, as the registrar does (this follower side is
+//! still the simulator's own: the node's follower is not an engine yet).
 //! A third of the seeds begin with a growth phase, before any fault: the channel starts with one
 //! consenter and an operator adds the others one at a time (sometimes before the previous one
 //! was promoted), each node starting up to four seconds after the block that adds it. With
@@ -41,7 +45,9 @@
 //!
 //! This crate owns the simulation only; it never touches sockets, files or the wall clock.
 
+pub mod config;
 mod disk;
+pub mod io;
 mod world;
 
 pub use disk::{Disk, DiskError};

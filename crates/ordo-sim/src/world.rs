@@ -7,32 +7,33 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
-use ordo_ledger::block::{header_hash, is_config_block, new_block, verify_data_hash, verify_link};
-use ordo_proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload};
-use ordo_proto::etcdraft::BlockMetadata;
-use ordo_raft::blockcutter::{BatchLimits, Pending};
-use ordo_raft::chain::{
-    Action, ChainCore, ChainParams, CoreError, LastBlock, Options, Proposal, Start,
-    needed_for_quorum,
+use ordo_channel::consenter::last_block_of;
+use ordo_channel::start::{StartPlan, WalFacts, plan, start_kind};
+use ordo_channel::{
+    ConfigView, ConsenterEngine, EngineError, EngineParams, InjectedBug, Submission, Suspicion,
 };
+use ordo_ledger::block::{header_hash, is_config_block, new_block};
+use ordo_proto::common::{Block, HeaderType};
+use ordo_proto::etcdraft::BlockMetadata;
+use ordo_raft::blockcutter::BatchLimits;
 use prost::Message as _;
 use raft::eraftpb::Message;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::{ELECTION_TICK, SimConfig, TICK_NS, cert, envelope_with, slot_of};
 use crate::disk::Disk;
+use crate::io::{Effects, PullRequest, SimIo, envelopes};
 
 const MS: u64 = 1_000_000;
-const CHANNEL: &str = "simchannel";
-/// The Raft tick (Fabric's default TickInterval is 500 ms; the fixtures use 250 ms).
-const TICK: u64 = 100 * MS;
-const ELECTION_TICK: usize = 10;
+const TICK: u64 = TICK_NS;
 /// Clients stop this long before the end, so that the last blocks reach every node.
 const QUIET: u64 = 4_000 * MS;
 /// Ticks without a leader after which a node asks the others whether it was removed (the real
-/// driver's `EvictionSuspicion`, 10 minutes by default; short here so that it happens).
-const SUSPICION_TICKS: usize = 5 * ELECTION_TICK;
+/// driver's `EvictionSuspicion`, 10 minutes by default; short here so that it happens), and the
+/// fewest ticks between two such checks.
+const SUSPICION_TICKS: u64 = 5 * ELECTION_TICK as u64;
 
 /// A deliberately broken driver, to prove the simulator catches what it must.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +41,9 @@ pub enum Bug {
     /// Raft state is fsynced only once per tick (a "group commit on a timer") while messages
     /// leave at once: votes and acknowledgements can be lost in a crash.
     SyncOnTickOnly,
-    /// The WAL drops entries at a snapshot while blocks made from them are still unsynced in
-    /// the ledger: a crash can then lose committed blocks on every node.
+    /// The engine lets the WAL drop entries at a snapshot while blocks made from them are
+    /// still unsynced in the ledger (`ordo_channel::InjectedBug`): a crash can then lose
+    /// committed blocks on every node.
     CompactBeforeLedgerSync,
 }
 
@@ -144,12 +146,11 @@ impl std::fmt::Display for Violation {
 impl std::error::Error for Violation {}
 
 enum Net {
-    Raft(Message),
-    /// An envelope forwarded by a follower to the leader (Cluster/Step SubmitRequest).
-    Submit {
-        env: Bytes,
-        config: bool,
-    },
+    /// A Raft message, with the ActiveNodes its leader piggybacked.
+    Raft(Message, Option<Vec<u64>>),
+    /// An envelope forwarded by a follower to the leader (Cluster/Step SubmitRequest), with
+    /// the config sequence the follower validated it against.
+    Submit { env: Bytes, config: bool, seq: u64 },
 }
 
 enum Ev {
@@ -165,6 +166,11 @@ enum Ev {
         node: usize,
         inc: u64,
     },
+    /// The answer to a node's eviction check arrives.
+    Probe {
+        node: usize,
+        inc: u64,
+    },
     /// A node the config adds (back) pulls blocks up to the block that adds it, then starts.
     Join {
         node: usize,
@@ -173,7 +179,7 @@ enum Ev {
     Deliver {
         from: usize,
         to: usize,
-        msg: Net,
+        msg: Box<Net>,
     },
     Client,
     /// The operator of the growth phase adds the next consenter.
@@ -213,17 +219,18 @@ impl Ord for Queued {
 struct Node {
     /// The Raft ID of the node's current membership (a node added back gets a new one).
     id: u64,
-    core: Option<ChainCore>,
+    /// The channel engine that ships in the node, while the node runs as a consenter.
+    engine: Option<ConsenterEngine<SimConfig>>,
     /// Removed from the consenters: it keeps its ledger and takes no part any more (the real
     /// node becomes a follower).
     evicted: bool,
     /// Added under a new ID: the config block (number) its ledger must reach before it starts.
     joining: Option<u64>,
-    /// Ticks in a row without a known leader (the eviction-suspicion emulation).
-    leaderless: usize,
     /// Bumped at each crash, so that timers of an earlier life are ignored.
     inc: u64,
     disk: Disk,
+    /// The Raft ID the WAL on `disk` was recorded under (the real WAL records it, fsynced).
+    wal_owner: Option<u64>,
     /// The ledger. As in the real block store, blocks made from committed entries are appended
     /// unsynced; config blocks and pulled blocks sync, and so does everything before the WAL
     /// lets entries go (a snapshot, a wiped WAL).
@@ -258,7 +265,8 @@ struct World {
     chaos: bool,
     ack_after_commit: bool,
     limits: BatchLimits,
-    options: Options,
+    adaptive_cutting: bool,
+    learners: bool,
     /// Header hash of every block ever written by any node, by height.
     written: Vec<[u8; 32]>,
     acked: BTreeSet<Bytes>,
@@ -294,61 +302,28 @@ fn envelope(n: u64) -> Bytes {
     envelope_with(n, HeaderType::EndorserTransaction, vec![b'x'; 60].into())
 }
 
-/// Node `slot`'s made-up TLS certificate of generation `generation`: the slot says which
-/// simulated node it is, the generation changes with each rotation.
-fn cert(slot: usize, generation: u64) -> Bytes {
-    let mut c = (slot as u64).to_be_bytes().to_vec();
-    c.extend_from_slice(&generation.to_be_bytes());
-    c.into()
-}
-
-fn slot_of(cert: &[u8]) -> Option<usize> {
-    Some(u64::from_be_bytes(cert.get(..8)?.try_into().ok()?) as usize)
-}
-
-/// A config envelope: like a real one it carries the whole consenter set, and the number of the
-/// config block it was made from (the config sequence the real driver validates it against).
-fn config_envelope(n: u64, base: u64, certs: &[Bytes]) -> Bytes {
-    let mut data = base.to_be_bytes().to_vec();
-    for c in certs {
-        data.extend_from_slice(c);
-    }
-    envelope_with(n, HeaderType::Config, data.into())
-}
-
-/// The base config block number and the consenter certificates of a config envelope.
-fn parse_config(env: &[u8]) -> Option<(u64, Vec<Bytes>)> {
-    let env = Envelope::decode(env).ok()?;
-    let data = Payload::decode(env.payload).ok()?.data;
-    let base = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
-    let rest = data.slice(8..);
-    if rest.len() % 16 != 0 {
-        return None;
-    }
-    Some((base, rest.chunks(16).map(Bytes::copy_from_slice).collect()))
-}
-
 /// The consenter certificates of a config block (the real node reads them from the config's
 /// etcdraft metadata).
 fn certs_of_block(block: &Block) -> Result<Vec<Bytes>, String> {
-    block
-        .data
-        .as_ref()
-        .and_then(|d| d.data.first())
-        .and_then(|e| parse_config(e))
-        .map(|(_, certs)| certs)
-        .ok_or_else(|| "not a simulated config block".to_string())
+    SimConfig::from_block(block)
+        .map(|c| c.certs)
+        .map_err(|e| e.to_string())
 }
 
-/// The number and consenter certificates of the last config block of a ledger.
-fn last_config(ledger: &[(Block, BlockMetadata)]) -> (u64, Vec<Bytes>) {
+/// The number and config of the last config block of a ledger.
+fn last_config(ledger: &[(Block, BlockMetadata)]) -> (u64, Option<SimConfig>) {
     ledger
         .iter()
         .enumerate()
         .rev()
         .find(|(_, (b, _))| is_config_block(b))
-        .and_then(|(n, (b, _))| Some((n as u64, certs_of_block(b).ok()?)))
+        .map(|(n, (b, _))| (n as u64, SimConfig::from_block(b).ok()))
         .unwrap_or_default()
+}
+
+/// The consenter certificates of the last config of a ledger.
+fn last_certs(ledger: &[(Block, BlockMetadata)]) -> Vec<Bytes> {
+    last_config(ledger).1.map(|c| c.certs).unwrap_or_default()
 }
 
 /// The Raft voters a node's disk holds (as `RaftWal::conf_state` reads them).
@@ -364,28 +339,6 @@ fn persisted_voters(disk: &Disk) -> Vec<u64> {
 
 fn block_number(block: &Block) -> u64 {
     block.header.as_ref().map_or(0, |h| h.number)
-}
-
-fn envelope_with(n: u64, ty: HeaderType, data: Bytes) -> Bytes {
-    let ch = ChannelHeader {
-        r#type: ty as i32,
-        channel_id: CHANNEL.into(),
-        tx_id: format!("tx{n:08}"),
-        ..Default::default()
-    };
-    let payload = Payload {
-        header: Some(Header {
-            channel_header: ch.encode_to_vec().into(),
-            signature_header: Bytes::new(),
-        }),
-        data,
-    };
-    Envelope {
-        payload: payload.encode_to_vec().into(),
-        signature: vec![b's'; 16].into(),
-    }
-    .encode_to_vec()
-    .into()
 }
 
 /// The state of the growth phase (see [`SimOptions::growth`]).
@@ -424,17 +377,10 @@ impl World {
             preferred_max_bytes: rng.gen_range(1..=8) * 1024,
             timeout_ns: rng.gen_range(50..=500) * MS,
         };
-        let options = Options {
-            election_tick: ELECTION_TICK,
-            heartbeat_tick: 1,
-            max_inflight_blocks: rng.gen_range(1..=5),
-            // Small, so that snapshots (and catch-up from them) happen often.
-            snapshot_interval_size: rng.gen_range(1..=16) * 1024,
-            max_size_per_msg: u64::from(limits.preferred_max_bytes),
-            election_timeout: None,
-            adaptive_cutting: rng.gen_bool(0.5),
-            learner_first: learners,
-        };
+        let max_inflight_blocks = rng.gen_range(1..=5);
+        // Small, so that snapshots (and catch-up from them) happen often.
+        let snapshot_interval_size = rng.gen_range(1..=16) * 1024;
+        let adaptive_cutting = rng.gen_bool(0.5);
         let net = NetParams {
             drop: rng.gen_range(0.0..0.08),
             dup: rng.gen_range(0.0..0.03),
@@ -447,8 +393,14 @@ impl World {
         // A growth phase starts from one consenter; the other nodes are not members yet (they
         // start once a config block adds them, as a removed node added back does).
         let initial = if growth { 1 } else { n };
-        let certs: Vec<Bytes> = (0..initial).map(|i| cert(i, 0)).collect();
-        let genesis = new_block(0, &[], vec![config_envelope(u64::MAX, 0, &certs)]);
+        let genesis_config = SimConfig {
+            sequence: 0,
+            limits,
+            max_inflight_blocks,
+            snapshot_interval_size,
+            certs: (0..initial).map(|i| cert(i, 0)).collect(),
+        };
+        let genesis = new_block(0, &[], vec![genesis_config.envelope(u64::MAX)]);
         let genesis_md = BlockMetadata {
             consenter_ids: (1..=initial as u64).collect(),
             next_consenter_id: initial as u64 + 1,
@@ -457,12 +409,12 @@ impl World {
         let nodes = (0..n)
             .map(|i| Node {
                 id: if i < initial { i as u64 + 1 } else { 0 },
-                core: None,
+                engine: None,
                 evicted: i >= initial,
                 joining: None,
-                leaderless: 0,
                 inc: 0,
                 disk: Disk::default(),
+                wal_owner: None,
                 ledger: vec![(genesis.clone(), genesis_md.clone())],
                 ledger_synced: 1,
                 election: ELECTION_TICK + offsets[i],
@@ -499,7 +451,8 @@ impl World {
             chaos: true,
             ack_after_commit,
             limits,
-            options,
+            adaptive_cutting,
+            learners,
             written,
             acked: BTreeSet::new(),
             next_env: 0,
@@ -592,17 +545,25 @@ impl World {
         let next = self.now + self.rng.gen_range(200..1500) * MS;
         let leader = (0..self.nodes.len()).find(|&i| {
             self.nodes[i]
-                .core
+                .engine
                 .as_ref()
+                .map(ConsenterEngine::core)
                 .is_some_and(|c| c.status().is_leader)
         });
         let Some(l) = leader else {
             self.at(next, Ev::Grow);
             return Ok(());
         };
-        let (base, mut certs) = last_config(&self.nodes[l].ledger);
+        let base = last_config(&self.nodes[l].ledger)
+            .1
+            .ok_or("the leader's ledger has no config")?;
+        let mut certs = base.certs.clone();
         let (voters, learners, accepting) = {
-            let c = self.nodes[l].core.as_ref().ok_or("no core")?;
+            let c = self.nodes[l]
+                .engine
+                .as_ref()
+                .map(ConsenterEngine::core)
+                .ok_or("no core")?;
             (c.voters(), c.learners(), c.accepting())
         };
         let n = self.nodes.len();
@@ -635,10 +596,10 @@ impl World {
                 .ok_or("no node left to add")?;
             certs.push(cert(s, self.generations[s]));
             self.generations[s] += 1;
-            let env = config_envelope(self.next_env, base, &certs);
+            let env = base.next(certs).envelope(self.next_env);
             self.next_env += 1;
             self.trace(|| format!("growth: adding node {} through the leader", s + 1));
-            self.order(l, env, true)?;
+            self.order(l, env, true, None)?;
         }
         self.at(next, Ev::Grow);
         Ok(())
@@ -647,24 +608,14 @@ impl World {
     fn handle(&mut self, ev: Ev) -> Result<(), String> {
         match ev {
             Ev::Tick { node, inc } => {
-                if self.nodes[node].inc != inc || self.nodes[node].core.is_none() {
+                if self.nodes[node].inc != inc || self.nodes[node].engine.is_none() {
                     return Ok(());
                 }
                 if self.opts.bug == Some(Bug::SyncOnTickOnly) {
                     self.nodes[node].disk.sync().map_err(|e| e.to_string())?;
                 }
-                self.with_core(node, |c, _| c.tick())?;
                 self.at(self.now + TICK, Ev::Tick { node, inc });
-                let leaderless = self.nodes[node]
-                    .core
-                    .as_ref()
-                    .is_some_and(|c| c.status().leader == 0);
-                let n = &mut self.nodes[node];
-                n.leaderless = if leaderless { n.leaderless + 1 } else { 0 };
-                if n.leaderless >= SUSPICION_TICKS {
-                    n.leaderless = 0;
-                    self.suspect(node)?;
-                }
+                self.with_engine(node, |e, io, _| e.tick(io))?;
             }
             Ev::Join { node, inc } => {
                 if self.nodes[node].inc == inc {
@@ -676,31 +627,58 @@ impl World {
                     return Ok(());
                 }
                 self.nodes[node].timer_at = None;
-                self.with_core(node, |c, now| c.on_time(now))?;
+                self.with_engine(node, |e, io, now| e.on_time(io, now))?;
             }
             Ev::CatchUp { node, inc } => {
                 if self.nodes[node].inc == inc {
                     self.catch_up(node)?;
                 }
             }
+            Ev::Probe { node, inc } => {
+                if self.nodes[node].inc == inc {
+                    self.answer_probe(node)?;
+                }
+            }
             Ev::Deliver { from, to, msg } => {
-                if !self.reachable(from, to) || self.nodes[to].core.is_none() {
+                if !self.reachable(from, to) || self.nodes[to].engine.is_none() {
                     return Ok(());
                 }
                 self.report.messages += 1;
-                match msg {
+                match *msg {
                     // Addressed to the Raft ID the node had before it was removed and added
-                    // back: the real cluster service drops it too (and suspects an eviction).
-                    Net::Raft(m) if m.to != self.nodes[to].id => {}
-                    Net::Raft(m) => self.with_core(to, |c, _| c.step(m))?,
-                    Net::Submit { env, config } => self.order(to, env, config)?,
+                    // back: the real cluster service drops it and the node suspects an eviction.
+                    Net::Raft(m, _) if m.to != self.nodes[to].id => {
+                        self.with_engine(to, |e, io, _| {
+                            e.suspect(io, Suspicion::AddressedUnderAnotherId);
+                            Ok(())
+                        })?;
+                    }
+                    // From a node that is not (or no longer) among its members: the real
+                    // cluster service refuses it as unauthorized; the sender suspects its own
+                    // removal, and the receiver that its config is behind.
+                    Net::Raft(m, _) if !self.accepts(to, m.from) => {
+                        self.with_engine(to, |e, io, _| {
+                            e.suspect(io, Suspicion::UnknownSender);
+                            Ok(())
+                        })?;
+                        if self.nodes[from].id == m.from {
+                            self.with_engine(from, |e, io, _| {
+                                e.suspect(io, Suspicion::Refused);
+                                Ok(())
+                            })?;
+                        }
+                    }
+                    Net::Raft(m, active) => {
+                        self.with_engine(to, |e, io, _| e.step(io, m, active))?
+                    }
+                    Net::Submit { env, config, seq } => self.order(to, env, config, Some(seq))?,
                 }
             }
             Ev::Client => self.client()?,
             Ev::Grow => self.grow()?,
             Ev::Chaos => self.chaos()?,
             Ev::Restart { node } => {
-                if self.nodes[node].core.is_none() {
+                if self.nodes[node].engine.is_none() {
                     self.start(node)?;
                 }
             }
@@ -718,7 +696,7 @@ impl World {
                 self.heal_env = Some(self.next_env);
                 self.trace(|| "end of chaos: network healed, every node restarted".into());
                 for i in 0..self.nodes.len() {
-                    if self.nodes[i].core.is_none() {
+                    if self.nodes[i].engine.is_none() {
                         self.start(i)?;
                     }
                 }
@@ -731,10 +709,19 @@ impl World {
         self.partition.as_ref().is_none_or(|p| p[a] == p[b])
     }
 
-    /// Starts (or restarts) a node from its disk and ledger, as the registrar and
-    /// `Channel::start` do: a node its last config does not list stays out (a follower); the
-    /// Raft ID is the one the last block's metadata gives it, and a WAL made under another ID is
-    /// wiped.
+    /// Whether node `to` accepts Raft messages from Raft node `from` (the real cluster service
+    /// accepts the members its engine gives the transport).
+    fn accepts(&self, to: usize, from: u64) -> bool {
+        self.nodes[to]
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.members().iter().any(|m| m.id == from))
+    }
+
+    /// Starts (or restarts) a node from its disk and ledger as the registrar does, with the
+    /// same start plan (`ordo_channel::start`): a consenter under the Raft ID its last config
+    /// gives it (or its old ID while the other voter still needs it), on its WAL or an empty
+    /// one; otherwise it stays out (the real node follows the channel).
     fn start(&mut self, i: usize) -> Result<(), String> {
         if self.nodes[i].evicted {
             return Ok(());
@@ -745,163 +732,166 @@ impl World {
             return Ok(());
         }
         let node = &mut self.nodes[i];
-        let (tip, md) = node.ledger.last().cloned().ok_or("empty ledger")?;
-        let header = tip.header.as_ref().ok_or("block without header")?;
-        let (_, certs) = last_config(&node.ledger);
-        let id = match certs.iter().position(|c| slot_of(c) == Some(i)) {
-            Some(pos) => *md
-                .consenter_ids
-                .get(pos)
-                .ok_or("the consenter IDs do not match the consenters")?,
-            // As the registrar: a node its last config removed goes on under its Raft ID only
-            // while the other voter needs it to apply the removal.
-            None if needed_for_quorum(&persisted_voters(&node.disk), node.id) => node.id,
-            None => {
-                node.evicted = true;
-                self.trace(|| format!("node {} is not in its last config: it stays out", i + 1));
-                return Ok(());
-            }
+        let height = node.ledger.len() as u64;
+        let (tip, _) = node.ledger.last().cloned().ok_or("empty ledger")?;
+        let (last_config_number, config) = last_config(&node.ledger);
+        let config = config.ok_or("no config in the ledger")?;
+        let last_block = last_block_of(&tip, height, &config).map_err(|e| e.to_string())?;
+        let facts = WalFacts {
+            fresh: node.disk.is_fresh(),
+            owner: node.wal_owner,
+            voters: persisted_voters(&node.disk),
         };
-        if id != node.id {
-            node.id = id;
+        let key = crate::config::self_key(i);
+        let plan = plan(
+            &config,
+            &last_block.metadata.consenter_ids,
+            Some(&key),
+            &facts,
+            true,
+        );
+        let StartPlan::Consent { id, wipe_wal } = plan else {
+            node.evicted = true;
+            self.trace(|| format!("node {} is not in its last config: it stays out", i + 1));
+            return Ok(());
+        };
+        if wipe_wal {
+            // The ledger is synced before a WAL is wiped.
             node.ledger_synced = node.ledger.len();
             node.disk = Disk::default();
+            node.wal_owner = None;
         }
-        let start = if !node.disk.is_fresh() {
-            Start::Restart(Box::new(node.disk.recover()))
-        } else if node.ledger.len() == 1 {
-            Start::Fresh
-        } else {
-            Start::Join
-        };
-        let mut options = self.options.clone();
-        options.election_timeout = Some((node.election, node.election + 1));
-        let params = ChainParams {
-            channel: CHANNEL.into(),
-            id: node.id,
-            options,
-            limits: self.limits,
-            last_block: LastBlock {
-                number: header.number,
-                header_hash: header_hash(header),
-                metadata: md,
-            },
-            consenters: certs,
-            consenters_of: std::sync::Arc::new(certs_of_block),
+        node.id = id;
+        let disk = &node.disk;
+        let start = start_kind(disk.is_fresh(), height, || {
+            Ok::<_, std::convert::Infallible>(disk.recover())
+        })
+        .map_err(|e| e.to_string())?;
+        let params = EngineParams {
+            channel: crate::config::CHANNEL.into(),
+            id,
+            config,
+            last_config: last_config_number,
+            last_block,
             start,
+            cold_entries: Some(node.disk.entries_reader(self.cold_reads.clone())),
+            adaptive_cutting: self.adaptive_cutting,
+            learner_first: self.learners,
+            election_timeout: Some((node.election, node.election + 1)),
+            eviction_suspicion_ticks: SUSPICION_TICKS,
+            eviction_check_interval_ticks: SUSPICION_TICKS,
+            bug: (self.opts.bug == Some(Bug::CompactBeforeLedgerSync))
+                .then_some(InjectedBug::CompactBeforeLedgerSync),
         };
-        let mut core = catch_unwind(AssertUnwindSafe(|| ChainCore::new(params)))
+        let mut fx = Effects::default();
+        let bug = self.opts.bug;
+        let node = &mut self.nodes[i];
+        let mut io = SimIo {
+            slot: i,
+            disk: &mut node.disk,
+            ledger: &mut node.ledger,
+            ledger_synced: &mut node.ledger_synced,
+            bug,
+            fx: &mut fx,
+        };
+        let engine = catch_unwind(AssertUnwindSafe(|| ConsenterEngine::start(params, &mut io)))
             .map_err(|p| format!("node {} panicked starting: {}", i + 1, panic_text(p)))?
             .map_err(|e| format!("node {} failed to start: {e}", i + 1))?;
-        // As the real driver: applied entries' data leave memory and are read back from disk.
-        core.set_cold_entries(node.disk.entries_reader(self.cold_reads.clone()));
-        node.core = Some(core);
-        node.leaderless = 0;
+        // As the registrar: the WAL records whose it is.
+        node.wal_owner = Some(id);
+        node.engine = Some(engine);
         let inc = node.inc;
-        let id = node.id;
         self.trace(|| format!("node {} started as Raft node {id}", i + 1));
         let first = self.rng.gen_range(0..TICK);
         self.at(self.now + first, Ev::Tick { node: i, inc });
-        self.drain(i)
+        self.apply(i, fx)
     }
 
-    /// Runs `f` on node `i`'s core (if it is up), then carries out what it asked for.
-    fn with_core(
+    /// Runs `f` on node `i`'s engine (if it is up) with its world, then carries out what the
+    /// engine asked of the network, the puller and the eviction check.
+    fn with_engine(
         &mut self,
         i: usize,
-        f: impl FnOnce(&mut ChainCore, u64) -> Result<(), CoreError>,
+        f: impl FnOnce(&mut ConsenterEngine<SimConfig>, &mut SimIo<'_>, u64) -> Result<(), EngineError>,
     ) -> Result<(), String> {
         let now = self.now;
-        let Some(core) = self.nodes[i].core.as_mut() else {
+        let bug = self.opts.bug;
+        let mut fx = Effects::default();
+        let node = &mut self.nodes[i];
+        let Some(engine) = node.engine.as_mut() else {
             return Ok(());
         };
-        match catch_unwind(AssertUnwindSafe(|| f(core, now))) {
+        let mut io = SimIo {
+            slot: i,
+            disk: &mut node.disk,
+            ledger: &mut node.ledger,
+            ledger_synced: &mut node.ledger_synced,
+            bug,
+            fx: &mut fx,
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(engine, &mut io, now))) {
             Err(p) => return Err(format!("node {} panicked: {}", i + 1, panic_text(p))),
             Ok(Err(e)) => return Err(format!("node {} halted: {e}", i + 1)),
             Ok(Ok(())) => {}
         }
-        self.drain(i)
+        self.apply(i, fx)
     }
 
-    /// Carries out node `i`'s actions in order, as the real driver does.
-    fn drain(&mut self, i: usize) -> Result<(), String> {
-        let mut evicted = false;
-        loop {
-            let Some(core) = self.nodes[i].core.as_mut() else {
-                return Ok(());
-            };
-            let actions = core.take_actions();
-            if actions.is_empty() {
-                break;
+    /// Carries out an engine call's effects: the global checks on the blocks it wrote, the
+    /// messages it sent, the pull and eviction check it asked for; then acts on an eviction.
+    fn apply(&mut self, i: usize, fx: Effects) -> Result<(), String> {
+        self.report.snapshots_taken += fx.snapshots_taken;
+        for (block, pulled) in fx.appended {
+            self.written_by(i, &block, if pulled { "pulled" } else { "committed" })?;
+            if is_config_block(&block) && self.written.len() as u64 == block_number(&block) + 1 {
+                // Only the newest block counts (a lagging node applying an old config block
+                // changes nobody's membership).
+                let md = self.nodes[i]
+                    .ledger
+                    .last()
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default();
+                self.added_back(&block, &md)?;
             }
-            for a in actions {
-                match a {
-                    Action::Persist(p) => {
-                        let node = &mut self.nodes[i];
-                        if p.snapshot.is_some()
-                            && self.opts.bug != Some(Bug::CompactBeforeLedgerSync)
-                        {
-                            node.ledger_synced = node.ledger.len();
-                        }
-                        node.disk.persist(p)
-                    }
-                    Action::Send(msgs) => {
-                        self.sync(i)?;
-                        for m in msgs {
-                            if let Some(to) = self.slot_of_id(m.to) {
-                                self.send(i, to, Net::Raft(m));
-                            }
-                        }
-                    }
-                    Action::WriteBlock {
-                        block,
-                        metadata,
-                        config,
-                    } => {
-                        self.sync(i)?;
-                        self.append(i, block.clone(), metadata.clone(), "committed", config)?;
-                        if config && let Some(core) = self.nodes[i].core.as_mut() {
-                            core.config_applied(self.limits, self.options.snapshot_interval_size);
-                        }
-                        // Only the newest block counts (a lagging node applying an old config
-                        // block changes nobody's membership).
-                        if config && self.written.len() as u64 == block_number(&block) + 1 {
-                            self.added_back(&block, &metadata)?;
-                        }
-                    }
-                    Action::Snapshot {
-                        snapshot,
-                        compact_to,
-                    } => {
-                        self.report.snapshots_taken += 1;
-                        let node = &mut self.nodes[i];
-                        if self.opts.bug != Some(Bug::CompactBeforeLedgerSync) {
-                            node.ledger_synced = node.ledger.len();
-                        }
-                        node.disk.save_snapshot(snapshot, compact_to);
-                    }
-                    Action::CatchUp { block } => {
-                        let target = block.header.map_or(0, |h| h.number);
-                        self.trace(|| format!("node {} must catch up to block {target}", i + 1));
-                        self.nodes[i].catch_up = Some(target);
-                        let inc = self.nodes[i].inc;
-                        let at = self.now + self.rng.gen_range(1..50) * MS;
-                        self.at(at, Ev::CatchUp { node: i, inc });
-                    }
-                    Action::BatchCut { .. } => {}
-                    Action::Evicted => evicted = true,
+        }
+        for (m, active) in fx.sends {
+            if let Some(to) = self.slot_of_id(m.to) {
+                self.send(i, to, Net::Raft(m, active));
+            }
+        }
+        let inc = self.nodes[i].inc;
+        match fx.pull {
+            Some(PullRequest::To(target)) => {
+                self.trace(|| format!("node {} must catch up to block {target}", i + 1));
+                let first = self.nodes[i].catch_up.is_none();
+                self.nodes[i].catch_up = Some(target);
+                if first {
+                    let at = self.now + self.rng.gen_range(1..50) * MS;
+                    self.at(at, Ev::CatchUp { node: i, inc });
                 }
             }
-            if evicted {
-                break;
+            Some(PullRequest::Stop) => {
+                self.nodes[i].catch_up = None;
+                self.report.catch_ups += 1;
+            }
+            None => {}
+        }
+        if fx.probe {
+            let at = self.now + self.rng.gen_range(1..50) * MS;
+            self.at(at, Ev::Probe { node: i, inc });
+        }
+        let evicted = self.nodes[i]
+            .engine
+            .as_ref()
+            .and_then(|e| e.evicted().map(|until| until.cloned()));
+        match evicted {
+            Some(None) => self.evict(i, "it reported its removal"),
+            Some(Some(block)) => self.evicted_by(i, block),
+            None => {
+                self.arm_timer(i);
+                Ok(())
             }
         }
-        if evicted {
-            self.evict(i, "it reported its removal")?;
-            return Ok(());
-        }
-        self.arm_timer(i);
-        Ok(())
     }
 
     /// The node running (or down) under Raft ID `id`.
@@ -916,7 +906,8 @@ impl World {
     /// with must not list it under its ID.
     fn evict(&mut self, i: usize, why: &str) -> Result<(), String> {
         let node = &mut self.nodes[i];
-        let (number, certs) = last_config(&node.ledger);
+        let number = last_config(&node.ledger).0;
+        let certs = last_certs(&node.ledger);
         let md = &node.ledger[number as usize].1;
         let listed = certs
             .iter()
@@ -929,7 +920,7 @@ impl World {
                 node.id
             ));
         }
-        node.core = None;
+        node.engine = None;
         node.evicted = true;
         node.inc += 1;
         node.waiting.clear();
@@ -957,7 +948,7 @@ impl World {
                 continue;
             }
             let old = node.id;
-            node.core = None;
+            node.engine = None;
             node.inc += 1;
             node.waiting.clear();
             node.timer_at = None;
@@ -967,6 +958,7 @@ impl World {
             node.joining = Some(number);
             node.ledger_synced = node.ledger.len();
             node.disk = Disk::default();
+            node.wal_owner = None;
             self.report.rejoins += 1;
             self.trace(|| {
                 format!(
@@ -1009,102 +1001,116 @@ impl World {
     fn live_peers(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
         (0..self.nodes.len()).filter(move |&p| {
             p != i
-                && (self.nodes[p].core.is_some() || self.nodes[p].evicted)
+                && (self.nodes[p].engine.is_some() || self.nodes[p].evicted)
                 && self.reachable(i, p)
         })
     }
 
-    /// Pulls blocks into node `i`'s ledger up to block `target` from reachable running peers.
-    fn pull(&mut self, i: usize, target: u64) -> Result<(), String> {
+    /// The blocks after node `i`'s ledger up to block `target`, from one reachable peer after
+    /// another (as the real puller does when a source has no more).
+    fn pulled_blocks(&mut self, i: usize, target: u64) -> Vec<(Block, BlockMetadata)> {
         let mut peers: Vec<usize> = self.live_peers(i).collect();
         peers.shuffle(&mut self.rng);
+        let mut next = self.nodes[i].ledger.len();
+        let mut out = Vec::new();
         for p in peers {
-            loop {
-                let have = self.nodes[i].ledger.len();
-                if have as u64 > target {
-                    break;
-                }
-                let Some((block, md)) = self.nodes[p].ledger.get(have).cloned() else {
+            while next as u64 <= target {
+                let Some(b) = self.nodes[p].ledger.get(next).cloned() else {
                     break;
                 };
-                self.append(i, block, md, "pulled", true)?;
+                out.push(b);
+                next += 1;
             }
+        }
+        out
+    }
+
+    /// Pulls blocks into the ledger of node `i` (not running a chain: joining, or following
+    /// up to the block that evicted it) up to block `target`, checked as the real follower
+    /// checks them and synced.
+    fn pull(&mut self, i: usize, target: u64) -> Result<(), String> {
+        for (block, md) in self.pulled_blocks(i, target) {
+            let node = &mut self.nodes[i];
+            let prev = node
+                .ledger
+                .last()
+                .and_then(|(b, _)| b.header.clone())
+                .ok_or("empty ledger")?;
+            ordo_ledger::block::verify_link(&prev, &block)
+                .and_then(|()| ordo_ledger::block::verify_data_hash(&block))
+                .map_err(|e| {
+                    format!(
+                        "node {} would pull a block that breaks its chain: {e}",
+                        i + 1
+                    )
+                })?;
+            node.ledger.push((block.clone(), md));
+            node.ledger_synced = node.ledger.len();
+            self.written_by(i, &block, "pulled")?;
         }
         Ok(())
     }
 
-    /// A node long without a leader asks a peer for its last config block, as the real
-    /// driver does after `EvictionSuspicion`: if it no longer lists the node under its ID, the
-    /// node pulls the blocks up to it and stops (or is added back under its new ID).
-    fn suspect(&mut self, i: usize) -> Result<(), String> {
-        let me = self.nodes[i].id;
-        let Some(p) = self
+    /// The answer to node `i`'s eviction check, as the real puller gives it: the last config
+    /// block of the reachable orderer with the longest ledger, and that orderer's height.
+    fn answer_probe(&mut self, i: usize) -> Result<(), String> {
+        let answer = self
             .live_peers(i)
             .max_by_key(|&p| self.nodes[p].ledger.len())
-        else {
-            return Ok(());
-        };
-        let (number, certs) = last_config(&self.nodes[p].ledger);
-        if number < last_config(&self.nodes[i].ledger).0 {
-            // The peer is behind this node: its config says nothing about this node's.
-            return Ok(());
-        }
-        let md = &self.nodes[p].ledger[number as usize].1;
-        let standing = certs
-            .iter()
-            .zip(&md.consenter_ids)
-            .find(|(c, _)| slot_of(c) == Some(i))
-            .map(|(_, id)| *id);
-        match standing {
-            Some(id) if id == me => Ok(()),
-            // Added back meanwhile: the block adding it starts the join.
-            Some(_) => {
-                let (block, md) = self.nodes[p].ledger[number as usize].clone();
-                self.added_back(&block, &md)
-            }
-            None => {
-                // A config block is not enough: its conf change may not be committed yet, and
-                // the other voters may still need this node to elect the leader that commits
-                // it. A block after it (ordering waits for the conf change), or a peer whose Raft
-                // group no longer has this node (the real transport then refuses it), shows that
-                // the removal is in force.
-                let later_block = self.nodes[p].ledger.len() as u64 > number + 1;
-                let refused = self.nodes[p]
-                    .core
-                    .as_ref()
-                    .is_some_and(|c| !c.members().contains(&me));
-                if !later_block && !refused {
-                    return Ok(());
-                }
-                self.trace(|| {
-                    format!(
-                        "node {} suspects its eviction: block {number} does not list it",
-                        i + 1
-                    )
-                });
-                self.pull(i, number)?;
-                if (self.nodes[i].ledger.len() as u64) > number {
-                    self.evict(i, "the others' last config does not list it")?;
-                }
-                Ok(())
-            }
-        }
+            .map(|p| {
+                let ledger = &self.nodes[p].ledger;
+                let (number, _) = last_config(ledger);
+                (ledger[number as usize].0.clone(), ledger.len() as u64)
+            })
+            .ok_or_else(|| "no orderer of the channel answered".into());
+        self.with_engine(i, |e, io, _| {
+            e.on_probe(io, answer);
+            Ok(())
+        })
     }
 
-    fn sync(&mut self, i: usize) -> Result<(), String> {
-        if self.opts.bug == Some(Bug::SyncOnTickOnly) {
-            return Ok(());
+    /// Node `i`'s engine found, with the other orderers, that config block `block` no longer
+    /// has it under its Raft ID: like the real node it follows the channel up to that block,
+    /// then stops — or, listed under a new ID, joins under it.
+    fn evicted_by(&mut self, i: usize, block: Block) -> Result<(), String> {
+        let number = block_number(&block);
+        let md = BlockMetadata::decode(
+            ordo_ledger::block::consenter_metadata(&block).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        let readded = certs_of_block(&block)?
+            .iter()
+            .zip(&md.consenter_ids)
+            .any(|(c, id)| slot_of(c) == Some(i) && *id != self.nodes[i].id);
+        if readded {
+            return self.added_back(&block, &md);
         }
-        self.nodes[i]
-            .disk
-            .sync()
-            .map_err(|e| format!("node {}: {e}", i + 1))
+        self.trace(|| {
+            format!(
+                "node {} learnt its eviction: block {number} does not list it",
+                i + 1
+            )
+        });
+        let node = &mut self.nodes[i];
+        node.engine = None;
+        node.inc += 1;
+        node.timer_at = None;
+        node.catch_up = None;
+        self.pull(i, number)?;
+        if self.nodes[i].ledger.len() as u64 > number {
+            self.evict(i, "the others' last config does not list it")
+        } else {
+            // The block is out of reach for now: the node stays out, as a follower that has
+            // not caught up yet.
+            self.nodes[i].evicted = true;
+            Ok(())
+        }
     }
 
     /// Schedules the batch timer if the core's deadline moved.
     fn arm_timer(&mut self, i: usize) {
         let node = &self.nodes[i];
-        let Some(deadline) = node.core.as_ref().and_then(|c| c.deadline()) else {
+        let Some(deadline) = node.engine.as_ref().and_then(|e| e.deadline()) else {
             return;
         };
         if node.timer_at == Some(deadline) {
@@ -1119,7 +1125,7 @@ impl World {
         if !self.reachable(from, to) || self.rng.gen_bool(self.net.drop) {
             return;
         }
-        let dup = matches!(msg, Net::Raft(_)) && self.rng.gen_bool(self.net.dup);
+        let dup = matches!(msg, Net::Raft(..)) && self.rng.gen_bool(self.net.dup);
         let mut delay = || {
             let d = self.rng.gen_range(MS / 10..=self.net.max_delay);
             if self.rng.gen_bool(self.net.slow) {
@@ -1130,44 +1136,31 @@ impl World {
         };
         let first = delay();
         let second = delay();
-        if dup && let Net::Raft(m) = &msg {
-            let copy = Net::Raft(m.clone());
+        if dup && let Net::Raft(m, active) = &msg {
+            let copy = Net::Raft(m.clone(), active.clone());
             self.at(
                 self.now + second,
                 Ev::Deliver {
                     from,
                     to,
-                    msg: copy,
+                    msg: Box::new(copy),
                 },
             );
         }
-        self.at(self.now + first, Ev::Deliver { from, to, msg });
+        self.at(
+            self.now + first,
+            Ev::Deliver {
+                from,
+                to,
+                msg: Box::new(msg),
+            },
+        );
     }
 
-    /// Appends a block to node `i`'s ledger with the checks the real block writer and puller
-    /// make, and the global no-fork check; `synced` as the real driver syncs it.
-    fn append(
-        &mut self,
-        i: usize,
-        block: Block,
-        md: BlockMetadata,
-        how: &str,
-        synced: bool,
-    ) -> Result<(), String> {
-        let node = &mut self.nodes[i];
-        let prev = node
-            .ledger
-            .last()
-            .and_then(|(b, _)| b.header.clone())
-            .ok_or("empty ledger")?;
-        verify_link(&prev, &block)
-            .and_then(|()| verify_data_hash(&block))
-            .map_err(|e| {
-                format!(
-                    "node {} would write a block that breaks its chain: {e}",
-                    i + 1
-                )
-            })?;
+    /// The checks the world makes on a block node `i` just wrote (by its engine, or pulled
+    /// while not running one) — the global no-fork check — and what follows from it: envelopes
+    /// waiting for their block are acknowledged.
+    fn written_by(&mut self, i: usize, block: &Block, how: &str) -> Result<(), String> {
         let header = block.header.as_ref().ok_or("block without header")?;
         let number = header.number as usize;
         let hash = header_hash(header);
@@ -1194,78 +1187,68 @@ impl World {
                 }
             }
         }
-        let data = block
-            .data
-            .as_ref()
-            .map(|d| d.data.clone())
-            .unwrap_or_default();
-        for env in &data {
+        let node = &mut self.nodes[i];
+        let mut count = 0;
+        for env in envelopes(block) {
+            count += 1;
             if node.waiting.remove(env) {
                 self.acked.insert(env.clone());
             }
         }
-        if self.opts.trace && is_config_block(&block) {
-            let certs: Vec<String> = certs_of_block(&block)
-                .unwrap_or_default()
-                .iter()
-                .map(|c| {
-                    let generation = c.get(8..16).and_then(|g| g.try_into().ok());
-                    format!(
-                        "{}/{}",
-                        slot_of(c).map_or(0, |s| s + 1),
-                        generation.map_or(0, u64::from_be_bytes)
-                    )
-                })
-                .collect();
-            eprintln!(
-                "[{:>6} ms] node {} config block {number}: nodes/generations {certs:?}, Raft IDs {:?}, next {}",
-                self.now / MS,
-                i + 1,
-                md.consenter_ids,
-                md.next_consenter_id
-            );
-        }
-        node.ledger.push((block, md));
-        if synced {
-            node.ledger_synced = node.ledger.len();
-        }
         if self.opts.trace {
+            if is_config_block(block) {
+                let md = node
+                    .ledger
+                    .last()
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default();
+                let certs: Vec<String> = certs_of_block(block)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| {
+                        let generation = c.get(8..16).and_then(|g| g.try_into().ok());
+                        format!(
+                            "{}/{}",
+                            slot_of(c).map_or(0, |s| s + 1),
+                            generation.map_or(0, u64::from_be_bytes)
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "[{:>6} ms] node {} config block {number}: nodes/generations {certs:?}, Raft IDs {:?}, next {}",
+                    self.now / MS,
+                    i + 1,
+                    md.consenter_ids,
+                    md.next_consenter_id
+                );
+            }
             eprintln!(
-                "[{:>6} ms] node {} {how} block {number} ({} envelopes)",
+                "[{:>6} ms] node {} {how} block {number} ({count} envelopes)",
                 self.now / MS,
                 i + 1,
-                data.len()
             );
         }
         Ok(())
     }
 
-    /// The block puller: node `i` pulls the blocks it lacks from a reachable live peer,
-    /// verifying each, until it reaches the snapshot's block; else it retries later.
+    /// The block puller of a catch-up: node `i`'s engine gets the blocks it lacks, one by one,
+    /// from reachable peers until it reaches its target (it then stops the pull); else the
+    /// puller tries again later.
     fn catch_up(&mut self, i: usize) -> Result<(), String> {
         let Some(target) = self.nodes[i].catch_up else {
             return Ok(());
         };
-        if self.nodes[i].core.is_none() {
+        if self.nodes[i].engine.is_none() {
             return Ok(());
         }
-        self.pull(i, target)?;
-        let (tip, md) = self.nodes[i].ledger.last().cloned().ok_or("empty ledger")?;
-        let header = tip.header.as_ref().ok_or("block without header")?;
-        if header.number >= target {
-            self.nodes[i].catch_up = None;
-            self.report.catch_ups += 1;
-            let (_, certs) = last_config(&self.nodes[i].ledger);
-            let last = LastBlock {
-                number: header.number,
-                header_hash: header_hash(header),
-                metadata: md,
-            };
-            self.with_core(i, |c, _| c.caught_up(last, certs))?;
-        } else {
-            let inc = self.nodes[i].inc;
-            self.at(self.now + 200 * MS, Ev::CatchUp { node: i, inc });
+        for (block, _) in self.pulled_blocks(i, target) {
+            self.with_engine(i, |e, io, _| e.on_pulled(io, block))?;
+            if self.nodes[i].catch_up.is_none() || self.nodes[i].engine.is_none() {
+                return Ok(());
+            }
         }
+        let inc = self.nodes[i].inc;
+        self.at(self.now + 200 * MS, Ev::CatchUp { node: i, inc });
         Ok(())
     }
 
@@ -1284,25 +1267,26 @@ impl World {
         } else {
             envelope(n)
         };
-        let Some(core) = self.nodes[i].core.as_ref() else {
+        let Some(engine) = self.nodes[i].engine.as_ref() else {
             return Ok(());
         };
-        let status = core.status();
+        let status = engine.status();
+        let seq = engine.config().0.sequence;
         if status.is_leader {
-            if !core.accepting() {
+            if !engine.accepting() {
                 // The real node makes the client wait; here it simply gives up.
                 return Ok(());
             }
             if self.ack_after_commit {
                 self.nodes[i].waiting.insert(env.clone());
             }
-            self.order(i, env, config)
+            self.order(i, env, config, None)
         } else if status.leader != 0 {
             if self.ack_after_commit {
                 self.nodes[i].waiting.insert(env.clone());
             }
             if let Some(leader) = self.slot_of_id(status.leader) {
-                self.send(i, leader, Net::Submit { env, config });
+                self.send(i, leader, Net::Submit { env, config, seq });
             }
             Ok(())
         } else {
@@ -1315,7 +1299,10 @@ impl World {
     /// same consenters (another setting changed), or one consenter added back, removed or given
     /// a new certificate (rotation) — one change at a time, as Fabric allows.
     fn config_update(&mut self, n: u64, i: usize) -> Bytes {
-        let (base, mut certs) = last_config(&self.nodes[i].ledger);
+        let Some(base) = last_config(&self.nodes[i].ledger).1 else {
+            return envelope(n);
+        };
+        let mut certs = base.certs.clone();
         let roll = self.rng.gen_range(0..100);
         let missing: Vec<usize> = (0..self.nodes.len())
             .filter(|s| !certs.iter().any(|c| slot_of(c) == Some(*s)))
@@ -1337,42 +1324,43 @@ impl World {
                 self.generations[s] += 1;
             }
         }
-        config_envelope(n, base, &certs)
+        base.next(certs).envelope(n)
     }
 
-    /// The leader orders an envelope, as the driver's `submit` does.
-    fn order(&mut self, i: usize, env: Bytes, config: bool) -> Result<(), String> {
-        let Some(core) = self.nodes[i].core.as_ref() else {
+    /// The leader hands an envelope to its engine, as Broadcast does: validated here against
+    /// the config in force (`seq` None), or forwarded by a follower that validated it against
+    /// config sequence `seq` (the engine checks it again if the config moved on since).
+    fn order(
+        &mut self,
+        i: usize,
+        env: Bytes,
+        config: bool,
+        seq: Option<u64>,
+    ) -> Result<(), String> {
+        let Some(engine) = self.nodes[i].engine.as_ref() else {
             return Ok(());
         };
-        if !core.accepting() {
+        if !engine.accepting() {
             // A forward that reached a node that is not (or no longer) an accepting leader is
             // dropped, as in Fabric.
             return Ok(());
         }
+        let current = engine.config().0.sequence;
         // The real leader validates a config update against the config in force; one made from
         // an older config is refused (re-applied, it could change two consenters at once).
         if config
-            && parse_config(&env).map(|(base, _)| base)
-                != Some(last_config(&self.nodes[i].ledger).0)
+            && seq.is_none()
+            && SimConfig::of_envelope(&env).map(|c| c.sequence) != Some(current + 1)
         {
             return Ok(());
         }
-        let proposal = if config {
-            Proposal::Config(env)
-        } else {
-            let size = env.len() as u32;
-            Proposal::Normal(Pending {
-                envelope: env,
-                size,
-            })
+        let submission = Submission {
+            size: env.len() as u32,
+            envelope: env,
+            config,
+            config_seq: seq.unwrap_or(current),
         };
-        self.with_core(i, |c, now| {
-            c.submit(proposal, now).map_err(|e| match e {
-                ordo_raft::chain::SubmitError::Halted(e) => e,
-                other => CoreError::Log(format!("submit refused after accepting(): {other}")),
-            })
-        })
+        self.with_engine(i, |e, io, now| e.submit(io, submission, now))
     }
 
     fn chaos(&mut self) -> Result<(), String> {
@@ -1384,13 +1372,14 @@ impl World {
         let roll = self.rng.gen_range(0..100);
         if roll < 40 {
             let up: Vec<usize> = (0..self.nodes.len())
-                .filter(|&i| self.nodes[i].core.is_some())
+                .filter(|&i| self.nodes[i].engine.is_some())
                 .collect();
             // Prefer the leader now and then: its death is the interesting case.
             let leader = up.iter().copied().find(|&i| {
                 self.nodes[i]
-                    .core
+                    .engine
                     .as_ref()
+                    .map(ConsenterEngine::core)
                     .is_some_and(|c| c.status().is_leader)
             });
             let victim = match leader {
@@ -1427,7 +1416,7 @@ impl World {
         self.report.lost_blocks += (node.ledger.len() - kept) as u64;
         node.ledger.truncate(kept);
         node.ledger_synced = kept;
-        node.core = None;
+        node.engine = None;
         node.inc += 1;
         node.waiting.clear();
         node.timer_at = None;
@@ -1443,10 +1432,12 @@ impl World {
     /// At most one leader per term.
     fn check_leaders(&mut self) -> Result<(), String> {
         let mut leaders: BTreeMap<u64, u64> = BTreeMap::new();
-        self.leader_known = self
-            .nodes
-            .iter()
-            .any(|n| n.core.as_ref().is_some_and(|c| c.status().is_leader));
+        self.leader_known = self.nodes.iter().any(|n| {
+            n.engine
+                .as_ref()
+                .map(ConsenterEngine::core)
+                .is_some_and(|c| c.status().is_leader)
+        });
         if self.leader_known
             && let Some(g) = self.growing.as_mut()
             && g.led_since.is_none()
@@ -1455,7 +1446,9 @@ impl World {
             g.last_block_at = self.now;
         }
         for n in &self.nodes {
-            let Some(c) = n.core.as_ref() else { continue };
+            let Some(c) = n.engine.as_ref().map(ConsenterEngine::core) else {
+                continue;
+            };
             let s = c.status();
             if s.is_leader
                 && let Some(other) = leaders.insert(s.term, s.id)
@@ -1474,24 +1467,26 @@ impl World {
         self.nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| match n.core.as_ref() {
-                Some(c) => format!(
-                    "node {} id {} term {} leader {} voters {:?} learners {:?}{}",
-                    i + 1,
-                    c.status().id,
-                    c.status().term,
-                    c.status().leader,
-                    c.voters(),
-                    c.learners(),
-                    if n.catch_up.is_some() {
-                        " catching up"
-                    } else {
-                        ""
-                    }
-                ),
-                None if n.evicted => format!("node {} evicted", i + 1),
-                None => format!("node {} down (id {}, joining {:?})", i + 1, n.id, n.joining),
-            })
+            .map(
+                |(i, n)| match n.engine.as_ref().map(ConsenterEngine::core) {
+                    Some(c) => format!(
+                        "node {} id {} term {} leader {} voters {:?} learners {:?}{}",
+                        i + 1,
+                        c.status().id,
+                        c.status().term,
+                        c.status().leader,
+                        c.voters(),
+                        c.learners(),
+                        if n.catch_up.is_some() {
+                            " catching up"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None if n.evicted => format!("node {} evicted", i + 1),
+                    None => format!("node {} down (id {}, joining {:?})", i + 1, n.id, n.joining),
+                },
+            )
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -1504,7 +1499,8 @@ impl World {
             .ok_or("no node")?;
         // The consenters of the last config hold every block and run as consenters; the nodes
         // it removed hold a prefix (the no-fork check saw every block they wrote).
-        let (number, certs) = last_config(&self.nodes[longest].ledger);
+        let number = last_config(&self.nodes[longest].ledger).0;
+        let certs = last_certs(&self.nodes[longest].ledger);
         let ids = &self.nodes[longest].ledger[number as usize].1.consenter_ids;
         for (c, id) in certs.iter().zip(ids) {
             let i = slot_of(c)
@@ -1519,7 +1515,11 @@ impl World {
                     self.statuses()
                 ));
             }
-            let running = n.core.as_ref().map(|c| c.status().id);
+            let running = n
+                .engine
+                .as_ref()
+                .map(ConsenterEngine::core)
+                .map(|c| c.status().id);
             if running != Some(*id) {
                 return Err(format!(
                     "after the heal node {} is not running as Raft node {id}, the ID the last config gives it (running: {running:?})",
@@ -1531,7 +1531,7 @@ impl World {
         let leader = self
             .nodes
             .iter()
-            .filter_map(|n| n.core.as_ref())
+            .filter_map(|n| n.engine.as_ref().map(ConsenterEngine::core))
             .filter(|c| c.status().is_leader)
             .max_by_key(|c| c.status().term);
         if let Some(l) = leader
@@ -1577,7 +1577,7 @@ impl World {
         self.report.leader_changes = self
             .nodes
             .iter()
-            .filter_map(|n| n.core.as_ref())
+            .filter_map(|n| n.engine.as_ref().map(ConsenterEngine::core))
             .map(|c| c.status().leader_changes)
             .sum();
         Ok(())
