@@ -498,6 +498,10 @@ impl<C: ConfigView> ConsenterEngine<C> {
         let (number, hash) = (header.number, header_hash(&header));
         let metadata = block_metadata(&block)?;
         let config = is_config_block(&block);
+        debug_assert!(
+            self.catch_up.as_ref().is_some_and(|c| number <= c.target),
+            "a pulled block {number} beyond or without a catch-up"
+        );
         self.write_block(io, block, metadata, config, Durability::Ledger)?;
         let Some(c) = &mut self.catch_up else {
             return Ok(());
@@ -772,6 +776,11 @@ impl<C: ConfigView> ConsenterEngine<C> {
         durability: Durability,
     ) -> Result<(), EngineError> {
         let number = block.header.as_ref().map_or(0, |h| h.number);
+        debug_assert_eq!(
+            number,
+            io.ledger_height(),
+            "blocks reach the ledger in order, without gaps"
+        );
         let mut new_config = None;
         if config {
             let next =
@@ -842,6 +851,12 @@ impl<C: ConfigView> ConsenterEngine<C> {
             }
         }
         self.group = group;
+        debug_assert!(
+            now.iter()
+                .enumerate()
+                .all(|(i, m)| now[..i].iter().all(|n| n.id != m.id)),
+            "a Raft ID among the members twice"
+        );
         if self.members != now {
             self.members = now;
             io.set_members(&self.members);

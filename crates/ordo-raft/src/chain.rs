@@ -1017,6 +1017,16 @@ impl ChainCore {
     }
 
     fn propose_block(&mut self, batch: Vec<Bytes>) {
+        debug_assert!(
+            self.role == StateRole::Leader,
+            "only the leader creates blocks"
+        );
+        debug_assert!(
+            self.created.0 >= self.last.number,
+            "the leader builds on block {} behind the last applied {}",
+            self.created.0,
+            self.last.number
+        );
         let block = new_block(self.created.0 + 1, &self.created.1, batch);
         let Some(header) = block.header.as_ref() else {
             return;
@@ -1283,6 +1293,7 @@ impl ChainCore {
     }
 
     fn record_conf_state(&mut self, cs: ConfState) -> Result<(), CoreError> {
+        debug_assert!(!cs.voters.is_empty(), "a membership without voters");
         self.raw.mut_store().set_conf_state(cs.clone());
         self.actions.push(Action::Persist(Persist {
             conf_state: Some(cs),
@@ -1292,6 +1303,12 @@ impl ChainCore {
     }
 
     fn apply_block(&mut self, e: &Entry) -> Result<(), CoreError> {
+        debug_assert!(
+            e.index > self.applied_index,
+            "entry {} applied again (last applied {})",
+            e.index,
+            self.applied_index
+        );
         // Decoding from the entry's `Bytes` makes the envelopes slices of it instead of copies.
         let block = Block::decode(e.data.clone()).map_err(|err| CoreError::BadEntry {
             index: e.index,

@@ -41,7 +41,7 @@
 //!   promoted).
 //!
 //! A run is a pure function of its seed and [`SimOptions`]: a failing seed prints itself and
-//! replays exactly (`cargo run -p ordo-sim --release -- --seed N --trace`).
+//! replays exactly (`cargo run -p ordo-sim --profile sim -- --seed N --trace`).
 //!
 //! This crate owns the simulation only; it never touches sockets, files or the wall clock.
 

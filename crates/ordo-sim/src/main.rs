@@ -2,8 +2,8 @@
 //! replays one seed with a trace.
 //!
 //! ```text
-//! cargo run -p ordo-sim --release -- --seeds 10000          # campaign over seeds 0..10000
-//! cargo run -p ordo-sim --release -- --seed 1234 --trace    # replay one seed, printing events
+//! cargo run -p ordo-sim --profile sim -- --seeds 10000          # campaign over seeds 0..10000
+//! cargo run -p ordo-sim --profile sim -- --seed 1234 --trace    # replay one seed, printing events
 //! ```
 
 use std::process::ExitCode;

@@ -137,7 +137,7 @@ impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {} failed at {} ms: {}\n  replay: cargo run -p ordo-sim --release -- --seed {} --trace",
+            "seed {} failed at {} ms: {}\n  replay: cargo run -p ordo-sim --profile sim -- --seed {} --trace",
             self.seed, self.at_ms, self.what, self.seed
         )
     }

@@ -1,6 +1,6 @@
 //! The simulator as a test: a few hundred seeds must hold every invariant, a seed must replay
 //! exactly, and a deliberately broken driver must be caught. The long campaign is the binary:
-//! `cargo run -p ordo-sim --release -- --seeds 10000`.
+//! `cargo run -p ordo-sim --profile sim -- --seeds 10000`.
 
 use ordo_sim::{Bug, Report, SimOptions, run};
 
