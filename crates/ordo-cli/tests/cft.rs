@@ -252,7 +252,7 @@ async fn the_leader_dies_elects_a_new_leader() {
     let acked: Vec<u64> = acked.lock().unwrap().clone();
     let survivor = nodes[through].as_ref().unwrap();
     let mut client = survivor.grpc().await;
-    let reference = deliver_envelopes(&mut client, &user1, "channel-3", acked.len()).await;
+    let reference = deliver_until_all(&mut client, &user1, "channel-3", &acked).await;
     verify_chain(&reference);
     let texts: std::collections::HashSet<String> = payload_texts(&reference).into_iter().collect();
     for i in &acked {

@@ -55,13 +55,16 @@ impl StepHandler for ClusterHandler {
                 msg.from
             )));
         }
-        if msg.to != ch.id {
+        let id = ch.raft_id();
+        if Some(msg.to) != id {
             // The sender's config has this node under another ID: this node is the stale one.
             // Fabric halts here ("cowardly"); Ordo checks the channel's last config instead.
             ch.suspect_eviction();
             return Err(StepError::Invalid(format!(
                 "raft message for node {} reached node {} of channel {}",
-                msg.to, ch.id, req.channel
+                msg.to,
+                id.unwrap_or_default(),
+                req.channel
             )));
         }
         // ActiveNodes from the leader (the core keeps them only if `from` leads).
@@ -72,7 +75,8 @@ impl StepHandler for ClusterHandler {
                 .map(|m| Some(m.active_nodes))
                 .map_err(|e| format!("bad cluster metadata from node {sender}: {e}"))?
         };
-        Ok(ch.step(Inbound { msg, active_nodes })?)
+        ch.step(Inbound { msg, active_nodes })
+            .map_err(|e| StepError::Invalid(e.to_string()))
     }
 
     async fn submit(&self, from: &Sender, req: SubmitRequest) -> Result<(), StepError> {
@@ -88,6 +92,8 @@ impl StepHandler for ClusterHandler {
             config,
             config_seq: req.last_validation_seq,
         };
-        Ok(ch.submit(submission).await?)
+        ch.submit(submission)
+            .await
+            .map_err(|e| StepError::Invalid(e.to_string()))
     }
 }

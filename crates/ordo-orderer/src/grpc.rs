@@ -167,7 +167,7 @@ impl AtomicBroadcastService {
                 let membership = Membership {
                     active: (!status.active.is_empty()).then(|| certs(&status.active)),
                     learners: certs(&status.learners),
-                    adds_learners: channel.adds_learners,
+                    adds_learners: channel.adds_learners(),
                 };
                 let (config_env, seq) = process_config_update(
                     &env,
@@ -201,7 +201,7 @@ impl AtomicBroadcastService {
         // Registered before the hand-over, so that the block cannot be written unseen.
         let wait = self
             .ack_after_commit
-            .map(|_| v.channel.wait_commit(&v.submission.envelope));
+            .and_then(|_| v.channel.wait_commit(&v.submission.envelope));
         self.hand_over(v, kind).await?;
         Ok(wait)
     }
@@ -240,7 +240,7 @@ impl AtomicBroadcastService {
             .await
             .map_err(|e| Rejection {
                 status: Status::ServiceUnavailable,
-                info: e,
+                info: e.to_string(),
             })?;
         self.metrics
             .broadcast_enqueued(&v.name, kind, enqueued.elapsed());

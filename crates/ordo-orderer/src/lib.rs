@@ -5,22 +5,19 @@
 //! client sees of an orderer; consensus itself is `ordo-raft`'s.
 //!
 //! - [`node`] assembles a node from [`localconfig`] (orderer.yaml): [`registrar`] (which channels
-//!   run, crash-safe join and removal), [`channel`] (a channel's config, ledger and the driver of
-//!   its Raft core, with the block writer; [`catchup`] for pulling blocks behind a snapshot;
-//!   [`follower`] for channels it follows without being a consenter), [`grpc`] (Broadcast and Deliver over
+//!   run, crash-safe join and removal), [`channel`] (a channel's handle, and the task behind it:
+//!   the runtime of its consenter engine, or a follower), [`grpc`] (Broadcast and Deliver over
 //!   [`msgprocessor`], [`configupdate`] and [`deliver`]), [`participation`] and [`operations`]
 //!   (the admin and operations HTTP APIs over [`http`] and [`tls`]), [`certs`] (reloading the
 //!   node's certificates, watching every certificate's expiry), [`metrics`], [`logging`];
 //! - [`client`]: clients of those APIs, for the CLI, the benchmark and tests.
 
-pub mod catchup;
 pub mod certs;
 pub mod channel;
 pub mod client;
 pub mod cluster;
 pub mod configupdate;
 pub mod deliver;
-pub mod follower;
 pub mod grpc;
 pub mod health;
 pub mod http;

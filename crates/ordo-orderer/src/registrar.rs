@@ -11,7 +11,7 @@
 //!   marker wipes whatever the half-done join left and joins again from the marker's block.
 //!   That is for a consenter joining with the genesis block. Every other join (a later config
 //!   block, or a block whose consenters do not include this node) makes the node a **follower**
-//!   ([`crate::follower`]) and the marker stays until the node becomes a consenter: a restart
+//!   (`crate::channel`'s follower) and the marker stays until the node becomes a consenter: a restart
 //!   that finds it keeps what was pulled and goes on following towards the join block.
 //! - **remove**: `<channel>.remove` is written, the chain is stopped, the ledger, WAL and
 //!   snapshots are deleted (Fabric leaves the WAL behind, hyperledger/fabric#4016, so re-joining
@@ -41,11 +41,11 @@ use ordo_proto::common::Block;
 use ordo_raft::wal::RaftWal;
 use prost::Message;
 
+use crate::channel::JoinBlock;
 use crate::channel::{
     Channel, ChannelError, Ledger, NodeServices, Relation, SelfKey, Switch, config_of_block,
     is_consenter,
 };
-use crate::follower::JoinBlock;
 use ordo_channel::start::{StartPlan, WalFacts, plan};
 
 /// Why a join or removal was refused or failed.
@@ -506,7 +506,7 @@ impl Registrar {
         })();
         match started {
             Ok(channel) => {
-                tracing::info!(channel = %ch, relation = if to_consenter { "consenter" } else { "follower" }, raft_id = channel.id, "channel relation changed");
+                tracing::info!(channel = %ch, relation = if to_consenter { "consenter" } else { "follower" }, raft_id = channel.raft_id(), "channel relation changed");
                 self.insert(channel);
                 (self.services.on_config)();
             }

@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use ordo_cluster::puller::Source;
-use ordo_orderer::catchup::{ChannelSource, orderer_endpoints, well_formed};
 use ordo_orderer::channel::config_of_block;
+use ordo_orderer::channel::{ChannelSource, orderer_endpoints, well_formed};
 use ordo_proto::common::{Block, Envelope};
 use ordo_testkit::{fixture, ledger_blocks};
 use prost::Message;

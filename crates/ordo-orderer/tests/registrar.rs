@@ -160,7 +160,7 @@ async fn a_raft_message_that_panics_raft_rs_halts_the_channel_visibly() {
     let block = read("channel-genesis/channel-3.block");
     let parsed = <ordo_proto::common::Block as prost::Message>::decode(block.as_slice()).unwrap();
     let ch = reg.join("channel-3", parsed, block.into()).await.unwrap();
-    assert_eq!(ch.id, 1);
+    assert_eq!(ch.raft_id(), Some(1));
     let mut msg = raft::eraftpb::Message::default();
     msg.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
     msg.from = 2;

@@ -316,7 +316,7 @@ impl OrdoProcess {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "ports {ports:?} stayed taken"
+                "ports {ports:?} stayed taken (they lie in the kernel's ephemeral range, where a long-lived outgoing connection may hold one; as root, `echo 37050-37160 > /proc/sys/net/ipv4/ip_local_reserved_ports` keeps them free, as .ci/run does)"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -555,6 +555,49 @@ pub async fn deliver_envelopes(
     while blocks.len() < 2 || envelope_count(&blocks) < n {
         match next_response(&mut stream).await {
             Some(deliver_response::Type::Block(b)) => blocks.push(b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    blocks
+}
+
+/// Delivers `channel`'s blocks from block 0 until every envelope `transaction {i}` of
+/// `wanted` is in them (envelopes re-sent after a refusal may be ordered twice, so a count is
+/// not enough); fails naming the missing ones if they are not all there within [`WAIT`].
+pub async fn deliver_until_all(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    signer: &SigningIdentity,
+    channel: &str,
+    wanted: &[u64],
+) -> Vec<Block> {
+    let env = seek(signer, channel, 0, u64::MAX, false);
+    let mut stream = open_deliver(client, env).await;
+    let mut missing: std::collections::BTreeSet<String> =
+        wanted.iter().map(|i| format!("transaction {i}")).collect();
+    let mut blocks = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while blocks.len() < 2 || !missing.is_empty() {
+        let next = tokio::time::timeout_at(deadline, stream.message()).await;
+        let Ok(Ok(Some(msg))) = next else {
+            panic!(
+                "{} acknowledged envelope(s) not delivered within {WAIT:?}: {:?}",
+                missing.len(),
+                missing.iter().take(10).collect::<Vec<_>>()
+            );
+        };
+        match msg.r#type {
+            Some(deliver_response::Type::Block(b)) => {
+                for raw in b.data.iter().flat_map(|d| d.data.iter()) {
+                    let text = Envelope::decode(raw.clone())
+                        .ok()
+                        .and_then(|env| ordo_proto::common::Payload::decode(env.payload).ok())
+                        .map(|p| String::from_utf8_lossy(&p.data).into_owned());
+                    if let Some(t) = text {
+                        missing.remove(&t);
+                    }
+                }
+                blocks.push(b);
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -19,7 +19,7 @@ use ordo_proto::common::{Block, Envelope, HeaderType};
 use ordo_proto::orderer::SeekInfo;
 use prost::Message;
 
-use crate::channel::config_of_block;
+use super::config_of_block;
 
 /// The puller's view of one channel.
 pub struct ChannelSource {

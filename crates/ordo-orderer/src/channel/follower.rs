@@ -19,12 +19,12 @@ use ordo_config::ChannelConfig;
 use ordo_ledger::block::{header_hash, is_config_block};
 use ordo_proto::common::Block;
 use ordo_raft::chain::ChainStatus;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::catchup::ChannelSource;
-use crate::channel::{
-    ChainState, Channel, ChannelError, CommitWaiters, Ledger, NodeServices, Relation, Switch,
-    config_at_tip, config_of_block, is_consenter,
+use super::source::ChannelSource;
+use super::{
+    ChainState, Channel, ChannelError, Ledger, NodeServices, Relation, Role, Switch, config_at_tip,
+    config_of_block, is_consenter,
 };
 
 /// The block a follower joined with: it must reach it, and what it pulls at that number must
@@ -38,10 +38,7 @@ pub struct JoinBlock {
 
 impl JoinBlock {
     pub fn of(block: &Block) -> Result<JoinBlock, ChannelError> {
-        let header = block
-            .header
-            .as_ref()
-            .ok_or_else(|| ChannelError::Config("join block without header".into()))?;
+        let header = block.header.as_ref().ok_or(ChannelError::NoHeader(0))?;
         Ok(JoinBlock {
             number: header.number,
             hash: header_hash(header),
@@ -63,11 +60,9 @@ impl Channel {
         let config = if ledger.height() > 0 {
             config_at_tip(&ledger)?.0
         } else {
-            join.as_ref().map(|j| j.config.clone()).ok_or_else(|| {
-                ChannelError::Config(
-                    "nothing to follow from: the ledger is empty and there is no join block".into(),
-                )
-            })?
+            join.as_ref()
+                .map(|j| j.config.clone())
+                .ok_or(ChannelError::NothingToFollow)?
         };
         let onboarding = join.is_some();
         let (state_tx, state) = watch::channel(ChainState {
@@ -85,9 +80,6 @@ impl Channel {
             .participation(name, if onboarding { 2 } else { 1 }, 2);
         let config = Arc::new(ArcSwap::from_pointee(config));
         let (stop, stop_rx) = watch::channel(false);
-        // Nothing is submitted to or stepped into a follower: these queues are closed at once.
-        let (submit, _) = mpsc::channel(1);
-        let (inbound, _) = mpsc::channel(1);
         let follower = Follower {
             name: name.to_string(),
             ledger: ledger.clone(),
@@ -97,18 +89,15 @@ impl Channel {
             state: state_tx,
         };
         let task = tokio::spawn(follower.run(stop_rx));
-        Ok(Arc::new(Channel::assemble(
-            name,
-            0,
+        Ok(Arc::new(Channel {
+            name: name.to_string(),
             config,
             ledger,
-            submit,
-            inbound,
             state,
             stop,
-            task,
-            Arc::new(CommitWaiters::default()),
-        )))
+            task: std::sync::Mutex::new(Some(task)),
+            role: Role::Follower,
+        }))
     }
 }
 
