@@ -311,7 +311,7 @@ impl<C: ConfigView> ConsenterEngine<C> {
         let consenters_of: ConsentersOf = Arc::new(|block: &Block| {
             C::from_block(block)
                 .map(|c| c.consenter_certs())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.into())
         });
         let config_members = members(&p.config, &p.last_block.metadata);
         let core = ChainCore::new(ChainParams {

@@ -53,6 +53,37 @@ impl Default for Replication {
     }
 }
 
+/// Why the channel's source could not sign a request or refused a block, as it reports it.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the channel's last config block could not be learnt from its orderers.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no orderer of the channel answered")]
+    NoAnswer,
+    #[error("{endpoint}: {source}")]
+    Endpoint {
+        endpoint: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("{endpoint} sent another block than {number}")]
+    WrongBlock { endpoint: String, number: u64 },
+    #[error("{endpoint} answered status {status} for block {number}")]
+    Status {
+        endpoint: String,
+        status: i32,
+        number: u64,
+    },
+    #[error("{endpoint}: config block {number}: {source}")]
+    BadConfigBlock {
+        endpoint: String,
+        number: u64,
+        #[source]
+        source: SourceError,
+    },
+}
+
 /// What the channel supplies: where to pull from, how to sign requests, how to judge blocks.
 pub trait Source: Send + Sync + 'static {
     /// `host:port` of the orderers to pull from, from the newest config known.
@@ -60,11 +91,11 @@ pub trait Source: Send + Sync + 'static {
     /// The TLS CAs (PEM) their server certificates chain to.
     fn tls_roots(&self) -> Vec<Bytes>;
     /// A signed `DELIVER_SEEK_INFO` envelope carrying `seek` and the TLS binding hash.
-    fn seek_envelope(&self, seek: SeekInfo, tls_cert_hash: Bytes) -> Result<Envelope, String>;
+    fn seek_envelope(&self, seek: SeekInfo, tls_cert_hash: Bytes) -> Result<Envelope, SourceError>;
     /// Checks a block that is already known to follow the previous one and to match its data
     /// hash: signatures, envelopes. A config block that passes becomes the config later blocks
     /// are checked against.
-    fn verify(&mut self, block: &Block) -> Result<(), String>;
+    fn verify(&mut self, block: &Block) -> Result<(), SourceError>;
 }
 
 /// A verified block, holding its share of the replication buffer until it is dropped.
@@ -154,7 +185,7 @@ pub async fn last_config_block<S: Source>(
     cfg: Replication,
     comm: Comm,
     source: S,
-) -> Result<Block, String> {
+) -> Result<Block, ProbeError> {
     Ok(last_config_block_and_height(channel, cfg, comm, source)
         .await?
         .0)
@@ -167,7 +198,7 @@ pub async fn last_config_block_and_height<S: Source>(
     cfg: Replication,
     comm: Comm,
     source: S,
-) -> Result<(Block, u64), String> {
+) -> Result<(Block, u64), ProbeError> {
     let (out, _) = mpsc::unbounded_channel();
     let (_target, target_rx) = watch::channel(0);
     let mut worker = Worker {
@@ -305,7 +336,7 @@ impl<S: Source> Worker<S> {
         let env = self
             .source
             .seek_envelope(seek, self.comm.client_cert_hash())
-            .map_err(RoundError::Endpoint)?;
+            .map_err(|e| RoundError::Endpoint(e.to_string()))?;
         let mut client = self.client(endpoint, roots).await?;
         let call = client.deliver(futures::stream::iter([env]));
         match tokio::time::timeout(self.cfg.pull_timeout, call).await {
@@ -398,7 +429,7 @@ impl<S: Source> Worker<S> {
     }
 
     /// See [`last_config_block`].
-    async fn newest_config(&mut self) -> Result<(Block, u64), String> {
+    async fn newest_config(&mut self) -> Result<(Block, u64), ProbeError> {
         let endpoints = self.source.endpoints();
         let roots = self.source.tls_roots();
         let probes = endpoints.iter().map(|e| self.probe(e, &roots));
@@ -408,23 +439,38 @@ impl<S: Source> Worker<S> {
             .zip(heights)
             .filter_map(|(e, h)| h.ok().map(|h| (e, h)))
             .max_by_key(|(_, h)| *h)
-            .ok_or("no orderer of the channel answered")?;
+            .ok_or(ProbeError::NoAnswer)?;
         let newest = self.fetch(endpoint, &roots, height - 1).await?;
-        let index = last_config_index(&newest).map_err(|e| format!("{endpoint}: {e}"))?;
+        let index = last_config_index(&newest).map_err(|e| ProbeError::Endpoint {
+            endpoint: endpoint.clone(),
+            source: e.into(),
+        })?;
         let block = if index + 1 == height {
             newest
         } else {
             self.fetch(endpoint, &roots, index).await?
         };
-        verify_data_hash(&block).map_err(|e| format!("{endpoint}: config block {index}: {e}"))?;
-        self.source
-            .verify(&block)
-            .map_err(|e| format!("{endpoint}: config block {index}: {e}"))?;
+        let bad = |source: SourceError| ProbeError::BadConfigBlock {
+            endpoint: endpoint.clone(),
+            number: index,
+            source,
+        };
+        verify_data_hash(&block).map_err(|e| bad(e.into()))?;
+        self.source.verify(&block).map_err(bad)?;
         Ok((block, height))
     }
 
     /// Block `number` from `endpoint`.
-    async fn fetch(&self, endpoint: &str, roots: &[Bytes], number: u64) -> Result<Block, String> {
+    async fn fetch(
+        &self,
+        endpoint: &str,
+        roots: &[Bytes],
+        number: u64,
+    ) -> Result<Block, ProbeError> {
+        let failed = |source: SourceError| ProbeError::Endpoint {
+            endpoint: endpoint.to_string(),
+            source,
+        };
         let seek = SeekInfo {
             start: Some(specified(number)),
             stop: Some(specified(number)),
@@ -434,33 +480,38 @@ impl<S: Source> Worker<S> {
         let mut stream = self
             .open(endpoint, roots, seek)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.into()))?;
         match self
             .recv(endpoint, &mut stream)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| failed(e.into()))?
         {
             Response::Block(b) if b.header.as_ref().is_some_and(|h| h.number == number) => Ok(b),
-            Response::Block(_) => Err(format!("{endpoint} sent another block than {number}")),
-            Response::Status(s) => {
-                Err(format!("{endpoint} answered status {s} for block {number}"))
-            }
+            Response::Block(_) => Err(ProbeError::WrongBlock {
+                endpoint: endpoint.to_string(),
+                number,
+            }),
+            Response::Status(status) => Err(ProbeError::Status {
+                endpoint: endpoint.to_string(),
+                status,
+                number,
+            }),
         }
     }
 
     /// Fabric's `VerifyBlockHash` (sequence, previous hash, data hash), then the source's
     /// checks.
-    fn check(&mut self, block: &Block) -> Result<(), String> {
+    fn check(&mut self, block: &Block) -> Result<(), SourceError> {
         match &self.prev {
-            Some(prev) => verify_link(prev, block).map_err(|e| e.to_string())?,
+            Some(prev) => verify_link(prev, block)?,
             None => {
                 let number = block.header.as_ref().map_or(0, |h| h.number);
                 if number != 0 {
-                    return Err(format!("expected block 0, got block {number}"));
+                    return Err(format!("expected block 0, got block {number}").into());
                 }
             }
         }
-        verify_data_hash(block).map_err(|e| e.to_string())?;
+        verify_data_hash(block)?;
         self.source.verify(block)
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use ordo_cluster::comm::{Comm, CommConfig};
-use ordo_cluster::puller::{Puller, Replication, Source, last_config_block};
+use ordo_cluster::puller::{
+    ProbeError, Puller, Replication, Source, SourceError, last_config_block,
+};
 use ordo_cluster::tls::{Alpn, ClientAuth, TlsServer, incoming};
 use ordo_proto::common::{Block, ChannelHeader, Envelope, Header, Payload};
 use ordo_proto::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
@@ -161,7 +163,7 @@ impl Source for TestSource {
         vec![Bytes::from(read(TLSCA))]
     }
 
-    fn seek_envelope(&self, seek: SeekInfo, tls_cert_hash: Bytes) -> Result<Envelope, String> {
+    fn seek_envelope(&self, seek: SeekInfo, tls_cert_hash: Bytes) -> Result<Envelope, SourceError> {
         let ch = ChannelHeader {
             channel_id: "channel-3".into(),
             tls_cert_hash,
@@ -180,7 +182,7 @@ impl Source for TestSource {
         })
     }
 
-    fn verify(&mut self, _: &Block) -> Result<(), String> {
+    fn verify(&mut self, _: &Block) -> Result<(), SourceError> {
         self.verified.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -326,5 +328,5 @@ async fn the_last_config_block_comes_from_the_most_advanced_orderer() {
     )
     .await
     .unwrap_err();
-    assert!(err.contains("no orderer"), "{err}");
+    assert!(matches!(err, ProbeError::NoAnswer), "{err}");
 }

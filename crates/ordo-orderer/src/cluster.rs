@@ -46,7 +46,7 @@ impl ClusterHandler {
 impl StepHandler for ClusterHandler {
     fn consensus(&self, from: &Sender, req: ConsensusRequest) -> Result<(), StepError> {
         let (ch, sender) = self.sender(&req.channel, from)?;
-        let msg = decode_message(&req.payload)?;
+        let msg = decode_message(&req.payload).map_err(|e| StepError::Invalid(e.to_string()))?;
         if msg.from != sender {
             // The sender knows itself under another ID than this node's config: it may be the
             // one that was removed (and added back), and the refusal makes it check.

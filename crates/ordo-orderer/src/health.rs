@@ -39,7 +39,7 @@ impl HealthChecker for NodeHealth {
         if let Err(e) = self.registrar.probe_ledger() {
             failed.push(FailedCheck {
                 component: "ledger".to_string(),
-                reason: e,
+                reason: e.to_string(),
             });
         }
         failed

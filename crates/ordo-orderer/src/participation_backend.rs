@@ -53,8 +53,8 @@ fn map(e: RegistrarError) -> ParticipationError {
     match e {
         RegistrarError::AlreadyExists => ParticipationError::AlreadyExists,
         RegistrarError::NotFound => ParticipationError::NotFound,
-        RegistrarError::BadRequest(m) => ParticipationError::BadRequest(m),
-        RegistrarError::Failed(m) => ParticipationError::Internal(m),
+        e if e.is_bad_request() => ParticipationError::BadRequest(e.to_string()),
+        e => ParticipationError::Internal(e.to_string()),
     }
 }
 

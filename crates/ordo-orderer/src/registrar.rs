@@ -48,27 +48,66 @@ use crate::channel::{
 };
 use ordo_channel::start::{StartPlan, WalFacts, plan};
 
-/// Why a join or removal was refused or failed.
+/// Why a join or removal was refused or failed. The participation API answers the first ones
+/// (the request's fault) with 400 and the others with 500.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrarError {
     #[error("channel already exists")]
     AlreadyExists,
     #[error("channel does not exist")]
     NotFound,
+    #[error(
+        "this node has no server TLS certificate to find itself among the consenters (etcdraft requires TLS)"
+    )]
+    NoTlsCertificate,
+    #[error("the channel's consensus type is not etcdraft")]
+    NotEtcdraft,
+    #[error("this node is not a consenter of the channel")]
+    NotConsenter,
+    #[error(
+        "following a channel (joining with a config block other than the genesis block, or without being a consenter) needs TLS and the cluster transport"
+    )]
+    CannotFollow,
+    /// The join block is not a usable config block.
     #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Failed(String),
+    BadBlock(#[source] ChannelError),
+    #[error("the consenter IDs do not match the consenters")]
+    IdsMismatch,
+    #[error("channel {0}: the ledger is empty and no join is pending")]
+    EmptyLedger(String),
+    #[error("join marker {path}: {reason}")]
+    BadMarker { path: PathBuf, reason: String },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
 }
 
-impl From<ChannelError> for RegistrarError {
-    fn from(e: ChannelError) -> Self {
-        RegistrarError::Failed(e.to_string())
+impl RegistrarError {
+    /// Whether the request was at fault (HTTP 400) rather than the node (500).
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            RegistrarError::NoTlsCertificate
+                | RegistrarError::NotEtcdraft
+                | RegistrarError::NotConsenter
+                | RegistrarError::CannotFollow
+                | RegistrarError::BadBlock(_)
+        )
     }
 }
 
-fn io_failed(what: &str, path: &Path, e: std::io::Error) -> RegistrarError {
-    RegistrarError::Failed(format!("{what} {}: {e}", path.display()))
+fn io_failed(what: &'static str, path: &Path, e: std::io::Error) -> RegistrarError {
+    RegistrarError::Io {
+        what,
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 /// Where a node keeps its channels.
@@ -194,9 +233,11 @@ impl Registrar {
                 }
                 "join" => {
                     let bytes = fs::read(&m).map_err(|e| io_failed("cannot read", &m, e))?;
-                    let block = Block::decode(bytes.as_slice()).map_err(|e| {
-                        RegistrarError::Failed(format!("join marker {}: {e}", m.display()))
-                    })?;
+                    let block =
+                        Block::decode(bytes.as_slice()).map_err(|e| RegistrarError::BadMarker {
+                            path: m.clone(),
+                            reason: e.to_string(),
+                        })?;
                     let channel = if reg.joins_as_consenter(&block)? {
                         tracing::info!(channel = %ch, "redoing an interrupted channel join");
                         reg.delete_channel_files(&ch)?;
@@ -266,20 +307,15 @@ impl Registrar {
     /// This node's Raft ID in a channel config: the position of the consenter whose server TLS
     /// certificate has this node's public key, mapped through the consenter IDs.
     fn self_id(&self, cfg: &ChannelConfig, ids: &[u64]) -> Result<u64, RegistrarError> {
-        let key = self.self_key.get().ok_or_else(|| {
-            RegistrarError::BadRequest(
-                "this node has no server TLS certificate to find itself among the consenters (etcdraft requires TLS)".into(),
-            )
-        })?;
-        let md = cfg.raft().ok_or_else(|| {
-            RegistrarError::BadRequest("the channel's consensus type is not etcdraft".into())
-        })?;
-        let pos = md.position_of(key.as_slice()).ok_or_else(|| {
-            RegistrarError::BadRequest("this node is not a consenter of the channel".into())
-        })?;
-        ids.get(pos).copied().ok_or_else(|| {
-            RegistrarError::Failed("the consenter IDs do not match the consenters".into())
-        })
+        let key = self
+            .self_key
+            .get()
+            .ok_or(RegistrarError::NoTlsCertificate)?;
+        let md = cfg.raft().ok_or(RegistrarError::NotEtcdraft)?;
+        let pos = md
+            .position_of(key.as_slice())
+            .ok_or(RegistrarError::NotConsenter)?;
+        ids.get(pos).copied().ok_or(RegistrarError::IdsMismatch)
     }
 
     fn open_ledger(&self, ch: &str) -> Result<Arc<Ledger>, RegistrarError> {
@@ -299,16 +335,14 @@ impl Registrar {
     /// this node as a consenter) rather than following first.
     fn joins_as_consenter(&self, block: &Block) -> Result<bool, RegistrarError> {
         let number = block.header.as_ref().map_or(0, |h| h.number);
-        let cfg = config_of_block(block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
+        let cfg = config_of_block(block).map_err(RegistrarError::BadBlock)?;
         Ok(number == 0 && is_consenter(&cfg, &self.self_key))
     }
 
     fn restart(&self, ch: &str) -> Result<Arc<Channel>, RegistrarError> {
         let ledger = self.open_ledger(ch)?;
         if ledger.height() == 0 {
-            return Err(RegistrarError::Failed(format!(
-                "channel {ch}: the ledger is empty and no join is pending"
-            )));
+            return Err(RegistrarError::EmptyLedger(ch.to_string()));
         }
         // A WAL from before Raft IDs were recorded belongs to this node's current ID: nothing
         // else could have written it on a restart.
@@ -415,7 +449,7 @@ impl Registrar {
             return self.join_as_follower(ch, &block, &bytes);
         }
         // Refuse before touching the disk what would fail anyway.
-        let cfg = config_of_block(&block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
+        let cfg = config_of_block(&block).map_err(RegistrarError::BadBlock)?;
         let n = cfg.raft().map_or(0, |r| r.consenters().len() as u64);
         self.self_id(&cfg, &(1..=n).collect::<Vec<_>>())?;
         self.delete_channel_files(ch)?;
@@ -444,11 +478,9 @@ impl Registrar {
         bytes: &[u8],
     ) -> Result<Arc<Channel>, RegistrarError> {
         if self.services.comm.is_none() {
-            return Err(RegistrarError::BadRequest(
-                "following a channel (joining with a config block other than the genesis block, or without being a consenter) needs TLS and the cluster transport".into(),
-            ));
+            return Err(RegistrarError::CannotFollow);
         }
-        let join = JoinBlock::of(block).map_err(|e| RegistrarError::BadRequest(e.to_string()))?;
+        let join = JoinBlock::of(block).map_err(RegistrarError::BadBlock)?;
         self.delete_channel_files(ch)?;
         let marker = self.dirs.marker(ch, "join");
         write_synced(&marker, bytes).map_err(|e| io_failed("cannot write", &marker, e))?;
@@ -541,11 +573,11 @@ impl Registrar {
     }
 
     /// Whether the ledger folder can be written (a small file is created, synced and removed).
-    pub fn probe_ledger(&self) -> Result<(), String> {
+    pub fn probe_ledger(&self) -> Result<(), RegistrarError> {
         let probe = self.dirs.pending().join(".healthz");
         write_synced(&probe, b"ok")
             .and_then(|()| fs::remove_file(&probe))
-            .map_err(|e| format!("cannot write in {}: {e}", self.dirs.ledger.display()))
+            .map_err(|e| io_failed("cannot write in", &self.dirs.ledger, e))
     }
 
     /// Stops every channel (node shutdown).

@@ -147,7 +147,9 @@ pub enum Start {
 /// Reads the consenters' client TLS certificates, in config order, from a config block: how the
 /// core sees membership changes without knowing the config format. An error stops the chain
 /// (a committed config block that cannot be read; Fabric panics).
-pub type ConsentersOf = std::sync::Arc<dyn Fn(&Block) -> Result<Vec<Bytes>, String> + Send + Sync>;
+pub type ConsentersOf = std::sync::Arc<
+    dyn Fn(&Block) -> Result<Vec<Bytes>, Box<dyn std::error::Error + Send + Sync>> + Send + Sync,
+>;
 
 /// Everything needed to build a core.
 #[derive(Clone)]
@@ -256,7 +258,9 @@ pub enum CoreError {
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
     #[error("raft log: {0}")]
-    Log(String),
+    Log(#[from] crate::storage::LogError),
+    #[error("caught up to block {block} but the snapshot is at block {target}")]
+    CaughtUpShort { block: u64, target: u64 },
     #[error("committed entry {index} is not a block: {reason}")]
     BadEntry { index: u64, reason: String },
     #[error(
@@ -269,6 +273,11 @@ pub enum CoreError {
 /// format, which raft-rs's `eraftpb` shares).
 pub use raft::eraftpb::Message as RaftMessage;
 
+/// A Raft message that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("bad raft message: {0}")]
+pub struct BadRaftMessage(#[from] protobuf::ProtobufError);
+
 /// The wire bytes of a Raft message.
 pub fn encode_message(msg: &Message) -> Vec<u8> {
     // Writing a complete in-memory message to a Vec cannot fail.
@@ -276,8 +285,8 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
 }
 
 /// A Raft message from the wire. Entry data (whole blocks) are slices of `bytes`, not copies.
-pub fn decode_message(bytes: &Bytes) -> Result<Message, String> {
-    Message::parse_from_carllerche_bytes(bytes).map_err(|e| format!("bad raft message: {e}"))
+pub fn decode_message(bytes: &Bytes) -> Result<Message, BadRaftMessage> {
+    Ok(Message::parse_from_carllerche_bytes(bytes)?)
 }
 
 /// Observable state, for metrics, health and the participation API.
@@ -442,7 +451,7 @@ impl ChainCore {
                 vec![p.id],
             ),
             Start::Join => MemLog::bootstrap(ids.clone(), Vec::new()),
-            Start::Restart(r) => MemLog::restore(*r).map_err(CoreError::Log)?,
+            Start::Restart(r) => MemLog::restore(*r)?,
         };
         // A restart after a snapshot was received but before the ledger caught up with it (a
         // crash during catch-up): the blocks up to the snapshot's must be pulled first.
@@ -970,10 +979,10 @@ impl ChainCore {
             return Ok(());
         };
         if last.number < target {
-            return Err(CoreError::Log(format!(
-                "caught up to block {} but the snapshot is at block {target}",
-                last.number
-            )));
+            return Err(CoreError::CaughtUpShort {
+                block: last.number,
+                target,
+            });
         }
         tracing::info!(channel = %self.channel, block = last.number, "caught up with the snapshot");
         self.catching_up = None;
@@ -1068,20 +1077,14 @@ impl ChainCore {
             let mut catch_up = None;
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
-                self.raw
-                    .mut_store()
-                    .apply_snapshot(snap.clone())
-                    .map_err(CoreError::Log)?;
+                self.raw.mut_store().apply_snapshot(snap.clone())?;
                 catch_up = self.on_snapshot_received(&snap)?;
                 persist.conf_state = Some(snap.get_metadata().get_conf_state().clone());
                 persist.snapshot = Some(snap);
             }
             let committed = rd.take_committed_entries();
             if !rd.entries().is_empty() {
-                self.raw
-                    .mut_store()
-                    .append(rd.entries())
-                    .map_err(CoreError::Log)?;
+                self.raw.mut_store().append(rd.entries())?;
                 persist.entries = rd.take_entries();
             }
             if let Some(hs) = rd.hs() {
@@ -1275,15 +1278,11 @@ impl ChainCore {
             return Ok(());
         }
         // No block yet means no snapshot was ever taken: the log still starts at index 1.
-        let Some(data) = store.newest_block_at(index).map_err(CoreError::Log)? else {
+        let Some(data) = store.newest_block_at(index)? else {
             return Ok(());
         };
         let cs = store.conf_state().clone();
-        let snapshot = self
-            .raw
-            .mut_store()
-            .take_snapshot(index, cs, data, 0)
-            .map_err(CoreError::Log)?;
+        let snapshot = self.raw.mut_store().take_snapshot(index, cs, data, 0)?;
         tracing::info!(channel = %self.channel, index, node = cc.node_id, "took a snapshot listing the added node");
         self.actions.push(Action::Snapshot {
             snapshot,
@@ -1354,11 +1353,10 @@ impl ChainCore {
             self.since_snapshot = 0;
             let cs = self.raw.store().conf_state().clone();
             let compact_to = e.index.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES);
-            let snapshot = self
-                .raw
-                .mut_store()
-                .take_snapshot(e.index, cs, e.data.to_vec(), compact_to)
-                .map_err(CoreError::Log)?;
+            let snapshot =
+                self.raw
+                    .mut_store()
+                    .take_snapshot(e.index, cs, e.data.to_vec(), compact_to)?;
             self.actions.push(Action::Snapshot {
                 snapshot,
                 compact_to,
@@ -1371,7 +1369,7 @@ impl ChainCore {
     /// the Raft group must do (the leader proposes it once the block is applied).
     fn apply_membership(&mut self, block: &Block, index: u64) -> Result<(), CoreError> {
         let bad = |reason: String| CoreError::BadEntry { index, reason };
-        let certs = (self.consenters_of)(block).map_err(bad)?;
+        let certs = (self.consenters_of)(block).map_err(|e| bad(e.to_string()))?;
         let change = membership::compute(&self.last.metadata, &self.consenters, &certs)
             .map_err(|e| bad(e.to_string()))?;
         let number = block.header.as_ref().map_or(0, |h| h.number);

@@ -30,6 +30,33 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
 }
 
+/// Why the in-memory log refused an operation (each a broken invariant of the Raft state: the
+/// chain stops on it).
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("the Raft log starts at index {first} but the snapshot ends at {snapshot}")]
+    StartsAfterSnapshot { first: u64, snapshot: u64 },
+    #[error("the Raft log has a gap between {0} and {1}")]
+    Gap(u64, u64),
+    #[error("released entries without a cold source")]
+    NoColdSource,
+    #[error("reading released entries back: {0}")]
+    Cold(#[source] ColdError),
+    #[error("the WAL gave back entries {got:?} for [{low}, {high})")]
+    ColdMismatch { got: Vec<u64>, low: u64, high: u64 },
+    #[error("append at {at} overwrites the compacted log (first index {first})")]
+    OverwritesCompacted { at: u64, first: u64 },
+    #[error("append at {at} leaves a gap after {last}")]
+    AppendGap { at: u64, last: u64 },
+    #[error("snapshot at {at} is older than the log start {start}")]
+    OlderSnapshot { at: u64, start: u64 },
+    #[error("no entry at {0} to snapshot")]
+    NoEntry(u64),
+}
+
+/// A failure of the persisted log, as its implementation reports it.
+pub type ColdError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where entries whose data [`MemLog`] let go of are read back from: the persisted log.
 pub trait ColdEntries: Send + Sync + std::fmt::Debug {
     /// Appends the persisted entries `[low, high)` to `out`, stopping once `max_size` bytes are
@@ -40,7 +67,7 @@ pub trait ColdEntries: Send + Sync + std::fmt::Debug {
         high: u64,
         max_size: Option<u64>,
         out: &mut Vec<Entry>,
-    ) -> Result<(), String>;
+    ) -> Result<(), ColdError>;
 }
 
 /// In-memory Raft log; see the module doc.
@@ -74,7 +101,7 @@ impl MemLog {
 
     /// The log as it was persisted. Entries at or below the snapshot (a compaction that did not
     /// reach the disk before a crash) are dropped; a gap after the snapshot is refused.
-    pub fn restore(r: Recovered) -> Result<MemLog, String> {
+    pub fn restore(r: Recovered) -> Result<MemLog, LogError> {
         let snapshot = r.snapshot.unwrap_or_default();
         let meta = snapshot.get_metadata();
         let offset = (meta.index, meta.term);
@@ -86,17 +113,14 @@ impl MemLog {
         if let Some(first) = entries.first()
             && first.index != offset.0 + 1
         {
-            return Err(format!(
-                "the Raft log starts at index {} but the snapshot ends at {}",
-                first.index, offset.0
-            ));
+            return Err(LogError::StartsAfterSnapshot {
+                first: first.index,
+                snapshot: offset.0,
+            });
         }
         for w in entries.windows(2) {
             if w[1].index != w[0].index + 1 {
-                return Err(format!(
-                    "the Raft log has a gap between {} and {}",
-                    w[0].index, w[1].index
-                ));
+                return Err(LogError::Gap(w[0].index, w[1].index));
             }
         }
         let conf_state = if r.conf_state == ConfState::default() {
@@ -153,23 +177,22 @@ impl MemLog {
     }
 
     /// Entries `[low, high)`, all in the log: the released ones read back from the cold source.
-    fn collect(&self, low: u64, high: u64, max_size: Option<u64>) -> Result<Vec<Entry>, String> {
+    fn collect(&self, low: u64, high: u64, max_size: Option<u64>) -> Result<Vec<Entry>, LogError> {
         let first = self.first();
         let mut out = Vec::new();
         let warm = self.warm_from.max(first);
         if low < warm {
             let cold_high = high.min(warm);
-            let cold = self
-                .cold
-                .as_ref()
-                .ok_or_else(|| "released entries without a cold source".to_string())?;
-            cold.fetch(low, cold_high, max_size, &mut out)?;
+            let cold = self.cold.as_ref().ok_or(LogError::NoColdSource)?;
+            cold.fetch(low, cold_high, max_size, &mut out)
+                .map_err(LogError::Cold)?;
             let expected = low..low + out.len() as u64;
             if out.iter().map(|e| e.index).ne(expected) || out.is_empty() {
-                return Err(format!(
-                    "the WAL gave back entries {:?} for [{low}, {cold_high})",
-                    out.iter().map(|e| e.index).collect::<Vec<_>>()
-                ));
+                return Err(LogError::ColdMismatch {
+                    got: out.iter().map(|e| e.index).collect(),
+                    low,
+                    high: cold_high,
+                });
             }
             if (out.len() as u64) < cold_high - low {
                 // Size limit reached among the cold entries.
@@ -221,7 +244,7 @@ impl MemLog {
 
     /// The newest block at or before `index` (a block entry still in the log, else the
     /// snapshot's block): what a snapshot taken at `index` carries.
-    pub fn newest_block_at(&self, index: u64) -> Result<Option<Vec<u8>>, String> {
+    pub fn newest_block_at(&self, index: u64) -> Result<Option<Vec<u8>>, LogError> {
         let warm = self.warm_from.max(self.first());
         for e in self.entries.iter().rev().filter(|e| e.index <= index) {
             if e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
@@ -264,23 +287,21 @@ impl MemLog {
     }
 
     /// Appends entries, dropping any existing entries they overwrite (Raft truncation).
-    pub fn append(&mut self, ents: &[Entry]) -> Result<(), String> {
+    pub fn append(&mut self, ents: &[Entry]) -> Result<(), LogError> {
         let Some(head) = ents.first() else {
             return Ok(());
         };
         if head.index < self.first() {
-            return Err(format!(
-                "append at {} overwrites the compacted log (first index {})",
-                head.index,
-                self.first()
-            ));
+            return Err(LogError::OverwritesCompacted {
+                at: head.index,
+                first: self.first(),
+            });
         }
         if head.index > self.last() + 1 {
-            return Err(format!(
-                "append at {} leaves a gap after {}",
-                head.index,
-                self.last()
-            ));
+            return Err(LogError::AppendGap {
+                at: head.index,
+                last: self.last(),
+            });
         }
         let keep = (head.index - self.first()) as usize;
         self.entries.truncate(keep);
@@ -291,13 +312,13 @@ impl MemLog {
     }
 
     /// Installs a snapshot received from the leader: the log restarts after it.
-    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), String> {
+    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), LogError> {
         let meta = snap.get_metadata();
         if meta.index < self.offset.0 {
-            return Err(format!(
-                "snapshot at {} is older than the log start {}",
-                meta.index, self.offset.0
-            ));
+            return Err(LogError::OlderSnapshot {
+                at: meta.index,
+                start: self.offset.0,
+            });
         }
         self.hard_state.term = self.hard_state.term.max(meta.term);
         self.hard_state.commit = self.hard_state.commit.max(meta.index);
@@ -318,10 +339,8 @@ impl MemLog {
         conf_state: ConfState,
         data: Vec<u8>,
         compact_to: u64,
-    ) -> Result<Snapshot, String> {
-        let term = self
-            .term_of(index)
-            .ok_or_else(|| format!("no entry at {index} to snapshot"))?;
+    ) -> Result<Snapshot, LogError> {
+        let term = self.term_of(index).ok_or(LogError::NoEntry(index))?;
         let mut snap = Snapshot::default();
         snap.set_data(data.into());
         let meta = snap.mut_metadata();
@@ -448,7 +467,7 @@ mod tests {
             high: u64,
             max_size: Option<u64>,
             out: &mut Vec<Entry>,
-        ) -> Result<(), String> {
+        ) -> Result<(), ColdError> {
             let disk = self.0.lock().unwrap();
             let mut got: Vec<Entry> = disk
                 .iter()

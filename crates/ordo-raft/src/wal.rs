@@ -100,11 +100,11 @@ impl crate::storage::ColdEntries for WalEntries {
         high: u64,
         max_size: Option<u64>,
         out: &mut Vec<Entry>,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::storage::ColdError> {
         self.engine
             .fetch_entries_to::<EntryExt>(GROUP, low, high, max_size.map(|m| m as usize), out)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.into())
     }
 }
 

@@ -698,7 +698,7 @@ fn config_env(ids: &[u64]) -> Bytes {
     .into()
 }
 
-fn consenters_in(block: &Block) -> Result<Vec<Bytes>, String> {
+fn consenters_in(block: &Block) -> Result<Vec<Bytes>, Box<dyn std::error::Error + Send + Sync>> {
     use ordo_proto::common::{Envelope, Payload};
     use prost::Message as _;
     let env = block
@@ -706,10 +706,8 @@ fn consenters_in(block: &Block) -> Result<Vec<Bytes>, String> {
         .as_ref()
         .and_then(|d| d.data.first())
         .ok_or("no envelope")?;
-    let env = Envelope::decode(env.clone()).map_err(|e| e.to_string())?;
-    let data = Payload::decode(env.payload)
-        .map_err(|e| e.to_string())?
-        .data;
+    let env = Envelope::decode(env.clone())?;
+    let data = Payload::decode(env.payload)?.data;
     Ok(data.chunks(8).map(Bytes::copy_from_slice).collect())
 }
 

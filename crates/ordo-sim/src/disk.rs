@@ -122,7 +122,7 @@ impl ColdEntries for DiskEntries {
         high: u64,
         max_size: Option<u64>,
         out: &mut Vec<Entry>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ordo_raft::storage::ColdError> {
         let disk = self.disk.lock().unwrap_or_else(|p| p.into_inner());
         let mut got = Vec::new();
         for i in low..high {

@@ -178,12 +178,12 @@ async fn refused(r: &mut Option<watch::Receiver<u64>>) {
 
 /// The answer to the eviction check under way, or never without one.
 async fn probed(
-    p: &mut Option<oneshot::Receiver<Result<(Block, u64), String>>>,
-) -> Result<(Block, u64), String> {
+    p: &mut Option<oneshot::Receiver<Result<(Block, u64), ordo_cluster::puller::ProbeError>>>,
+) -> Result<(Block, u64), ordo_cluster::puller::ProbeError> {
     match p {
         Some(rx) => rx
             .await
-            .unwrap_or_else(|_| Err("the check was abandoned".into())),
+            .unwrap_or(Err(ordo_cluster::puller::ProbeError::NoAnswer)),
         None => std::future::pending().await,
     }
 }
@@ -319,7 +319,7 @@ struct NodeIo {
     /// The pull under way while catching up.
     pull: Option<(Puller, mpsc::UnboundedReceiver<Pulled>)>,
     /// The eviction check under way.
-    probe: Option<oneshot::Receiver<Result<(Block, u64), String>>>,
+    probe: Option<oneshot::Receiver<Result<(Block, u64), ordo_cluster::puller::ProbeError>>>,
 }
 
 impl Io for NodeIo {

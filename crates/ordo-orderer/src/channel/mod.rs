@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub use error::{ChannelError, HandOffError};
 pub use follower::JoinBlock;
-pub use source::{ChannelSource, orderer_endpoints, well_formed};
+pub use source::{ChannelSource, Malformed, orderer_endpoints, well_formed};
 pub use support::{
     CommitWait, CommitWaiters, INBOUND_QUEUE_CAPACITY, Inbound, Ledger, Member, NodeServices,
     SUBMIT_QUEUE_CAPACITY, SelfKey, Submission, config_at_tip, config_of_block, consenter_certs,

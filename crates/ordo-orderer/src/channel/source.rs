@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ordo_cluster::puller::Source;
+use ordo_cluster::puller::{Source, SourceError};
 use ordo_config::ChannelConfig;
 use ordo_config::envelope::create_signed_envelope_with_tls_binding;
 use ordo_ledger::block::{is_config_block, verify_signatures};
@@ -74,26 +74,42 @@ pub fn orderer_endpoints(config: &ChannelConfig) -> Vec<String> {
     }
 }
 
+/// Why a pulled block's envelopes are not well formed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("block {0} has no transactions")]
+    Empty(u64),
+    #[error("block {block} transaction {tx}: {reason}")]
+    Undecodable {
+        block: u64,
+        tx: usize,
+        reason: String,
+    },
+    #[error("block {block} transaction {tx} has trailing or non-canonical bytes")]
+    NonCanonical { block: u64, tx: usize },
+    #[error("block {block} transaction {tx} has an empty payload or signature")]
+    Unsigned { block: u64, tx: usize },
+}
+
 /// Fabric's `VerifyTransactionsAreWellFormed`: each envelope re-encodes to its own bytes (no
 /// trailing or unknown data) and has a payload and a signature.
-pub fn well_formed(block: &Block) -> Result<(), String> {
+pub fn well_formed(block: &Block) -> Result<(), Malformed> {
     let number = block.header.as_ref().map_or(0, |h| h.number);
     let data = block.data.as_ref().map(|d| &d.data[..]).unwrap_or_default();
     if data.is_empty() {
-        return Err(format!("block {number} has no transactions"));
+        return Err(Malformed::Empty(number));
     }
-    for (i, raw) in data.iter().enumerate() {
-        let env = Envelope::decode(raw.clone())
-            .map_err(|e| format!("block {number} transaction {i}: {e}"))?;
+    for (tx, raw) in data.iter().enumerate() {
+        let env = Envelope::decode(raw.clone()).map_err(|e| Malformed::Undecodable {
+            block: number,
+            tx,
+            reason: e.to_string(),
+        })?;
         if env.encode_to_vec()[..] != raw[..] {
-            return Err(format!(
-                "block {number} transaction {i} has trailing or non-canonical bytes"
-            ));
+            return Err(Malformed::NonCanonical { block: number, tx });
         }
         if env.payload.is_empty() || env.signature.is_empty() {
-            return Err(format!(
-                "block {number} transaction {i} has an empty payload or signature"
-            ));
+            return Err(Malformed::Unsigned { block: number, tx });
         }
     }
     Ok(())
@@ -108,21 +124,20 @@ impl Source for ChannelSource {
         self.newest.orderer_tls_cas()
     }
 
-    fn seek_envelope(&self, seek: SeekInfo, tls_cert_hash: Bytes) -> Result<Envelope, String> {
-        create_signed_envelope_with_tls_binding(
+    fn seek_envelope(&self, seek: SeekInfo, tls_cert_hash: Bytes) -> Result<Envelope, SourceError> {
+        Ok(create_signed_envelope_with_tls_binding(
             HeaderType::DeliverSeekInfo,
             &self.channel,
             &self.signer,
             seek.encode_to_vec().into(),
             tls_cert_hash,
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 
-    fn verify(&mut self, block: &Block) -> Result<(), String> {
+    fn verify(&mut self, block: &Block) -> Result<(), SourceError> {
         let Some(config) = &self.config else {
             // Block 0 (the puller checked its number): it carries the first config.
-            let genesis = config_of_block(block).map_err(|e| format!("block 0: {e}"))?;
+            let genesis = config_of_block(block)?;
             self.config = Some(genesis);
             return Ok(());
         };
@@ -131,9 +146,9 @@ impl Source for ChannelSource {
             .policies()
             .get_policy("/Channel/Orderer/BlockValidation")
             .ok_or("the channel config has no /Channel/Orderer/BlockValidation policy")?;
-        verify_signatures(block, &policy, config.msp_manager()).map_err(|e| e.to_string())?;
+        verify_signatures(block, &policy, config.msp_manager())?;
         if is_config_block(block) {
-            let next = config_of_block(block).map_err(|e| e.to_string())?;
+            let next = config_of_block(block)?;
             if next.sequence() > self.newest.sequence() {
                 self.newest = next.clone();
             }
