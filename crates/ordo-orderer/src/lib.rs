@@ -1,8 +1,10 @@
 //! # ordo-orderer
 //!
 //! The ordering node: the registrar of channels, the Broadcast and Deliver services, the message
-//! filters, the block writer, and the channel participation and operations APIs. It owns what a
-//! client sees of an orderer; consensus itself is `ordo-raft`'s.
+//! filters, the runtime of each channel (on tokio, files and sockets), and the channel
+//! participation and operations APIs. It owns what a client sees of an orderer; consensus itself
+//! is `ordo-raft`'s, and every decision around it the channel engine's (`ordo-channel`): this
+//! crate carries them out. See docs/architecture.md.
 //!
 //! - [`node`] assembles a node from [`localconfig`] (orderer.yaml): [`registrar`] (which channels
 //!   run, crash-safe join and removal), [`channel`] (a channel's handle, and the task behind it:
