@@ -34,22 +34,31 @@ fn update_err(m: impl Into<String>) -> ConfigError {
     ConfigError::Update(m.into())
 }
 
+/// Why a channel ID is not legal (Fabric's words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadChannelId {
+    #[error("channel ID illegal, cannot be empty")]
+    Empty,
+    #[error("channel ID illegal, cannot be longer than {MAX_NAME_LEN}")]
+    TooLong,
+    #[error("'{0}' contains illegal characters")]
+    IllegalCharacters(String),
+}
+
 /// Fabric's `ValidateChannelID`: `[a-z][a-z0-9.-]*`, at most 249 bytes.
-pub fn validate_channel_id(id: &str) -> Result<(), String> {
+pub fn validate_channel_id(id: &str) -> Result<(), BadChannelId> {
     if id.is_empty() {
-        return Err("channel ID illegal, cannot be empty".to_string());
+        return Err(BadChannelId::Empty);
     }
     if id.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "channel ID illegal, cannot be longer than {MAX_NAME_LEN}"
-        ));
+        return Err(BadChannelId::TooLong);
     }
     let mut bytes = id.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
     if !first_ok
         || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
     {
-        return Err(format!("'{id}' contains illegal characters"));
+        return Err(BadChannelId::IllegalCharacters(id.to_string()));
     }
     Ok(())
 }
@@ -478,20 +487,19 @@ mod tests {
             validate_channel_id(ok).unwrap();
         }
         assert_eq!(
-            validate_channel_id("").unwrap_err(),
+            validate_channel_id("").unwrap_err().to_string(),
             "channel ID illegal, cannot be empty"
         );
-        assert!(
+        assert_eq!(
             validate_channel_id(&"a".repeat(250))
                 .unwrap_err()
-                .contains("longer than 249")
+                .to_string(),
+            "channel ID illegal, cannot be longer than 249"
         );
         for bad in ["1abc", "Abc", "a_b", "a b", "-a", "é"] {
-            assert!(
-                validate_channel_id(bad)
-                    .unwrap_err()
-                    .contains("illegal characters"),
-                "{bad}"
+            assert_eq!(
+                validate_channel_id(bad).unwrap_err().to_string(),
+                format!("'{bad}' contains illegal characters")
             );
         }
         for ok in ["Org1MSP", "a.b-c", "A"] {

@@ -45,8 +45,8 @@ pub enum ConsentersError {
     #[error("removing {endpoint} would leave the channel without consenters")]
     LastConsenter { endpoint: String },
     /// More than one consenter would change (Fabric refuses such an update).
-    #[error("{0}")]
-    TooManyChanges(String),
+    #[error(transparent)]
+    TooManyChanges(#[from] crate::etcdraft::TooManyChanges),
     #[error(
         "{alive} out of {size} nodes would be alive after this change, configuration will result in quorum loss (a quorum is {quorum}; unreachable: {})",
         list_or_none(.unreachable)

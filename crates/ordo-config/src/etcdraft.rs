@@ -182,9 +182,22 @@ pub enum ConsenterChange {
     },
 }
 
+/// An update changing more than one consenter (Fabric's words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "update of more than one consenter at a time is not supported, requested changes: add {added} node(s), remove {removed} node(s)"
+)]
+pub struct TooManyChanges {
+    pub added: usize,
+    pub removed: usize,
+}
+
 /// Fabric's `ComputeMembershipChanges` on two consenter lists: at most one addition and one
 /// removal per update.
-pub fn consenter_change(old: &[Consenter], new: &[Consenter]) -> Result<ConsenterChange, String> {
+pub fn consenter_change(
+    old: &[Consenter],
+    new: &[Consenter],
+) -> Result<ConsenterChange, TooManyChanges> {
     let added: Vec<&Consenter> = new
         .iter()
         .filter(|n| !old.iter().any(|o| o.client_tls_cert == n.client_tls_cert))
@@ -201,11 +214,10 @@ pub fn consenter_change(old: &[Consenter], new: &[Consenter]) -> Result<Consente
             old: (*r).clone(),
             new: (*a).clone(),
         }),
-        (a, r) => Err(format!(
-            "update of more than one consenter at a time is not supported, requested changes: add {} node(s), remove {} node(s)",
-            a.len(),
-            r.len()
-        )),
+        (a, r) => Err(TooManyChanges {
+            added: a.len(),
+            removed: r.len(),
+        }),
     }
 }
 
@@ -254,7 +266,7 @@ mod tests {
             })
         );
         assert_eq!(
-            consenter_change(&old, &old[..1]).unwrap_err(),
+            consenter_change(&old, &old[..1]).unwrap_err().to_string(),
             "update of more than one consenter at a time is not supported, requested changes: add 0 node(s), remove 2 node(s)"
         );
     }

@@ -283,7 +283,7 @@ fn remove_two_is_refused_as_fabric_refused_it() {
     // ...and refused by the membership rule, with the text Fabric's answer ends with.
     let answer = ordo_testkit::read_string("config-update/remove_two.answer.txt");
     let err = consenter_change(&old, &new).unwrap_err();
-    assert!(answer.trim_end().ends_with(&err), "{err}");
+    assert!(answer.trim_end().ends_with(&err.to_string()), "{err}");
 }
 
 fn assert_update_error(cc: &ChannelConfig, env: &Envelope, expected: &str) {

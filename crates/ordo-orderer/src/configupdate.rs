@@ -176,7 +176,8 @@ fn check_consensus_metadata(
         .etcdraft()
         .map_err(|e| e.to_string())?
         .map_or(&no_consenters, |r| r.metadata());
-    let change = consenter_change(&old_md.consenters, &new_md.consenters)?;
+    let change =
+        consenter_change(&old_md.consenters, &new_md.consenters).map_err(|e| e.to_string())?;
     let added = match &change {
         ConsenterChange::Add(c) | ConsenterChange::Rotate { new: c, .. } => Some(c),
         _ => None,
