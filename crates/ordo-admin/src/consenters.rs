@@ -394,7 +394,7 @@ impl Session<'_> {
 
 /// The channel config in a config block.
 fn config_of(block: &Block) -> Result<ordo_proto::common::Config, AdminError> {
-    ordo_orderer::channel::config_of_block(block)
+    ordo_channel::config::config_of_block(block)
         .map(|c| c.config().clone())
         .map_err(|e| AdminError::Block {
             number: number(block),

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use ordo_orderer::client::{ClientTls, HttpClient, grpc_channel};
+use ordo_client::{ClientTls, HttpClient, grpc_channel};
 use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 
 use crate::AdminError;

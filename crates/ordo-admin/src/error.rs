@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use ordo_client::ClientError;
 use ordo_config::consenters::ConsentersError;
-use ordo_orderer::client::ClientError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

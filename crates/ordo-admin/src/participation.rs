@@ -3,7 +3,7 @@
 //! `Status: N` (unless hidden) and then the JSON body indented with tabs, as Go's
 //! `json.Indent` does, so scripts written against osnadmin read the same text.
 
-use ordo_orderer::client::HttpResponse;
+use ordo_client::HttpResponse;
 
 use crate::AdminError;
 use crate::endpoint::Endpoint;

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ordo_client::{ClientTls, grpc_channel};
 use ordo_config::envelope::create_signed_envelope;
 use ordo_msp::SigningIdentity;
-use ordo_orderer::client::{ClientTls, grpc_channel};
 use ordo_proto::common::{Envelope, HeaderType, Payload, Status};
 use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use ordo_proto::orderer::seek_info::{SeekBehavior, SeekErrorResponse};

@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ordo_bench::{BenchConfig, BenchResult, Calibration, calibrate, run};
+use ordo_client::ClientTls;
 use ordo_msp::SigningIdentity;
-use ordo_orderer::client::ClientTls;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -370,7 +370,7 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
     );
     let block = prost::Message::encode_to_vec(&genesis);
     for (i, n) in nodes.iter().enumerate() {
-        let admin = ordo_orderer::client::HttpClient {
+        let admin = ordo_client::HttpClient {
             addr: n.admin,
             tls: Some(ClientTls::new(
                 std::slice::from_ref(&ca),
@@ -394,7 +394,7 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
     let series = format!("consensus_etcdraft_is_leader{{channel=\"{channel}\"}} 1");
     let leader = 'elected: loop {
         for (i, n) in nodes.iter().enumerate() {
-            let ops = ordo_orderer::client::HttpClient {
+            let ops = ordo_client::HttpClient {
                 addr: n.operations,
                 tls: None,
             };

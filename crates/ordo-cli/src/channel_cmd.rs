@@ -262,9 +262,7 @@ fn channel_of(block: &ordo_proto::common::Block) -> Option<String> {
 fn participation_call<F, Fut>(args: &AdminArgs, call: F) -> Result<()>
 where
     F: FnOnce(Endpoint) -> Fut,
-    Fut: std::future::Future<
-            Output = Result<ordo_orderer::client::HttpResponse, ordo_admin::AdminError>,
-        >,
+    Fut: std::future::Future<Output = Result<ordo_client::HttpResponse, ordo_admin::AdminError>>,
 {
     let files = TlsFiles {
         ca: args.ca_file.clone(),

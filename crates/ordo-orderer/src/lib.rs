@@ -11,12 +11,12 @@
 //!   the runtime of its consenter engine, or a follower), [`grpc`] (Broadcast and Deliver over
 //!   [`msgprocessor`], [`configupdate`] and [`deliver`]), [`participation`] and [`operations`]
 //!   (the admin and operations HTTP APIs over [`http`] and [`tls`]), [`certs`] (reloading the
-//!   node's certificates, watching every certificate's expiry), [`metrics`], [`logging`];
-//! - [`client`]: clients of those APIs, for the CLI, the benchmark and tests.
+//!   node's certificates, watching every certificate's expiry), [`metrics`], [`logging`].
+//!
+//! Clients of these APIs are `ordo-client`'s, so that tools need not depend on the node.
 
 pub mod certs;
 pub mod channel;
-pub mod client;
 pub mod cluster;
 pub mod configupdate;
 pub mod deliver;

@@ -11,9 +11,9 @@ pub use std::sync::mpsc;
 pub use std::time::Duration;
 
 pub use bytes::Bytes;
+pub use ordo_client::{ClientTls, HttpClient, grpc_channel};
 pub use ordo_config::envelope::{create_signed_envelope, create_signed_envelope_with_tls_binding};
 pub use ordo_msp::SigningIdentity;
-pub use ordo_orderer::client::{ClientTls, HttpClient, grpc_channel};
 pub use ordo_proto::common::{Block, Envelope, HeaderType, Status};
 pub use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 pub use ordo_proto::orderer::seek_info::{SeekBehavior, SeekErrorResponse};

@@ -1,6 +1,9 @@
-//! Clients of an orderer's own APIs, over TLS or not: a gRPC channel for AtomicBroadcast (and,
-//! later, the cluster service), and an HTTP(S) client for the channel participation and
-//! operations APIs. The `ordo` CLI, the benchmark and the process-level tests use them.
+//! # ordo-client
+//!
+//! Clients of an orderer's own APIs, over TLS or not: a gRPC channel for AtomicBroadcast, and an
+//! HTTP(S) client for the channel participation and operations APIs. The `ordo` CLI, the
+//! benchmark, the channel administration tools and the process-level tests use them, without
+//! depending on the node. It never serves anything, and knows nothing of channels or blocks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,7 +113,7 @@ pub async fn grpc_channel(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|e| ClientError::Http(e.to_string()))?;
-    let connector = tower::service_fn(move |_uri: axum::http::Uri| {
+    let connector = tower::service_fn(move |_uri: hyper::Uri| {
         let tls = tls.clone();
         async move { connect(addr, tls.as_ref()).await.map(TokioIo::new) }
     });
@@ -127,7 +130,7 @@ pub async fn grpc_channel(
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
-    pub headers: axum::http::HeaderMap,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -163,12 +166,12 @@ impl HttpClient {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let mut req = axum::http::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header(axum::http::header::HOST, self.addr.to_string());
+            .header(hyper::header::HOST, self.addr.to_string());
         if let Some(ct) = content_type {
-            req = req.header(axum::http::header::CONTENT_TYPE, ct);
+            req = req.header(hyper::header::CONTENT_TYPE, ct);
         }
         let req = req
             .body(Full::new(body))
