@@ -7,8 +7,10 @@
 //! the affected node's participation API shows the outcome. Each step is reported as a
 //! [`Progress`].
 //!
-//! Transient answers (no Raft leader yet) are retried until the deadline; a refusal is an
-//! error carrying the orderer's words.
+//! Transient answers (no Raft leader yet) and Broadcast streams that fail or end without an
+//! answer are retried until the deadline, as Fabric's SDKs do; a refusal is an error carrying the
+//! orderer's words — unless an earlier attempt's answer was lost and the newest config already
+//! carries the change (the update was ordered; sending it again is refused as stale).
 
 use std::time::Duration;
 
@@ -163,6 +165,15 @@ pub struct Outcome {
     pub change: ConsenterChange,
     /// The config block that carries the change (when waited for).
     pub config_block: Option<Block>,
+}
+
+/// How Broadcasting the update ended, when it was not an error.
+enum Submitted {
+    /// SUCCESS: the update reached the leader.
+    Accepted,
+    /// Refused after an attempt whose answer was lost: that attempt may have been ordered, which
+    /// makes this one stale.
+    RefusedAfterLostAnswer { status: String, info: String },
 }
 
 /// A Deliver/Broadcast session with one orderer on behalf of one admin.
@@ -348,17 +359,15 @@ impl Session<'_> {
         Ok((config, tip_number))
     }
 
-    /// Broadcasts `env` until it is accepted or refused.
+    /// Broadcasts `env` until it is accepted or refused. A stream that fails or ends without
+    /// an answer is opened again (the orderer was reachable a moment ago: Deliver answered), as
+    /// is a SERVICE_UNAVAILABLE answer.
     async fn submit(
         &mut self,
         env: &Envelope,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<(), AdminError> {
-        let addr = self.orderer.addr.to_string();
-        let err = |reason: String| AdminError::Broadcast {
-            addr: addr.clone(),
-            reason,
-        };
+    ) -> Result<Submitted, AdminError> {
+        let mut answer_lost = false;
         loop {
             let call = self
                 .client
@@ -368,24 +377,34 @@ impl Session<'_> {
                 stream.message().await
             })
             .await
-            .map_err(|_| self.timed_out("the Broadcast answer"))?
-            .map_err(|e| err(self.describe(&e)))?
-            .ok_or_else(|| err("the stream ended without an answer".into()))?;
-            if answer.status == Status::Success as i32 {
-                return Ok(());
-            }
-            if answer.status != Status::ServiceUnavailable as i32 {
-                return Err(AdminError::Refused {
-                    status: status_name(answer.status),
-                    info: answer.info,
-                });
-            }
-            self.retrying(
-                format!("Broadcast: SERVICE_UNAVAILABLE: {}", answer.info),
-                progress,
-            );
+            .map_err(|_| self.timed_out("the Broadcast answer"))?;
+            let why = match answer {
+                Ok(Some(a)) if a.status == Status::Success as i32 => {
+                    return Ok(Submitted::Accepted);
+                }
+                Ok(Some(a)) if a.status != Status::ServiceUnavailable as i32 => {
+                    let (status, info) = (status_name(a.status), a.info);
+                    if answer_lost {
+                        return Ok(Submitted::RefusedAfterLostAnswer { status, info });
+                    }
+                    return Err(AdminError::Refused { status, info });
+                }
+                Ok(Some(a)) => format!("Broadcast: SERVICE_UNAVAILABLE: {}", a.info),
+                Ok(None) => {
+                    answer_lost = true;
+                    "Broadcast: the stream ended without an answer".to_string()
+                }
+                Err(e) => {
+                    answer_lost = true;
+                    format!("Broadcast: {}", self.describe(&e))
+                }
+            };
+            self.retrying(why.clone(), progress);
             if Instant::now() + RETRY_PAUSE > self.deadline {
-                return Err(self.timed_out("the channel to take the update"));
+                return Err(AdminError::Timeout {
+                    what: format!("the channel to take the update (last answer: {why})"),
+                    after: self.timeout,
+                });
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
@@ -503,7 +522,17 @@ pub async fn change_consenters(
     ordo_config::consenters::edit_consenters(&mut updated, |cs| *cs = next)?;
     let signers: Vec<&SigningIdentity> = change.signers.iter().collect();
     let env = signed_config_update(&change.channel, &original, &updated, &signers)?;
-    session.submit(&env, progress).await?;
+    if let Submitted::RefusedAfterLostAnswer { status, info } =
+        session.submit(&env, progress).await?
+    {
+        // Ordered by the attempt whose answer was lost? Then the newest config carries it.
+        let (newest, _) = session.newest_config(progress).await?;
+        let ordered =
+            number(&newest) > based_on && carries(&consenters(&config_of(&newest)?)?, &what);
+        if !ordered {
+            return Err(AdminError::Refused { status, info });
+        }
+    }
     progress(Progress::Submitted);
     if !change.wait {
         return Ok(Outcome {

@@ -5,7 +5,8 @@
 //! start on that material; a freshly generated channel names only orderer1 as its consenter;
 //! a small client starts broadcasting through it; then orderer2…orderer5 are added one at a time,
 //! each by a config update signed by the orderer organization's admin and a join with the config
-//! block that adds it (it follows, then becomes a consenter), while a live status line per node
+//! block that adds it (it follows, then becomes a consenter) — made and watched through the
+//! nodes' own APIs with `ordo-admin`, as `ordo channel` does — while a live status line per node
 //! shows its role, height and the leader it knows. Every block is printed as orderer1's Deliver
 //! hands it out, and at the end every orderer must hold the same blocks — what Ordo does, in one
 //! command, with nothing installed but Ordo. The nodes listen on ports the kernel chooses and the
@@ -22,17 +23,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use ordo_client::{ClientTls, HttpClient, grpc_channel};
-use ordo_config::consenters::{ConsenterEdit, consenters, edit_consenters, signed_config_update};
+use ordo_admin::consenters::{Change, Progress, change_consenters, wait_for_node};
+use ordo_admin::endpoint::{Endpoint, TlsFiles};
+use ordo_config::consenters::ConsenterEdit;
 use ordo_config::envelope::create_signed_envelope;
-use ordo_orderer::channel::{Relation, config_at_tip};
+use ordo_orderer::channel::Relation;
 use ordo_orderer::localconfig::{ListenPorts, LocalConfig};
 use ordo_orderer::node::Node;
 use ordo_orderer::registrar::Registrar;
-use ordo_proto::common::{Block, Envelope, HeaderType, Status};
-use ordo_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+use ordo_proto::common::{Block, Envelope, HeaderType};
 use prost::Message;
-use tonic::transport::Channel as GrpcChannel;
 
 use crate::demo_client::{Counts, Report};
 use crate::demo_net::{DemoCa, DemoNet, enroll_orderer_org, generate, write_orderer_yamls};
@@ -260,21 +260,34 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
         material.channel
     );
 
-    let ca = std::fs::read(&material.tls_ca_cert)?;
-    let admin_cert = std::fs::read(&material.admin_tls_cert)?;
-    let admin_key = std::fs::read(&material.admin_tls_key)?;
-    let mut admins = Vec::new();
-    for node in &nodes {
-        admins.push(HttpClient {
-            addr: node.addresses.admin,
-            tls: Some(ClientTls::new(
-                std::slice::from_ref(&ca),
-                Some((&admin_cert, &admin_key)),
-                "127.0.0.1",
+    // The endpoints an operator's tools would be given: orderer1's general endpoint for
+    // Deliver and Broadcast, and each orderer's admin endpoint with the admin's TLS client
+    // certificate.
+    let files = TlsFiles {
+        ca: Some(material.tls_ca_cert.clone()),
+        client_cert: None,
+        client_key: None,
+    };
+    let general = Endpoint::new(
+        &format!("127.0.0.1:{}", nodes[0].addresses.general.port()),
+        &files,
+        &[b"h2"],
+    )?;
+    let admin_files = TlsFiles {
+        ca: Some(material.tls_ca_cert.clone()),
+        client_cert: Some(material.admin_tls_cert.clone()),
+        client_key: Some(material.admin_tls_key.clone()),
+    };
+    let admins = nodes
+        .iter()
+        .map(|node| {
+            Endpoint::new(
+                &format!("127.0.0.1:{}", node.addresses.admin.port()),
+                &admin_files,
                 &[b"http/1.1"],
-            )?),
-        });
-    }
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     join(&admins[0], 1, &material.genesis_block).await?;
     println!(
         "orderer1 joined channel '{}' through the channel participation API (HTTP 201)",
@@ -293,14 +306,10 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
     .context("no Raft leader after 30 s")??;
     println!("Raft leader elected (orderer1 of 1)");
 
-    let a = nodes[0].addresses;
-    let tls = ClientTls::new(std::slice::from_ref(&ca), None, "127.0.0.1", &[b"h2"])?;
-    let client = AtomicBroadcastClient::new(
-        within(STEP, "connecting to orderer1", async {
-            Ok(grpc_channel(a.general, Some(tls)).await?)
-        })
-        .await?,
-    );
+    let client = within(STEP, "connecting to orderer1", async {
+        Ok(general.broadcast_client().await?)
+    })
+    .await?;
     let signer = Arc::new(
         ordo_msp::local::load_signing_identity(&material.client_msp_dir, &material.client_msp_id)?
             .signer,
@@ -371,13 +380,16 @@ async fn run_network(args: &DemoArgs, dir: &std::path::Path, ca: &DemoCa) -> any
         }
     });
 
-    let mut outcome = grow(&nodes, &admins, &material, client.clone(), &screen).await;
-    if outcome.is_ok() {
-        let last = channel_handle.ledger().height() - 1;
+    let grown = grow(&material, &general, &admins, &screen).await;
+    let mut outcome = grown
+        .as_ref()
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{e:#}"));
+    if let Ok(last_config) = grown {
         let target = if args.blocks == 0 {
             u64::MAX
         } else {
-            last + args.blocks
+            last_config + args.blocks
         };
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
@@ -441,9 +453,9 @@ async fn blocks_until(
     }
 }
 
-async fn join(admin: &HttpClient, n: usize, block: &[u8]) -> anyhow::Result<()> {
+async fn join(admin: &Endpoint, n: usize, block: &[u8]) -> anyhow::Result<()> {
     let joined = within(STEP, &format!("orderer{n} joining the channel"), async {
-        Ok(admin.join(block).await?)
+        Ok(ordo_admin::participation::join(admin, block).await?)
     })
     .await?;
     if joined.status != 201 {
@@ -456,38 +468,27 @@ async fn join(admin: &HttpClient, n: usize, block: &[u8]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Adds orderer2…ordererN one at a time, as an operator does: a config update adding its
-/// consenter, signed by the orderer organization's admin and broadcast; once the config block is
-/// in orderer1's ledger, the new orderer joins with it (it follows until its ledger reaches that
-/// block, then runs Raft under the ID the block gives it, as a learner until the leader promotes
-/// it: the channel orders throughout); the next one is added once it is a voter.
+/// Adds orderer2…ordererN one at a time, as an operator does with `ordo channel
+/// add-consenter` and `ordo channel join`: the consenter change by config update through
+/// orderer1, signed by the orderer organization's admin (`ordo_admin::consenters`, which fetches
+/// the newest config, checks the quorum, retries what is transient and waits for the config
+/// block), then a join with that block through the new orderer's participation API, whose
+/// answers are watched until it shows the node a consenter and active (it follows until its
+/// ledger reaches that block, then runs Raft under the ID the block gives it, as a learner —
+/// `onboarding` — until the leader promotes it: the channel orders throughout). The next one is
+/// added once it is a voter. Returns the number of the last config block.
 async fn grow(
-    nodes: &[Node],
-    admins: &[HttpClient],
     material: &DemoNet,
-    client: AtomicBroadcastClient<GrpcChannel>,
+    general: &Endpoint,
+    admins: &[Endpoint],
     screen: &SharedScreen,
-) -> anyhow::Result<()> {
-    let admin =
-        ordo_msp::local::load_signing_identity(&material.admin_msp_dir, &material.orderer_msp_id)?
-            .signer;
-    let total = nodes.len() as u32;
+) -> anyhow::Result<u64> {
+    let total = admins.len() as u32;
     let ch = &material.channel;
-    let first = nodes[0]
-        .registrar
-        .get(ch)
-        .context("orderer1 lost the channel")?;
-    for (i, node) in nodes.iter().enumerate().skip(1) {
+    let mut last_config = 0;
+    for (i, node_admin) in admins.iter().enumerate().skip(1) {
         let name = format!("orderer{}", i + 1);
         let reg = region(i as u32, total);
-        let ledger = first.ledger();
-        let (cfg, before) = config_at_tip(ledger)?;
-        let original = cfg.config().clone();
-        let mut updated = original.clone();
-        let add = ConsenterEdit::Add(material.consenters[i].clone());
-        let (consenters, _) = add.apply(&consenters(&original)?)?;
-        edit_consenters(&mut updated, |cs| *cs = consenters)?;
-        let env = signed_config_update(ch, &original, &updated, &[&admin])?;
         event(
             screen,
             &format!(
@@ -495,129 +496,73 @@ async fn grow(
                 material.orderer_msp_id
             ),
         );
-        submit_config_update(&client, env, &name, ledger, before, screen).await?;
-        let mut height = ledger.subscribe();
-        let block = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let (_, last) = config_at_tip(ledger)?;
-                if last > before {
-                    return anyhow::Ok(ledger.block(last)?);
-                }
-                height.changed().await?;
+        // The admin's identity, read from its MSP folder as `ordo channel` would.
+        let admin = ordo_msp::local::load_signing_identity(
+            &material.admin_msp_dir,
+            &material.orderer_msp_id,
+        )?
+        .signer;
+        let change = Change {
+            channel: ch.clone(),
+            edit: ConsenterEdit::Add(material.consenters[i].clone()),
+            signers: vec![admin],
+            check_quorum: true,
+            adds_learners: true,
+            probe_timeout: Duration::from_secs(3),
+            wait: true,
+            timeout: STEP,
+        };
+        let mut raft_id = 0;
+        let mut show = |p: Progress| match &p {
+            Progress::Retrying(why) => event(screen, &format!("  {why}; trying again")),
+            Progress::Applied { consenters, .. } => {
+                raft_id = consenters.last().map_or(0, |(_, id)| *id);
             }
-        })
-        .await
-        .context("the config block did not come within 30 s")??;
+            _ => {}
+        };
+        let outcome = change_consenters(general, &change, &mut show)
+            .await
+            .with_context(|| format!("adding {name}"))?;
+        let block = outcome
+            .config_block
+            .context("the change was made without waiting for its config block")?;
         let number = block.header.as_ref().map_or(0, |h| h.number);
-        join(&admins[i], i + 1, &block.encode_to_vec()).await?;
+        last_config = number;
+        join(node_admin, i + 1, &block.encode_to_vec()).await?;
         event(
             screen,
             &format!(
                 "  ordered in block {number}; {name} joined the channel with it and follows it"
             ),
         );
-        // Polled rather than watched: the follower's channel is replaced by a new one when it
-        // becomes a consenter.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut learner_seen = false;
-        let id = loop {
-            if let Some(s) = node.registrar.get(ch).map(|c| c.state()) {
-                if let Some(why) = s.halted {
-                    bail!("{name} stopped: {why}");
-                }
-                if s.is_learner() && !learner_seen {
-                    learner_seen = true;
-                    event(
-                        screen,
-                        &format!(
-                            "  {name} runs Raft as a learner (Raft ID {}): catching up, not yet in the quorum",
-                            s.status.id
-                        ),
-                    );
-                }
-                if s.relation == Relation::Consenter && !s.is_learner() && s.status.leader != 0 {
-                    break s.status.id;
-                }
+        let mut show = |p: Progress| {
+            if let Progress::Node {
+                state: Some((relation, status)),
+                ..
+            } = &p
+                && relation == "consenter"
+                && status == "onboarding"
+            {
+                event(
+                    screen,
+                    &format!(
+                        "  {name} runs Raft as a learner (Raft ID {raft_id}): catching up, not yet in the quorum"
+                    ),
+                );
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{name} did not become a voting consenter within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        wait_for_node(node_admin, ch, &outcome.change, STEP, &mut show)
+            .await
+            .with_context(|| format!("{name} becoming a voting consenter"))?;
         event(
             screen,
             &format!(
-                "  {name} is a consenter (Raft ID {id}, promoted to voter) — {} of {total} orderers",
+                "  {name} is a consenter (Raft ID {raft_id}, promoted to voter) — {} of {total} orderers",
                 i + 1
             ),
         );
-        let registrars: Vec<Arc<Registrar>> = nodes.iter().map(|n| n.registrar.clone()).collect();
-        let mut s = screen.lock().unwrap_or_else(|p| p.into_inner());
-        s.set_status(status_lines(&registrars, total, ch));
-        s.print_status();
     }
-    Ok(())
-}
-
-/// Broadcasts the config update `env` (adding `name`) until the orderer accepts it, as the
-/// demo's client does with transactions: a refusal for want of a leader, or a lost stream, is
-/// tried again on a new stream after a back-off — unless the config block is in `ledger` by
-/// then (config block `before` was the last one when the update was made).
-async fn submit_config_update(
-    client: &AtomicBroadcastClient<GrpcChannel>,
-    env: Envelope,
-    name: &str,
-    ledger: &ordo_orderer::channel::Ledger,
-    before: u64,
-    screen: &SharedScreen,
-) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + STEP;
-    let mut wait = Duration::from_millis(100);
-    loop {
-        let mut bc = client.clone();
-        let answer = tokio::time::timeout(Duration::from_secs(10), async {
-            bc.broadcast(futures::stream::iter(vec![env.clone()]))
-                .await?
-                .into_inner()
-                .message()
-                .await
-        })
-        .await;
-        let why = match answer {
-            Ok(Ok(Some(a))) if a.status == Status::Success as i32 => return Ok(()),
-            Ok(Ok(Some(a))) if a.status == Status::ServiceUnavailable as i32 => {
-                format!("answered SERVICE_UNAVAILABLE: {}", a.info)
-            }
-            Ok(Ok(Some(a))) => bail!(
-                "the config update adding {name} was refused: {} {}",
-                a.status,
-                a.info
-            ),
-            Ok(Ok(None)) => "the stream ended without an answer".to_string(),
-            Ok(Err(e)) => format!("failed: {}", e.message()),
-            Err(_) => "not answered within 10 s".to_string(),
-        };
-        // An update that was ordered though its answer was lost must not be sent again: it
-        // would be refused as stale.
-        if config_at_tip(ledger)?.1 > before {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() + wait > deadline {
-            bail!(
-                "the config update adding {name} was not accepted within {} s (last: {why})",
-                STEP.as_secs()
-            );
-        }
-        event(
-            screen,
-            &format!(
-                "  the config update {why}; sent again in {} ms",
-                wait.as_millis()
-            ),
-        );
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(2));
-    }
+    Ok(last_config)
 }
 
 /// What the Deliver client does with each block from orderer1: prints it, checking that it
