@@ -4,7 +4,7 @@
 //! Each round probes every endpoint of the channel's config for its height (a `Newest` seek),
 //! picks one at random among those that have the next block, and streams blocks from it up to the
 //! target. Every block must follow the previous one (number, previous hash), match its data hash
-//! and pass the caller's [`Verify`] (signatures against BlockValidation, well-formed envelopes);
+//! and pass the caller's [`Source::verify`] (signatures against BlockValidation, well-formed envelopes);
 //! a bad block, a stream that stays silent for `ReplicationPullTimeout`, or an error status ends
 //! the round and the next one goes elsewhere, after `ReplicationRetryTimeout` when no endpoint
 //! could serve. Like Fabric's catch-up puller it never gives up while it is wanted.

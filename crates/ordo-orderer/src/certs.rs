@@ -34,7 +34,10 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Puts a certificate chain and key (PEM) to use; fails, leaving the old ones, if they do not
 /// parse or match.
-pub type Apply = Box<dyn Fn(&[u8], &[u8]) -> Result<(), String> + Send + Sync>;
+pub type Apply = Box<dyn Fn(&[u8], &[u8]) -> Result<(), ApplyError> + Send + Sync>;
+
+/// Why a certificate could not be put to use (the TLS layer's or the cluster transport's error).
+pub type ApplyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A certificate and key the node loaded from files and reloads when they change.
 pub struct Reloadable {

@@ -1,14 +1,14 @@
 //! A channel this node holds: the handle the rest of the node uses ([`Channel`]), and the task
 //! behind it, in the channel's role —
 //!
-//! - [`consenter`]: a member of the channel's Raft group. Every decision is the engine's
+//! - `consenter`: a member of the channel's Raft group. Every decision is the engine's
 //!   ([`ordo_channel::ConsenterEngine`]: the durability order of WAL writes, ledger syncs and
 //!   snapshots; block writing and config application; catch-up; the eviction check; whom the
 //!   transport accepts); this is its runtime on tokio, files and sockets;
-//! - [`follower`]: not a consenter, it pulls the channel's blocks from the orderers of its
+//! - `follower`: not a consenter, it pulls the channel's blocks from the orderers of its
 //!   config (Fabric's `follower.Chain`) until a config block makes it one;
 //!
-//! with [`source`] (how pulled blocks are checked) and [`support`] (what the parts share with
+//! with `source` (how pulled blocks are checked) and `support` (what the parts share with
 //! the rest of the node: the ledger, commit waiters, node services, config queries).
 //!
 //! Broadcast hands envelopes to a consenter's driver through a bounded queue that the driver

@@ -182,7 +182,7 @@ pub struct NodeServices {
     pub switch: Option<mpsc::UnboundedSender<Switch>>,
     /// How this node finds itself among a config's consenters (set by the registrar).
     pub self_key: SelfKey,
-    /// `Consensus.EvictionSuspicion`: see [`Driver::suspect`].
+    /// `Consensus.EvictionSuspicion`: see `ordo_channel::consenter::Suspicion`.
     pub eviction_suspicion: Duration,
     /// `Consensus.FabricBlockCutting`: the core's adaptive cutting off.
     pub fabric_block_cutting: bool,
