@@ -62,6 +62,66 @@ fn decimal(be: &[u8]) -> String {
     digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
 }
 
+/// A consenter TLS certificate that cannot be used (Fabric's words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsenterCertError {
+    #[error("parsing tls {which} cert of {host}:{port}: {source}")]
+    Parse {
+        which: &'static str,
+        host: String,
+        port: u32,
+        #[source]
+        source: ordo_msp::MspError,
+    },
+    #[error("verifying tls {which} cert with serial number {serial}: {source}")]
+    Verify {
+        which: &'static str,
+        serial: String,
+        #[source]
+        source: ChainError,
+    },
+}
+
+/// Why etcdraft's config metadata is not acceptable (Fabric's `VerifyConfigMetadata` words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("nil Raft config metadata options")]
+    NoOptions,
+    #[error(
+        "none of HeartbeatTick ({heartbeat}), ElectionTick ({election}) and MaxInflightBlocks ({inflight}) can be zero"
+    )]
+    ZeroOption {
+        heartbeat: u32,
+        election: u32,
+        inflight: u32,
+    },
+    #[error("ElectionTick ({election}) must be greater than HeartbeatTick ({heartbeat})")]
+    ElectionTickTooSmall { election: u32, heartbeat: u32 },
+    #[error("failed to parse TickInterval ({value}) to time duration: {reason}")]
+    BadTickInterval { value: String, reason: String },
+    #[error("TickInterval cannot be zero")]
+    ZeroTickInterval,
+    #[error("empty consenter set")]
+    NoConsenters,
+    #[error("consenter {host}:{port} has invalid certificate: {source}")]
+    InvalidCertificate {
+        host: String,
+        port: u32,
+        #[source]
+        source: Box<ConsenterCertError>,
+    },
+    #[error(transparent)]
+    Duplicate(#[from] DuplicateConsenter),
+}
+
+/// A certificate used by two consenters (Fabric's `MetadataHasDuplication` words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("duplicate consenter: server cert: {server}, client cert: {client}")]
+pub struct DuplicateConsenter {
+    pub server: String,
+    pub client: String,
+}
+
 /// Fabric's `validateConsenterTLSCerts`: both the client and the server certificate (PEM) must
 /// chain, at `now`, to the orderer orgs' TLS CAs for client or server authentication. With
 /// `ignore_expiration`, only the leaf's own validity period is forgiven.
@@ -70,7 +130,7 @@ pub fn validate_consenter_certs(
     pools: &TlsPools,
     now: i64,
     ignore_expiration: bool,
-) -> Result<(), String> {
+) -> Result<(), ConsenterCertError> {
     let pool = Pool {
         roots: &pools.roots,
         intermediates: &pools.intermediates,
@@ -79,26 +139,25 @@ pub fn validate_consenter_certs(
         ("client", &c.client_tls_cert),
         ("server", &c.server_tls_cert),
     ] {
-        let cert = Cert::from_pem(pem)
-            .map_err(|e| format!("parsing tls {which} cert of {}:{}: {e}", c.host, c.port))?;
+        let cert = Cert::from_pem(pem).map_err(|source| ConsenterCertError::Parse {
+            which,
+            host: c.host.clone(),
+            port: c.port,
+            source,
+        })?;
+        let unverified = |source| ConsenterCertError::Verify {
+            which,
+            serial: decimal(cert.serial()),
+            source,
+        };
         match verify_chains(&cert, &pool, now, KeyUsage::ClientOrServerAuth) {
             Ok(_) => {}
             Err(ChainError::LeafExpired) if ignore_expiration => {
                 // Everything but the leaf's own validity period still has to hold.
                 verify_chains_any_leaf_time(&cert, &pool, now, KeyUsage::ClientOrServerAuth)
-                    .map_err(|e| {
-                        format!(
-                            "verifying tls {which} cert with serial number {}: {e}",
-                            decimal(cert.serial())
-                        )
-                    })?;
+                    .map_err(unverified)?;
             }
-            Err(e) => {
-                return Err(format!(
-                    "verifying tls {which} cert with serial number {}: {e}",
-                    decimal(cert.serial())
-                ));
-            }
+            Err(e) => return Err(unverified(e)),
         }
     }
     Ok(())
@@ -106,16 +165,15 @@ pub fn validate_consenter_certs(
 
 /// Fabric's `MetadataHasDuplication`: no certificate may appear in two consenters (one consenter
 /// may use the same certificate as client and server).
-pub fn check_duplicates(md: &ConfigMetadata) -> Result<(), String> {
+pub fn check_duplicates(md: &ConfigMetadata) -> Result<(), DuplicateConsenter> {
     let mut seen: Vec<&[u8]> = Vec::new();
     for c in &md.consenters {
         let (server, client) = (&c.server_tls_cert[..], &c.client_tls_cert[..]);
         if seen.contains(&server) || seen.contains(&client) {
-            return Err(format!(
-                "duplicate consenter: server cert: {}, client cert: {}",
-                String::from_utf8_lossy(server),
-                String::from_utf8_lossy(client)
-            ));
+            return Err(DuplicateConsenter {
+                server: String::from_utf8_lossy(server).into_owned(),
+                client: String::from_utf8_lossy(client).into_owned(),
+            });
         }
         seen.push(server);
         seen.push(client);
@@ -128,44 +186,46 @@ pub fn verify_config_metadata(
     md: &ConfigMetadata,
     pools: &TlsPools,
     now: i64,
-) -> Result<(), String> {
+) -> Result<(), MetadataError> {
     let Some(o) = &md.options else {
-        return Err("nil Raft config metadata options".to_string());
+        return Err(MetadataError::NoOptions);
     };
     if o.heartbeat_tick == 0 || o.election_tick == 0 || o.max_inflight_blocks == 0 {
-        return Err(format!(
-            "none of HeartbeatTick ({}), ElectionTick ({}) and MaxInflightBlocks ({}) can be zero",
-            o.heartbeat_tick, o.election_tick, o.max_inflight_blocks
-        ));
+        return Err(MetadataError::ZeroOption {
+            heartbeat: o.heartbeat_tick,
+            election: o.election_tick,
+            inflight: o.max_inflight_blocks,
+        });
     }
     if o.election_tick <= o.heartbeat_tick {
-        return Err(format!(
-            "ElectionTick ({}) must be greater than HeartbeatTick ({})",
-            o.election_tick, o.heartbeat_tick
-        ));
+        return Err(MetadataError::ElectionTickTooSmall {
+            election: o.election_tick,
+            heartbeat: o.heartbeat_tick,
+        });
     }
     match parse_go_duration(&o.tick_interval) {
         Err(e) => {
-            return Err(format!(
-                "failed to parse TickInterval ({}) to time duration: {e}",
-                o.tick_interval
-            ));
+            return Err(MetadataError::BadTickInterval {
+                value: o.tick_interval.clone(),
+                reason: e.to_string(),
+            });
         }
-        Ok(0) => return Err("TickInterval cannot be zero".to_string()),
+        Ok(0) => return Err(MetadataError::ZeroTickInterval),
         Ok(_) => {}
     }
     if md.consenters.is_empty() {
-        return Err("empty consenter set".to_string());
+        return Err(MetadataError::NoConsenters);
     }
     for c in &md.consenters {
-        validate_consenter_certs(c, pools, now, true).map_err(|e| {
-            format!(
-                "consenter {}:{} has invalid certificate: {e}",
-                c.host, c.port
-            )
+        validate_consenter_certs(c, pools, now, true).map_err(|source| {
+            MetadataError::InvalidCertificate {
+                host: c.host.clone(),
+                port: c.port,
+                source: Box::new(source),
+            }
         })?;
     }
-    check_duplicates(md)
+    Ok(check_duplicates(md)?)
 }
 
 /// What an update does to the consenter set. Consenters are told apart by the exact bytes of
@@ -282,6 +342,7 @@ mod tests {
         assert!(
             check_duplicates(&md)
                 .unwrap_err()
+                .to_string()
                 .starts_with("duplicate consenter")
         );
     }

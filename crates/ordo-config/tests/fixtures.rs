@@ -123,7 +123,15 @@ fn consenter_certificates_must_chain_to_orderer_tls_cas() {
     let pools = ordo_config::etcdraft::TlsPools::from_pem([org1_tls.as_slice()], []).unwrap();
     let err = verify_config_metadata(md, &pools, NOW).unwrap_err();
     assert!(
-        err.starts_with(
+        matches!(
+            &err,
+            ordo_config::etcdraft::MetadataError::InvalidCertificate { source, .. }
+                if matches!(**source, ordo_config::etcdraft::ConsenterCertError::Verify { which: "client", .. })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(
             "consenter 127.0.0.1:37151 has invalid certificate: verifying tls client cert"
         ),
         "{err}"
