@@ -244,7 +244,7 @@ impl Registrar {
                         reg.create(&ch, &block, &m)?
                     } else {
                         tracing::info!(channel = %ch, "resuming to follow a joined channel");
-                        let join = JoinBlock::of(&block)?;
+                        let join = JoinBlock::of(&block).map_err(ChannelError::from)?;
                         let ledger = reg.open_ledger(&ch)?;
                         Channel::follow(&ch, ledger, Some(join), reg.services.clone())?
                     };
@@ -480,7 +480,7 @@ impl Registrar {
         if self.services.comm.is_none() {
             return Err(RegistrarError::CannotFollow);
         }
-        let join = JoinBlock::of(block).map_err(RegistrarError::BadBlock)?;
+        let join = JoinBlock::of(block).map_err(|e| RegistrarError::BadBlock(e.into()))?;
         self.delete_channel_files(ch)?;
         let marker = self.dirs.marker(ch, "join");
         write_synced(&marker, bytes).map_err(|e| io_failed("cannot write", &marker, e))?;
@@ -532,7 +532,10 @@ impl Registrar {
                 remove_file(&marker).map_err(|e| io_failed("cannot delete", &marker, e))?;
                 Ok(channel)
             } else {
-                let until = until.map(|b| JoinBlock::of(&b)).transpose()?;
+                let until = until
+                    .map(|b| JoinBlock::of(&b))
+                    .transpose()
+                    .map_err(ChannelError::from)?;
                 Ok(Channel::follow(&ch, ledger, until, self.services.clone())?)
             }
         })();

@@ -177,3 +177,28 @@ impl Io for SimIo<'_> {
 pub fn envelopes(block: &Block) -> impl Iterator<Item = &Bytes> {
     block.data.iter().flat_map(|d| d.data.iter())
 }
+
+/// A follower's world in the simulation: the node's ledger (pulled blocks are synced at once, as
+/// the real follower's are).
+pub struct SimFollowerIo<'a> {
+    pub slot: usize,
+    pub ledger: &'a mut Vec<(Block, BlockMetadata)>,
+    pub ledger_synced: &'a mut usize,
+}
+
+impl ordo_channel::FollowerIo for SimFollowerIo<'_> {
+    type Config = SimConfig;
+
+    fn append(&mut self, block: &Block) -> Result<(), IoError> {
+        let md = BlockMetadata::decode(consenter_metadata(block)?)?;
+        self.ledger.push((block.clone(), md));
+        *self.ledger_synced = self.ledger.len();
+        Ok(())
+    }
+
+    fn self_key(&self) -> Option<Vec<u8>> {
+        Some(crate::config::self_key(self.slot))
+    }
+
+    fn event(&mut self, _: ordo_channel::FollowerEvent<'_, SimConfig>) {}
+}

@@ -8,6 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
 use ordo_channel::consenter::last_block_of;
+use ordo_channel::follower::{FollowerEngine, JoinBlock, Next};
 use ordo_channel::start::{StartPlan, WalFacts, plan, start_kind};
 use ordo_channel::{
     ConfigView, ConsenterEngine, EngineError, EngineParams, InjectedBug, Submission, Suspicion,
@@ -24,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ELECTION_TICK, SimConfig, TICK_NS, cert, envelope_with, slot_of};
 use crate::disk::Disk;
-use crate::io::{Effects, PullRequest, SimIo, envelopes};
+use crate::io::{Effects, PullRequest, SimFollowerIo, SimIo, envelopes};
 
 const MS: u64 = 1_000_000;
 const TICK: u64 = TICK_NS;
@@ -224,8 +225,9 @@ struct Node {
     /// Removed from the consenters: it keeps its ledger and takes no part any more (the real
     /// node becomes a follower).
     evicted: bool,
-    /// Added under a new ID: the config block (number) its ledger must reach before it starts.
-    joining: Option<u64>,
+    /// Added under a new ID: it follows the channel with the follower engine that ships in the
+    /// node (the join block checked, onboarding) until that engine says it is a consenter.
+    following: Option<FollowerEngine<SimConfig>>,
     /// Bumped at each crash, so that timers of an earlier life are ignored.
     inc: u64,
     disk: Disk,
@@ -411,7 +413,7 @@ impl World {
                 id: if i < initial { i as u64 + 1 } else { 0 },
                 engine: None,
                 evicted: i >= initial,
-                joining: None,
+                following: None,
                 inc: 0,
                 disk: Disk::default(),
                 wal_owner: None,
@@ -726,7 +728,7 @@ impl World {
         if self.nodes[i].evicted {
             return Ok(());
         }
-        if self.nodes[i].joining.is_some() {
+        if self.nodes[i].following.is_some() {
             let inc = self.nodes[i].inc;
             self.at(self.now + MS, Ev::Join { node: i, inc });
             return Ok(());
@@ -898,7 +900,7 @@ impl World {
     fn slot_of_id(&self, id: u64) -> Option<usize> {
         self.nodes
             .iter()
-            .position(|n| n.id == id && !n.evicted && n.joining.is_none())
+            .position(|n| n.id == id && !n.evicted && n.following.is_none())
     }
 
     /// Node `i` stops being a consenter: its chain stops, its ledger stays (the real node
@@ -944,7 +946,7 @@ impl World {
             };
             let node = &mut self.nodes[s];
             // IDs only grow: a smaller one is from an older config block.
-            if node.id >= id || node.joining.is_some() {
+            if node.id >= id || node.following.is_some() {
                 continue;
             }
             let old = node.id;
@@ -955,7 +957,15 @@ impl World {
             node.catch_up = None;
             node.evicted = false;
             node.id = id;
-            node.joining = Some(number);
+            let join = JoinBlock::<SimConfig>::of(block).map_err(|e| e.to_string())?;
+            let tip_config = last_config(&node.ledger)
+                .1
+                .ok_or("a ledger without a config")?;
+            node.following = Some(FollowerEngine::new(
+                node.ledger.len() as u64,
+                tip_config,
+                Some(&join),
+            ));
             node.ledger_synced = node.ledger.len();
             node.disk = Disk::default();
             node.wal_owner = None;
@@ -979,17 +989,45 @@ impl World {
         Ok(())
     }
 
-    /// A node added back pulls the blocks it lacks up to the one that adds it (checked as the
-    /// real puller does), then starts as a consenter; else it retries later.
+    /// A node added back follows the channel with the node's follower engine: it pulls the
+    /// blocks it lacks (checked as the real puller does), the engine checks the join block and
+    /// appends them, and once it says the config makes the node a consenter, the node starts as
+    /// one; else it tries again later.
     fn join(&mut self, i: usize) -> Result<(), String> {
-        let Some(target) = self.nodes[i].joining else {
+        let Some(mut follower) = self.nodes[i].following.take() else {
             return Ok(());
         };
-        self.pull(i, target)?;
-        if self.nodes[i].ledger.len() as u64 > target {
-            self.nodes[i].joining = None;
+        let mut consenter = {
+            let node = &mut self.nodes[i];
+            follower.consenter_now(&SimFollowerIo {
+                slot: i,
+                ledger: &mut node.ledger,
+                ledger_synced: &mut node.ledger_synced,
+            })
+        };
+        if !consenter {
+            for (block, _) in self.pulled_blocks(i, u64::MAX) {
+                self.check_pulled(i, &block)?;
+                let node = &mut self.nodes[i];
+                let mut io = SimFollowerIo {
+                    slot: i,
+                    ledger: &mut node.ledger,
+                    ledger_synced: &mut node.ledger_synced,
+                };
+                let next = follower
+                    .on_pulled(&mut io, &block)
+                    .map_err(|e| format!("node {} following the channel: {e}", i + 1))?;
+                self.written_by(i, &block, "pulled")?;
+                if next == Next::BecomeConsenter {
+                    consenter = true;
+                    break;
+                }
+            }
+        }
+        if consenter {
             return self.start(i);
         }
+        self.nodes[i].following = Some(follower);
         let inc = self.nodes[i].inc;
         self.at(self.now + 200 * MS, Ev::Join { node: i, inc });
         Ok(())
@@ -1030,25 +1068,31 @@ impl World {
     /// checks them and synced.
     fn pull(&mut self, i: usize, target: u64) -> Result<(), String> {
         for (block, md) in self.pulled_blocks(i, target) {
+            self.check_pulled(i, &block)?;
             let node = &mut self.nodes[i];
-            let prev = node
-                .ledger
-                .last()
-                .and_then(|(b, _)| b.header.clone())
-                .ok_or("empty ledger")?;
-            ordo_ledger::block::verify_link(&prev, &block)
-                .and_then(|()| ordo_ledger::block::verify_data_hash(&block))
-                .map_err(|e| {
-                    format!(
-                        "node {} would pull a block that breaks its chain: {e}",
-                        i + 1
-                    )
-                })?;
             node.ledger.push((block.clone(), md));
             node.ledger_synced = node.ledger.len();
             self.written_by(i, &block, "pulled")?;
         }
         Ok(())
+    }
+
+    /// The real puller's checks of a block pulled by node `i`: it follows the ledger's tip and
+    /// its data hash holds.
+    fn check_pulled(&self, i: usize, block: &Block) -> Result<(), String> {
+        let prev = self.nodes[i]
+            .ledger
+            .last()
+            .and_then(|(b, _)| b.header.clone())
+            .ok_or("empty ledger")?;
+        ordo_ledger::block::verify_link(&prev, block)
+            .and_then(|()| ordo_ledger::block::verify_data_hash(block))
+            .map_err(|e| {
+                format!(
+                    "node {} would pull a block that breaks its chain: {e}",
+                    i + 1
+                )
+            })
     }
 
     /// The answer to node `i`'s eviction check, as the real puller gives it: the last config
@@ -1484,7 +1528,12 @@ impl World {
                         }
                     ),
                     None if n.evicted => format!("node {} evicted", i + 1),
-                    None => format!("node {} down (id {}, joining {:?})", i + 1, n.id, n.joining),
+                    None => format!(
+                        "node {} down (id {}, joining {:?})",
+                        i + 1,
+                        n.id,
+                        n.following.as_ref().map(|f| f.join_number())
+                    ),
                 },
             )
             .collect::<Vec<_>>()

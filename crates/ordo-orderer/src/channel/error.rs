@@ -23,6 +23,8 @@ pub enum ChannelError {
     Config(#[from] ConfigReadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Follow(#[from] ordo_channel::FollowError),
     #[error("the ledger is empty")]
     EmptyLedger,
     #[error("block {0} has no header")]
