@@ -934,9 +934,10 @@ impl World {
     }
 
     /// A config block was written: a node it lists under a Raft ID other than the node's own
-    /// was added back. Like the real node (a follower that finds itself in a config block), it
-    /// stops whatever it was, pulls blocks up to that block and starts under the new ID with an
-    /// empty WAL.
+    /// was added back (the operator joined it with that block). Like the real node, it stops
+    /// whatever it was and follows the channel with the follower engine until the engine says
+    /// it is a consenter; then it starts as the start plan says (under the new ID, the old ID's
+    /// WAL wiped).
     fn added_back(&mut self, block: &Block, md: &BlockMetadata) -> Result<(), String> {
         let number = block.header.as_ref().map_or(0, |h| h.number);
         let certs = certs_of_block(block)?;
@@ -966,9 +967,9 @@ impl World {
                 tip_config,
                 Some(&join),
             ));
+            // The chain stopped and its ledger is synced; the WAL of the old Raft ID stays on
+            // disk: the start plan decides, as in the node, whether to wipe it.
             node.ledger_synced = node.ledger.len();
-            node.disk = Disk::default();
-            node.wal_owner = None;
             self.report.rejoins += 1;
             self.trace(|| {
                 format!(
