@@ -31,6 +31,7 @@
 
 pub mod attrs;
 pub mod auth;
+pub mod authz;
 pub mod ca;
 pub mod client;
 pub mod config;

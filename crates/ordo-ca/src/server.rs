@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 use crate::attrs::{self, AttrReq};
+use crate::authz::{self, AuthzError};
 use crate::ca::{Ca, IssueRequest, csr_error};
 use crate::config::{BootstrapIdentity, ServerConfig};
 use crate::error::{CaError, ErrorCode};
@@ -555,17 +556,14 @@ impl CaServer {
             id_type = registrar.id_type.clone();
         }
         let mut attrs = parse_attrs(ctx.field("attrs"))?;
-        // canRegister: any failure is an authorization failure outward.
-        attrs::can_act_on_type(&registrar, &id_type)
-            .and_then(|_| attrs::contains_affiliation(&registrar, &affiliation))
-            .map_err(|e| CaError::Authorization(format!("Registration of '{id}' failed: {e}")))?;
-        if !affiliation.is_empty() && !ca.registry.affiliations()?.contains(&affiliation) {
-            return Err(CaError::Authorization(format!(
-                "Registration of '{id}' failed: affiliation '{affiliation}' does not exist"
-            )));
-        }
-        attrs::can_register_attributes(&attrs, None, &registrar)
-            .map_err(|e| CaError::Authorization(format!("Registration of '{id}' failed: {e}")))?;
+        let exists = affiliation.is_empty() || ca.registry.affiliations()?.contains(&affiliation);
+        authz::can_register(&registrar, &id, &id_type, &affiliation, exists)?;
+        authz::can_register_attributes(&attrs, None, &registrar).map_err(|reason| {
+            AuthzError::Registration {
+                id: id.clone(),
+                reason: Box::new(reason),
+            }
+        })?;
         let max = attrs::max_enrollments(
             ctx.int_field("max_enrollments")?,
             ca.settings.max_enrollments,
@@ -636,14 +634,6 @@ impl CaServer {
             .unwrap_or(0) as i64;
         let gencrl = ctx.bool_field("gencrl")?;
         let now = x::now_secs() as i64;
-        let check_revoker = |owner: &str| -> Result<(), CaError> {
-            if caller.id != owner && !attrs::attribute_is_true(&caller, attrs::REVOKER) {
-                return Err(CaError::Authorization(
-                    "Caller does not have authority to revoke".into(),
-                ));
-            }
-            Ok(())
-        };
         let mut revoked = Vec::new();
         if !serial.is_empty() && !aki.is_empty() {
             let cert = ca.registry.get_certificate(&serial, &aki)?.ok_or_else(|| {
@@ -653,7 +643,7 @@ impl CaServer {
                     format!("Certificate with serial {serial} and AKI {aki} was not found"),
                 )
             })?;
-            check_revoker(&cert.id)?;
+            authz::can_revoke(&caller, &cert.id)?;
             if cert.status == "revoked" {
                 return Err(CaError::http(
                     404,
@@ -677,7 +667,7 @@ impl CaServer {
                 )
             })?;
             if !(serial == caller_serial && aki == caller_aki) {
-                attrs::can_manage(&caller, &owner)?;
+                authz::can_manage(&caller, &owner)?;
             }
             if !ca.registry.revoke_certificate(&serial, &aki, reason, now)? {
                 return Err(CaError::http(
@@ -688,7 +678,7 @@ impl CaServer {
             }
             revoked.push(json!({"Serial": serial, "AKI": aki}));
         } else if !name.is_empty() {
-            check_revoker(&name)?;
+            authz::can_revoke(&caller, &name)?;
             let target = ca.registry.get_identity(&name)?.ok_or_else(|| {
                 CaError::http(
                     404,
@@ -697,7 +687,7 @@ impl CaServer {
                 )
             })?;
             if caller.id != target.id {
-                attrs::can_manage(&caller, &target)?;
+                authz::can_manage(&caller, &target)?;
             }
             for r in ca.registry.revoke_identity(&name, reason, now)? {
                 revoked.push(json!({"Serial": r.serial, "AKI": r.aki}));
@@ -736,12 +726,7 @@ impl CaServer {
 
     fn gencrl(&self, ctx: &Ctx, ca: &Ca) -> Result<Ok200, CaError> {
         let (caller, _, _) = self.token_auth(ctx, ca)?;
-        if !attrs::attribute_is_true(&caller, attrs::GEN_CRL) {
-            return Err(CaError::Authorization(format!(
-                "'{}' does not have the 'hf.GenCRL' attribute",
-                caller.id
-            )));
-        }
+        authz::can_gencrl(&caller)?;
         let time = |name: &str| -> Result<Option<i64>, CaError> {
             let s = ctx.str_field(name)?;
             if s.is_empty() || s.starts_with("0001-01-01") {
@@ -778,14 +763,12 @@ impl CaServer {
 
     fn list_identities(&self, ctx: &Ctx, ca: &Ca) -> Result<Ok200, CaError> {
         let (caller, _, _) = self.token_auth(ctx, ca)?;
-        if caller.attr(attrs::ROLES).unwrap_or("").is_empty() {
-            return Err(CaError::Authorization("Caller is not a registrar".into()));
-        }
+        authz::is_registrar(&caller)?;
         let ids: Vec<Value> = ca
             .registry
             .list_identities()?
             .iter()
-            .filter(|i| attrs::can_manage(&caller, i).is_ok())
+            .filter(|i| authz::can_manage(&caller, i).is_ok())
             .map(identity_info)
             .collect();
         ok(200, json!({"identities": ids, "caname": ca.name()}))
@@ -804,7 +787,7 @@ impl CaServer {
         match ctx.method {
             Method::GET => {
                 let rec = ca.registry.get_identity(&id)?.ok_or_else(not_found)?;
-                attrs::can_manage(&caller, &rec)?;
+                authz::can_manage(&caller, &rec)?;
                 let mut info = identity_info(&rec);
                 info["caname"] = json!(ca.name());
                 ok(200, info)
@@ -825,7 +808,7 @@ impl CaServer {
                     ));
                 }
                 let rec = ca.registry.get_identity(&id)?.ok_or_else(not_found)?;
-                attrs::can_manage(&caller, &rec)?;
+                authz::can_manage(&caller, &rec)?;
                 // Fabric CA revokes the certificates of a removed identity.
                 ca.registry.revoke_identity(&id, 0, x::now_secs() as i64)?;
                 ca.registry.delete_identity(&id)?;
@@ -852,10 +835,10 @@ impl CaServer {
                 format!("Failed to get identity '{id}'"),
             )
         })?;
-        attrs::can_manage(caller, &rec)?;
+        authz::can_manage(caller, &rec)?;
         let new_type = ctx.str_field("type")?;
         if !new_type.is_empty() {
-            attrs::can_act_on_type(caller, &new_type).map_err(CaError::Authorization)?;
+            authz::can_act_on_type(caller, &new_type)?;
             rec.id_type = new_type;
         }
         let new_aff = ctx.str_field("affiliation")?;
@@ -865,7 +848,7 @@ impl CaServer {
             } else {
                 new_aff
             };
-            attrs::contains_affiliation(caller, &aff).map_err(CaError::Authorization)?;
+            authz::contains_affiliation(caller, &aff)?;
             if !aff.is_empty() && !ca.registry.affiliations()?.contains(&aff) {
                 return Err(CaError::bad_request(
                     ErrorCode::ModifyingIdentity,
@@ -875,8 +858,7 @@ impl CaServer {
             rec.affiliation = aff;
         }
         let req_attrs = parse_attrs(ctx.field("attrs"))?;
-        attrs::can_register_attributes(&req_attrs, Some(&rec), caller)
-            .map_err(CaError::Authorization)?;
+        authz::can_register_attributes(&req_attrs, Some(&rec), caller)?;
         for a in req_attrs {
             rec.attrs.retain(|x| x.name != a.name);
             // An empty value deletes the attribute.
@@ -917,14 +899,11 @@ impl CaServer {
     fn affiliations(&self, ep: Endpoint, ctx: &Ctx, ca: &Ca) -> Result<Ok200, CaError> {
         let (caller, _, _) = self.token_auth(ctx, ca)?;
         let all = ca.registry.affiliations()?;
-        let under = |root: &str, a: &str| {
-            root.is_empty() || a == root || a.starts_with(&format!("{root}."))
-        };
         match (ep, ctx.method.clone()) {
             (Endpoint::Affiliations, Method::GET) | (Endpoint::Affiliation, Method::GET) => {
                 let root = if ep == Endpoint::Affiliation {
                     let name = ctx.var.clone().unwrap_or_default();
-                    attrs::contains_affiliation(&caller, &name).map_err(CaError::Authorization)?;
+                    authz::contains_affiliation(&caller, &name)?;
                     if !all.contains(&name) {
                         return Err(CaError::http(
                             404,
@@ -941,7 +920,7 @@ impl CaServer {
                 ok(200, tree)
             }
             (Endpoint::Affiliations, Method::POST) => {
-                require_affiliation_mgr(&caller)?;
+                authz::can_manage_affiliations(&caller)?;
                 let name = ctx.str_field("name")?;
                 if name.is_empty() || name.split('.').any(str::is_empty) {
                     return Err(CaError::bad_request(
@@ -949,7 +928,7 @@ impl CaServer {
                         format!("invalid affiliation name '{name}'"),
                     ));
                 }
-                attrs::contains_affiliation(&caller, &name).map_err(CaError::Authorization)?;
+                authz::contains_affiliation(&caller, &name)?;
                 if all.contains(&name) {
                     return Err(CaError::http(
                         409,
@@ -974,19 +953,12 @@ impl CaServer {
                 ok(201, json!({"name": name, "caname": ca.name()}))
             }
             (Endpoint::Affiliation, Method::DELETE) => {
-                require_affiliation_mgr(&caller)?;
+                authz::can_manage_affiliations(&caller)?;
                 if !ca.settings.allow_remove_affiliations {
-                    return Err(CaError::Authorization(
-                        "Affiliation removal is disabled".into(),
-                    ));
+                    return Err(AuthzError::AffiliationRemovalDisabled.into());
                 }
                 let name = ctx.var.clone().unwrap_or_default();
-                attrs::contains_affiliation(&caller, &name).map_err(CaError::Authorization)?;
-                if under(&name, &caller.affiliation) && !caller.affiliation.is_empty() {
-                    return Err(CaError::Authorization(format!(
-                        "Can't remove affiliation '{name}' because the caller is associated with this affiliation"
-                    )));
-                }
+                authz::can_remove_affiliation(&caller, &name)?;
                 if !all.contains(&name) {
                     return Err(CaError::http(
                         404,
@@ -997,13 +969,15 @@ impl CaServer {
                 let force = ctx.bool_query("force")?;
                 let subs = all
                     .iter()
-                    .filter(|a| under(&name, a) && **a != name)
+                    .filter(|a| authz::in_subtree(&name, a) && **a != name)
                     .count();
                 let ids: Vec<IdentityRecord> = ca
                     .registry
                     .list_identities()?
                     .into_iter()
-                    .filter(|i| !i.affiliation.is_empty() && under(&name, &i.affiliation))
+                    .filter(|i| {
+                        !i.affiliation.is_empty() && authz::in_subtree(&name, &i.affiliation)
+                    })
                     .collect();
                 if (subs > 0 || !ids.is_empty()) && !force {
                     return Err(CaError::bad_request(
@@ -1015,7 +989,7 @@ impl CaServer {
                 }
                 let now = x::now_secs() as i64;
                 for i in &ids {
-                    attrs::can_manage(&caller, i)?;
+                    authz::can_manage(&caller, i)?;
                 }
                 for i in &ids {
                     ca.registry.revoke_identity(&i.id, 0, now)?;
@@ -1028,7 +1002,7 @@ impl CaServer {
                 ok(200, tree)
             }
             (Endpoint::Affiliation, Method::PUT) => {
-                require_affiliation_mgr(&caller)?;
+                authz::can_manage_affiliations(&caller)?;
                 let old = ctx.var.clone().unwrap_or_default();
                 let new = ctx.str_field("name")?;
                 if new.is_empty() || new.split('.').any(str::is_empty) {
@@ -1037,8 +1011,8 @@ impl CaServer {
                         format!("invalid affiliation name '{new}'"),
                     ));
                 }
-                attrs::contains_affiliation(&caller, &old).map_err(CaError::Authorization)?;
-                attrs::contains_affiliation(&caller, &new).map_err(CaError::Authorization)?;
+                authz::contains_affiliation(&caller, &old)?;
+                authz::contains_affiliation(&caller, &new)?;
                 if !all.contains(&old) {
                     return Err(CaError::http(
                         404,
@@ -1057,15 +1031,13 @@ impl CaServer {
                     .registry
                     .list_identities()?
                     .into_iter()
-                    .filter(|i| !i.affiliation.is_empty() && under(&old, &i.affiliation))
+                    .filter(|i| {
+                        !i.affiliation.is_empty() && authz::in_subtree(&old, &i.affiliation)
+                    })
                     .map(|i| i.id)
                     .collect();
                 if !affected.is_empty() {
-                    if caller.attr(attrs::ROLES).unwrap_or("").is_empty() {
-                        return Err(CaError::Authorization(
-                            "Modifying affiliation affects identities, but caller is not a registrar".into(),
-                        ));
-                    }
+                    authz::can_rename_with_identities(&caller)?;
                     if !(ctx.bool_query("force")? || ctx.bool_field("force")?) {
                         return Err(CaError::bad_request(
                             ErrorCode::UpdateConfigModifyAff,
@@ -1093,12 +1065,7 @@ impl CaServer {
             return Err(CaError::http(501, ErrorCode::Unknown, "Not Implemented"));
         }
         let (caller, _, _) = self.token_auth(ctx, ca)?;
-        let is_registrar = !caller.attr(attrs::ROLES).unwrap_or("").is_empty();
-        if !is_registrar && !attrs::attribute_is_true(&caller, attrs::REVOKER) {
-            return Err(CaError::Authorization(
-                "Caller needs hf.Registrar.Roles or hf.Revoker".into(),
-            ));
-        }
+        authz::can_list_certificates(&caller)?;
         let q = |k: &str| ctx.query.get(k).filter(|v| !v.is_empty()).cloned();
         let time = |k: &str| -> Result<Option<i64>, CaError> {
             match q(k) {
@@ -1115,7 +1082,7 @@ impl CaServer {
             .registry
             .list_identities()?
             .iter()
-            .filter(|i| attrs::can_manage(&caller, i).is_ok())
+            .filter(|i| authz::can_manage(&caller, i).is_ok())
             .map(|i| i.id.clone())
             .collect();
         let filter = CertFilter {
@@ -1137,17 +1104,6 @@ impl CaServer {
             .map(|c| json!({"PEM": c.pem}))
             .collect();
         ok(200, json!({"certs": certs, "caname": ca.name()}))
-    }
-}
-
-fn require_affiliation_mgr(caller: &IdentityRecord) -> Result<(), CaError> {
-    if attrs::attribute_is_true(caller, attrs::AFFILIATION_MGR) {
-        Ok(())
-    } else {
-        Err(CaError::Authorization(format!(
-            "'{}' does not have the 'hf.AffiliationMgr' attribute",
-            caller.id
-        )))
     }
 }
 
@@ -1195,17 +1151,26 @@ fn cainfo(ca: &Ca) -> Value {
     })
 }
 
+/// A CSR subject field longer than RFC 3280 allows.
+#[derive(Debug, thiserror::Error)]
+#[error("The {what} '{value}' exceeds the maximum character limit of {max}")]
+struct FieldTooLong {
+    what: &'static str,
+    value: String,
+    max: usize,
+}
+
 /// Maximum lengths of CSR subject fields (RFC 3280 upper bounds, `csrInputLengthCheck`).
-fn csr_length_check(s: &x::Subject) -> Result<(), String> {
-    let check = |what: &str, values: &[String], max: usize| -> Result<(), String> {
-        for v in values {
-            if v.chars().count() > max {
-                return Err(format!(
-                    "The {what} '{v}' exceeds the maximum character limit of {max}"
-                ));
-            }
+fn csr_length_check(s: &x::Subject) -> Result<(), FieldTooLong> {
+    let check = |what: &'static str, values: &[String], max: usize| -> Result<(), FieldTooLong> {
+        match values.iter().find(|v| v.chars().count() > max) {
+            Some(v) => Err(FieldTooLong {
+                what,
+                value: v.clone(),
+                max,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     };
     check("CN", std::slice::from_ref(&s.cn), 64)?;
     check("serial number", std::slice::from_ref(&s.serial_number), 64)?;
@@ -1251,12 +1216,7 @@ fn handle_enroll(
             "The CSR subject common name must equal the enrollment ID",
         ));
     }
-    if (profile.is_ca() || csr.is_ca) && !attrs::attribute_is_true(user, attrs::INTERMEDIATE_CA) {
-        return Err(CaError::Authorization(format!(
-            "Enrolled failed: '{}' lacks hf.IntermediateCA",
-            user.id
-        )));
-    }
+    authz::can_enroll(user, profile.is_ca() || csr.is_ca)?;
     csr_length_check(&csr.subject).map_err(|e| {
         CaError::bad_request(
             ErrorCode::InputValidCsr,
