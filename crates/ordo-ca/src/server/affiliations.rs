@@ -2,6 +2,7 @@
 //! (with their identities, given `force`) and renaming (moving their identities).
 
 use axum::http::Method;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::identities::identity_info;
@@ -11,6 +12,17 @@ use crate::ca::Ca;
 use crate::error::{CaError, ErrorCode};
 use crate::registry::IdentityRecord;
 use crate::x509 as x;
+
+/// The body of `POST affiliations` and `PUT affiliations/{name}` (Fabric CA's
+/// `api.AddAffiliationRequest` and `api.ModifyAffiliationRequest`): the affiliation to add, or
+/// the new name. `force` may also come as a query parameter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AffiliationRequest {
+    name: String,
+    /// Add missing parents; rename even though identities belong to the affiliation.
+    force: bool,
+}
 
 impl CaServer {
     pub(super) fn affiliations(&self, ep: Endpoint, ctx: &Ctx, ca: &Ca) -> Result<Ok200, CaError> {
@@ -38,7 +50,8 @@ impl CaServer {
             }
             (Endpoint::Affiliations, Method::POST) => {
                 authz::can_manage_affiliations(&caller)?;
-                let name = ctx.str_field("name")?;
+                let req: AffiliationRequest = ctx.body()?;
+                let name = req.name;
                 if name.is_empty() || name.split('.').any(str::is_empty) {
                     return Err(CaError::bad_request(
                         ErrorCode::UpdateConfigAddAff,
@@ -53,7 +66,7 @@ impl CaServer {
                         "Affiliation already exists",
                     ));
                 }
-                let force = ctx.bool_query("force")? || ctx.bool_field("force")?;
+                let force = ctx.bool_query("force")? || req.force;
                 let parts: Vec<&str> = name.split('.').collect();
                 let parents: Vec<String> = (1..parts.len()).map(|i| parts[..i].join(".")).collect();
                 let missing: Vec<&String> = parents.iter().filter(|p| !all.contains(p)).collect();
@@ -120,8 +133,9 @@ impl CaServer {
             }
             (Endpoint::Affiliation, Method::PUT) => {
                 authz::can_manage_affiliations(&caller)?;
+                let req: AffiliationRequest = ctx.body()?;
                 let old = ctx.var.clone().unwrap_or_default();
-                let new = ctx.str_field("name")?;
+                let new = req.name;
                 if new.is_empty() || new.split('.').any(str::is_empty) {
                     return Err(CaError::bad_request(
                         ErrorCode::UpdateConfigModifyAff,
@@ -155,7 +169,7 @@ impl CaServer {
                     .collect();
                 if !affected.is_empty() {
                     authz::can_rename_with_identities(&caller)?;
-                    if !(ctx.bool_query("force")? || ctx.bool_field("force")?) {
+                    if !(ctx.bool_query("force")? || req.force) {
                         return Err(CaError::bad_request(
                             ErrorCode::UpdateConfigModifyAff,
                             format!(

@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{CaServer, Ctx, Ok200, ok};
@@ -114,6 +115,21 @@ fn csr_length_check(s: &x::Subject) -> Result<(), FieldTooLong> {
     Ok(())
 }
 
+/// The body of enroll and reenroll (Fabric CA's `api.EnrollmentRequestNet`; the fields this
+/// server does not act on, such as `label` or `subject`, are ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EnrollmentRequest {
+    /// The signing profile: empty (`default`), `tls` or `ca`.
+    profile: String,
+    /// The PEM CSR.
+    certificate_request: String,
+    /// SANs replacing the CSR's; absent keeps the CSR's.
+    hosts: Option<Vec<String>>,
+    /// Attributes to put in the certificate; absent means every `ecert` attribute.
+    attr_reqs: Option<Vec<AttrReq>>,
+}
+
 /// The common part of enroll and reenroll (`handleEnroll`). `count` is the enrollment limit to
 /// enforce (Basic-auth enroll), `None` for reenroll. Nothing is written unless a certificate is
 /// issued.
@@ -129,18 +145,17 @@ pub(super) fn handle_enroll(
             "Empty request body",
         ));
     }
-    let profile_name = ctx.str_field("profile")?;
-    let profile = ca.profile(&profile_name).ok_or_else(|| {
+    let req: EnrollmentRequest = ctx.body()?;
+    let profile = ca.profile(&req.profile).ok_or_else(|| {
         CaError::bad_request(
             ErrorCode::BadReqBody,
-            format!("Invalid profile: '{profile_name}'"),
+            format!("Invalid profile: '{}'", req.profile),
         )
     })?;
-    let csr_pem = ctx.str_field("certificate_request")?;
-    if csr_pem.is_empty() {
+    if req.certificate_request.is_empty() {
         return Err(CaError::bad_request(ErrorCode::BadCsr, "CSR Decode failed"));
     }
-    let csr = x::parse_csr(&csr_pem).map_err(csr_error)?;
+    let csr = x::parse_csr(&req.certificate_request).map_err(csr_error)?;
     if csr.subject.cn != user.id {
         return Err(CaError::http(
             403,
@@ -155,38 +170,14 @@ pub(super) fn handle_enroll(
             format!("CSR input validation failed: {e}"),
         )
     })?;
-    let hosts: Option<Vec<String>> = match ctx.field("hosts") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(a)) => Some(
-            a.iter()
-                .map(|h| {
-                    h.as_str().map(str::to_string).ok_or_else(|| {
-                        CaError::bad_request(ErrorCode::BadReqBody, "hosts must be strings")
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        Some(_) => {
-            return Err(CaError::bad_request(
-                ErrorCode::BadReqBody,
-                "hosts must be a list",
-            ));
-        }
-    };
-    let attr_reqs: Option<Vec<AttrReq>> = match ctx.field("attr_reqs") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
-            CaError::bad_request(ErrorCode::BadReqBody, format!("invalid attr_reqs: {e}"))
-        })?),
-    };
-    let attrs_ext = attrs::attribute_extension(user, attr_reqs.as_deref())?;
+    let attrs_ext = attrs::attribute_extension(user, req.attr_reqs.as_deref())?;
     let issued = ca
         .issue(&IssueRequest {
             csr: &csr,
             enrollment_id: &user.id,
             id_type: &user.id_type,
             affiliation: &user.affiliation,
-            hosts: hosts.as_deref(),
+            hosts: req.hosts.as_deref(),
             attrs: attrs_ext,
             profile,
         })
@@ -206,7 +197,7 @@ pub(super) fn handle_enroll(
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(ca = ca.name(), id = %user.id, serial = %issued.record.serial, profile = %profile_name, "issued certificate");
+    tracing::info!(ca = ca.name(), id = %user.id, serial = %issued.record.serial, profile = %req.profile, "issued certificate");
     ok(
         201,
         json!({

@@ -2,6 +2,7 @@
 //! and removing (`identities/{id}`), and the identity info object they answer with.
 
 use axum::http::Method;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{CaServer, Ctx, Ok200, method_not_allowed, ok};
@@ -12,28 +13,62 @@ use crate::error::{CaError, ErrorCode};
 use crate::registry::{Attribute, IdentityRecord, RegistryError};
 use crate::x509 as x;
 
+/// The body of `register` and `POST identities` (Fabric CA's `api.RegistrationRequest`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RegistrationRequest {
+    id: String,
+    /// Empty: the registrar's own type.
+    #[serde(rename = "type")]
+    id_type: String,
+    /// Empty: a random one, returned in the answer.
+    secret: String,
+    /// 0: the CA's limit.
+    max_enrollments: i64,
+    /// Empty: the registrar's own; `.`: the root.
+    affiliation: String,
+    attrs: Vec<Attribute>,
+}
+
+/// The body of `PUT identities/{id}` (Fabric CA's `api.ModifyIdentityRequest`). Empty or zero
+/// fields leave the identity as it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ModifyIdentityRequest {
+    #[serde(rename = "type")]
+    id_type: String,
+    /// `.`: the root.
+    affiliation: String,
+    /// Each replaces the attribute of its name; an empty value removes it.
+    attrs: Vec<Attribute>,
+    /// 0: unchanged; -2: zero (no more enrollments).
+    max_enrollments: i64,
+    secret: String,
+}
+
 impl CaServer {
     /// `register`, and `POST identities` (`add = true`: 201 with the identity's info).
     pub(super) fn register(&self, ctx: &Ctx, ca: &Ca, add: bool) -> Result<Ok200, CaError> {
         let (registrar, _, _) = self.token_auth(ctx, ca)?;
-        let id = ctx.str_field("id")?;
+        let req: RegistrationRequest = ctx.body()?;
+        let id = req.id;
         if id.is_empty() {
             return Err(CaError::bad_request(
                 ErrorCode::BadReqBody,
                 "Missing 'ID' in request to register a new identity",
             ));
         }
-        let mut affiliation = ctx.str_field("affiliation")?;
+        let mut affiliation = req.affiliation;
         if affiliation.is_empty() {
             affiliation = registrar.affiliation.clone();
         } else if affiliation == "." {
             affiliation.clear();
         }
-        let mut id_type = ctx.str_field("type")?;
+        let mut id_type = req.id_type;
         if id_type.is_empty() {
             id_type = registrar.id_type.clone();
         }
-        let mut attrs = parse_attrs(ctx.field("attrs"))?;
+        let mut attrs = req.attrs;
         let exists = affiliation.is_empty() || ca.registry.affiliations()?.contains(&affiliation);
         authz::can_register(&registrar, &id, &id_type, &affiliation, exists)?;
         authz::can_register_attributes(&attrs, None, &registrar).map_err(|reason| {
@@ -42,11 +77,8 @@ impl CaServer {
                 reason: Box::new(reason),
             }
         })?;
-        let max = attrs::max_enrollments(
-            ctx.int_field("max_enrollments")?,
-            ca.settings.max_enrollments,
-        )?;
-        let mut secret = ctx.str_field("secret")?;
+        let max = attrs::max_enrollments(req.max_enrollments, ca.settings.max_enrollments)?;
+        let mut secret = req.secret;
         if secret.is_empty() {
             secret = attrs::random_secret()?;
         }
@@ -175,12 +207,15 @@ impl CaServer {
             )
         })?;
         authz::can_manage(caller, &rec)?;
-        let new_type = ctx.str_field("type")?;
+        // Decoded only now: an unknown identity or one the caller may not manage is answered
+        // as such whatever the body holds.
+        let req: ModifyIdentityRequest = ctx.body()?;
+        let new_type = req.id_type;
         if !new_type.is_empty() {
             authz::can_act_on_type(caller, &new_type)?;
             rec.id_type = new_type;
         }
-        let new_aff = ctx.str_field("affiliation")?;
+        let new_aff = req.affiliation;
         if !new_aff.is_empty() {
             let aff = if new_aff == "." {
                 String::new()
@@ -196,9 +231,8 @@ impl CaServer {
             }
             rec.affiliation = aff;
         }
-        let req_attrs = parse_attrs(ctx.field("attrs"))?;
-        authz::can_register_attributes(&req_attrs, Some(&rec), caller)?;
-        for a in req_attrs {
+        authz::can_register_attributes(&req.attrs, Some(&rec), caller)?;
+        for a in req.attrs {
             rec.attrs.retain(|x| x.name != a.name);
             // An empty value deletes the attribute.
             if !a.value.is_empty() {
@@ -213,12 +247,12 @@ impl CaServer {
                 a.value = v;
             }
         }
-        match ctx.int_field("max_enrollments")? {
+        match req.max_enrollments {
             0 => {}
             -2 => rec.max_enrollments = 0,
             n => rec.max_enrollments = attrs::max_enrollments(n, ca.settings.max_enrollments)?,
         }
-        let secret = ctx.str_field("secret")?;
+        let secret = req.secret;
         if !secret.is_empty() {
             rec.secret_hash = attrs::hash_secret(&secret)?;
         }
@@ -244,13 +278,4 @@ pub(super) fn identity_info(r: &IdentityRecord) -> Value {
         "attrs": r.attrs,
         "max_enrollments": r.max_enrollments,
     })
-}
-
-fn parse_attrs(v: Option<&Value>) -> Result<Vec<Attribute>, CaError> {
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(v) => serde_json::from_value::<Vec<Attribute>>(v.clone()).map_err(|e| {
-            CaError::bad_request(ErrorCode::BadReqBody, format!("invalid attrs: {e}"))
-        }),
-    }
 }

@@ -16,13 +16,15 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::attrs;
 use crate::ca::Ca;
 use crate::config::{BootstrapIdentity, ServerConfig};
 use crate::error::{CaError, ErrorCode};
-use crate::registry::{Attribute, IdentityRecord, RegistryError, SqliteDb};
+use crate::registry::{Attribute, IdentityRecord, SqliteDb};
 
 mod affiliations;
 mod certificates;
@@ -47,6 +49,13 @@ impl std::fmt::Debug for CaServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CaServer").field("cas", &self.cas).finish()
     }
+}
+
+/// The `caname` every Fabric CA request body may carry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CaSelector {
+    caname: String,
 }
 
 /// Response of a handler: success status, result object, extra headers.
@@ -134,50 +143,16 @@ struct Ctx {
     query: HashMap<String, String>,
     headers: HeaderMap,
     body: Bytes,
+    /// The body as decoded by [`request::normalize_body`]: an object with lower-case keys and
+    /// no `null` members, or `null`.
     json: Value,
     var: Option<String>,
 }
 
 impl Ctx {
-    /// A body field, matching the key case-insensitively as Go's JSON decoding does.
-    fn field(&self, name: &str) -> Option<&Value> {
-        field(&self.json, name)
-    }
-
-    /// A string field; absent or null is empty. Any other type is a bad request, as Go's JSON
-    /// decoding into Fabric CA's typed request structs refuses it.
-    fn str_field(&self, name: &str) -> Result<String, CaError> {
-        match self.field(name) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(_) => Err(CaError::bad_request(
-                ErrorCode::BadReqBody,
-                format!("'{name}' must be a string"),
-            )),
-        }
-    }
-
-    fn bool_field(&self, name: &str) -> Result<bool, CaError> {
-        match self.field(name) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(CaError::bad_request(
-                ErrorCode::BadReqBody,
-                format!("'{name}' must be a boolean"),
-            )),
-        }
-    }
-
-    fn int_field(&self, name: &str) -> Result<i64, CaError> {
-        match self.field(name) {
-            None | Some(Value::Null) => Ok(0),
-            Some(v) => v.as_i64().ok_or_else(|| {
-                CaError::bad_request(
-                    ErrorCode::BadReqBody,
-                    format!("'{name}' must be an integer"),
-                )
-            }),
-        }
+    /// The body as an endpoint's request type (see [`request::decode`]).
+    fn body<T: DeserializeOwned + Default>(&self) -> Result<T, CaError> {
+        request::decode(&self.json)
     }
 
     fn bool_query(&self, name: &str) -> Result<bool, CaError> {
@@ -210,23 +185,12 @@ impl Ctx {
     }
 }
 
-fn field<'a>(json: &'a Value, name: &str) -> Option<&'a Value> {
-    json.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
-fn registry_err(e: RegistryError) -> CaError {
-    CaError::Registry(e)
-}
-
 impl CaServer {
     /// Opens the database and every configured CA, registering the bootstrap identities and
     /// the configured affiliations the first time.
     pub fn open(cfg: &ServerConfig, bootstrap: Option<BootstrapIdentity>) -> Result<Self, CaError> {
         cfg.validate()?;
-        let db = SqliteDb::open(&cfg.resolve(&cfg.db.datasource)).map_err(registry_err)?;
+        let db = SqliteDb::open(&cfg.resolve(&cfg.db.datasource))?;
         let mut identities = cfg.registry.identities.clone();
         if let Some(b) = bootstrap {
             identities.retain(|i| i.name != b.name);
@@ -299,11 +263,12 @@ impl CaServer {
         Router::new().fallback(handle).with_state(self)
     }
 
-    /// Chooses the CA: `?ca=`, then body `caname`/`CAName`, then the default.
+    /// Chooses the CA: `?ca=`, then body `caname`/`CAName`, then the default. Every request
+    /// body may name its CA, so this runs before the endpoint's own decoding.
     fn select_ca(&self, ctx: &Ctx) -> Result<Arc<Ca>, CaError> {
         let name = match ctx.query.get("ca") {
             Some(n) if !n.is_empty() => n.clone(),
-            _ => ctx.str_field("caname")?,
+            _ => ctx.body::<CaSelector>()?.caname,
         };
         if name.is_empty() {
             return Ok(self.default_ca().clone());
@@ -439,31 +404,9 @@ async fn handle(State(srv): State<Arc<CaServer>>, req: Request) -> Response {
             );
         }
     };
-    let json = if body.is_empty() {
-        Value::Null
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            // Every Fabric CA request body is a JSON object (or null).
-            Ok(v @ (Value::Object(_) | Value::Null)) => v,
-            Ok(_) => {
-                return error_response(
-                    &CaError::bad_request(
-                        ErrorCode::BadReqBody,
-                        "Invalid request body: not a JSON object",
-                    ),
-                    head,
-                );
-            }
-            Err(e) => {
-                return error_response(
-                    &CaError::bad_request(
-                        ErrorCode::BadReqBody,
-                        format!("Invalid request body: {e}"),
-                    ),
-                    head,
-                );
-            }
-        }
+    let json = match request::normalize_body(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(&e, head),
     };
     let uri = parts
         .uri

@@ -1,8 +1,72 @@
-//! Turning a request's raw parts into values: the query string, percent-encoded path
-//! segments, and RFC 3339 timestamps.
+//! Turning a request's raw parts into typed values: the JSON body into an endpoint's request
+//! struct, the query string, percent-encoded path segments, and RFC 3339 timestamps.
+//!
+//! Fabric CA decodes bodies with Go's `encoding/json` into typed structs, and this module keeps
+//! the two behaviours of that decoding which clients rely on: top-level keys match their field
+//! case-insensitively (`CAName` is `caname`), and `null` leaves a field at its zero value. A
+//! value of the wrong type is a bad request (400, code 5) naming the field.
 
 use std::collections::HashMap;
 
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::{CaError, ErrorCode};
+
+/// Checks that a body is a JSON object or `null` (the only shapes of Fabric CA's request bodies)
+/// and puts its top-level keys in ASCII lower case, the first of several spellings winning, then
+/// drops `null` members so that a request struct's defaults apply to them.
+pub(super) fn normalize_body(body: &[u8]) -> Result<Value, CaError> {
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    let map = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => m,
+        Ok(Value::Null) => return Ok(Value::Null),
+        Ok(_) => {
+            return Err(CaError::bad_request(
+                ErrorCode::BadReqBody,
+                "Invalid request body: not a JSON object",
+            ));
+        }
+        Err(e) => {
+            return Err(CaError::bad_request(
+                ErrorCode::BadReqBody,
+                format!("Invalid request body: {e}"),
+            ));
+        }
+    };
+    let mut out = Map::new();
+    for (k, v) in map {
+        out.entry(k.to_ascii_lowercase()).or_insert(v);
+    }
+    out.retain(|_, v| !v.is_null());
+    Ok(Value::Object(out))
+}
+
+/// Decodes a normalized body into `T`, whose fields are named in lower case and all default
+/// (`#[serde(default)]`): an absent body is `T::default()`.
+pub(super) fn decode<T: DeserializeOwned + Default>(body: &Value) -> Result<T, CaError> {
+    let Value::Object(map) = body else {
+        return Ok(T::default());
+    };
+    T::deserialize(body).map_err(|e| {
+        // Name the offending field: the first member that fails on its own. Every field has a
+        // default, so a member alone decodes unless its own value is wrong.
+        let field = map.iter().find(|(k, v)| {
+            let alone = Map::from_iter([((*k).clone(), (*v).clone())]);
+            T::deserialize(&Value::Object(alone)).is_err()
+        });
+        let message = match field {
+            Some((k, _)) => format!("Invalid request body: field '{k}': {e}"),
+            None => format!("Invalid request body: {e}"),
+        };
+        CaError::bad_request(ErrorCode::BadReqBody, message)
+    })
+}
+
+/// Percent-decoding of a path segment or query component; invalid escapes stay as they are and
+/// invalid UTF-8 becomes U+FFFD, so any input decodes.
 pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -22,6 +86,7 @@ pub(super) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The query string as a map (`+` is a space in values, as in forms).
 pub(super) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     q.unwrap_or("")
         .split('&')
@@ -81,7 +146,88 @@ pub(super) fn parse_rfc3339(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Req {
+        id: String,
+        #[serde(rename = "type")]
+        id_type: String,
+        max_enrollments: i64,
+        force: bool,
+        hosts: Option<Vec<String>>,
+    }
+
+    fn decoded(body: &str) -> Result<Req, (u16, ErrorCode, String)> {
+        normalize_body(body.as_bytes())
+            .and_then(|v| decode::<Req>(&v))
+            .map_err(|e| e.remote())
+    }
+
+    #[test]
+    fn body_fields_match_case_insensitively_and_null_is_absent() {
+        let r = decoded(r#"{"ID": "a", "Type": null, "MAX_enrollments": 3, "other": [1]}"#);
+        assert_eq!(
+            r,
+            Ok(Req {
+                id: "a".into(),
+                max_enrollments: 3,
+                ..Req::default()
+            })
+        );
+        // The first spelling of a key wins, in document order.
+        assert_eq!(
+            decoded(r#"{"Id": "first", "id": "second"}"#).map(|r| r.id),
+            Ok("first".into())
+        );
+        // An absent body, an empty one and `null` are all the default request.
+        assert_eq!(decoded(""), Ok(Req::default()));
+        assert_eq!(decoded("null"), Ok(Req::default()));
+        assert_eq!(decoded("{}"), Ok(Req::default()));
+        assert_eq!(
+            decoded(r#"{"hosts": []}"#).map(|r| r.hosts),
+            Ok(Some(vec![]))
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_bad_requests_naming_the_field() {
+        for (body, field) in [
+            (r#"{"id": 5}"#, "id"),
+            (r#"{"id": "j", "type": 3}"#, "type"),
+            (r#"{"max_enrollments": 1.5}"#, "max_enrollments"),
+            (r#"{"max_enrollments": "many"}"#, "max_enrollments"),
+            (r#"{"force": "yes"}"#, "force"),
+            (r#"{"hosts": "x"}"#, "hosts"),
+            (r#"{"hosts": [1]}"#, "hosts"),
+        ] {
+            let (status, code, message) = decoded(body).unwrap_err();
+            assert_eq!((status, code), (400, ErrorCode::BadReqBody), "{body}");
+            assert!(
+                message.starts_with(&format!("Invalid request body: field '{field}': ")),
+                "{body}: {message}"
+            );
+        }
+        for body in ["[]", "7", "\"x\"", "{", "\u{0}"] {
+            let (status, code, message) = decoded(body).unwrap_err();
+            assert_eq!((status, code), (400, ErrorCode::BadReqBody), "{body}");
+            assert!(message.starts_with("Invalid request body: "), "{message}");
+        }
+    }
+
+    #[test]
+    fn query_and_path_decoding() {
+        assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
+        assert_eq!(percent_decode("%E9"), "\u{FFFD}");
+        let q = parse_query(Some("force=true&id=a+b%21&flag"));
+        assert_eq!(q.get("force").map(String::as_str), Some("true"));
+        assert_eq!(q.get("id").map(String::as_str), Some("a b!"));
+        assert_eq!(q.get("flag").map(String::as_str), Some(""));
+        assert!(parse_query(None).is_empty());
+    }
 
     #[test]
     fn rfc3339() {

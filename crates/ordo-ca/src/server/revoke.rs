@@ -3,6 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::request::parse_rfc3339;
@@ -27,18 +28,48 @@ const REVOCATION_REASONS: [&str; 11] = [
     "aacompromise",
 ];
 
+/// The body of `revoke` (Fabric CA's `api.RevocationRequest`): an identity (`id`), or one
+/// certificate (`serial` and `aki`, which win when both are given).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RevocationRequest {
+    id: String,
+    serial: String,
+    aki: String,
+    /// One of RFC 5280's reason names; anything else is `unspecified`.
+    reason: String,
+    /// Return a CRL of what this request revoked.
+    gencrl: bool,
+}
+
+/// The body of `gencrl` (Fabric CA's `api.GenCRLRequest`): RFC 3339 bounds, empty or Go's zero
+/// time (`0001-01-01...`) meaning none.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct GenCrlRequest {
+    #[serde(rename = "revokedafter")]
+    revoked_after: String,
+    #[serde(rename = "revokedbefore")]
+    revoked_before: String,
+    #[serde(rename = "expireafter")]
+    expire_after: String,
+    #[serde(rename = "expirebefore")]
+    expire_before: String,
+}
+
 impl CaServer {
     pub(super) fn revoke(&self, ctx: &Ctx, ca: &Ca) -> Result<Ok200, CaError> {
         let (caller, caller_serial, caller_aki) = self.token_auth(ctx, ca)?;
-        let name = ctx.str_field("id")?;
-        let serial = x::normalize_hex(&ctx.str_field("serial")?);
-        let aki = x::normalize_hex(&ctx.str_field("aki")?);
-        let reason_name = ctx.str_field("reason")?.to_lowercase();
+        let req: RevocationRequest = ctx.body()?;
+        let name = req.id;
+        let serial = x::normalize_hex(&req.serial);
+        let aki = x::normalize_hex(&req.aki);
+        let reason_name = req.reason.to_lowercase();
         let reason = REVOCATION_REASONS
             .iter()
             .position(|r| !r.is_empty() && *r == reason_name)
             .unwrap_or(0) as i64;
-        let gencrl = ctx.bool_field("gencrl")?;
+        let gencrl = req.gencrl;
         let now = x::now_secs() as i64;
         let mut revoked = Vec::new();
         if !serial.is_empty() && !aki.is_empty() {
@@ -133,12 +164,12 @@ impl CaServer {
     pub(super) fn gencrl(&self, ctx: &Ctx, ca: &Ca) -> Result<Ok200, CaError> {
         let (caller, _, _) = self.token_auth(ctx, ca)?;
         authz::can_gencrl(&caller)?;
-        let time = |name: &str| -> Result<Option<i64>, CaError> {
-            let s = ctx.str_field(name)?;
+        let req: GenCrlRequest = ctx.body()?;
+        let time = |name: &str, s: &str| -> Result<Option<i64>, CaError> {
             if s.is_empty() || s.starts_with("0001-01-01") {
                 return Ok(None);
             }
-            parse_rfc3339(&s).map(Some).ok_or_else(|| {
+            parse_rfc3339(s).map(Some).ok_or_else(|| {
                 CaError::bad_request(
                     ErrorCode::InvalidRevokedAfter,
                     format!("invalid time '{s}' in {name}"),
@@ -146,8 +177,8 @@ impl CaServer {
             })
         };
         let now = x::now_secs() as i64;
-        let revoked_after = time("revokedafter")?;
-        let revoked_before = time("revokedbefore")?.unwrap_or(now);
+        let revoked_after = time("revokedafter", &req.revoked_after)?;
+        let revoked_before = time("revokedbefore", &req.revoked_before)?.unwrap_or(now);
         if revoked_after.is_some_and(|a| a > revoked_before) {
             return Err(CaError::bad_request(
                 ErrorCode::InvalidRevokedAfter,
@@ -155,8 +186,8 @@ impl CaServer {
             ));
         }
         // By default only unexpired certificates are listed, as Fabric CA does.
-        let expire_after = time("expireafter")?.unwrap_or(now);
-        let expire_before = time("expirebefore")?;
+        let expire_after = time("expireafter", &req.expire_after)?.unwrap_or(now);
+        let expire_before = time("expirebefore", &req.expire_before)?;
         let crl = self.crl_pem(
             ca,
             revoked_after,
