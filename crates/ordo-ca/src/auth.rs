@@ -11,7 +11,26 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ordo_crypto::SigningKey;
+use ordo_crypto::{CryptoError, SigningKey};
+use thiserror::Error;
+
+/// Why a token is refused. The server answers every one with the generic authentication
+/// failure and only logs this.
+#[derive(Debug, Error)]
+pub enum TokenError {
+    #[error("invalid token format: expected 2 parts, found {0}")]
+    Format(usize),
+    #[error("token certificate is not base64: {0}")]
+    CertBase64(base64::DecodeError),
+    #[error("token signature is not base64: {0}")]
+    SigBase64(base64::DecodeError),
+    #[error("token certificate: {0}")]
+    Cert(CryptoError),
+    #[error("token certificate key: {0}")]
+    Key(CryptoError),
+    #[error("token signature: {0}")]
+    Signature(CryptoError),
+}
 
 /// The (id, secret) of a Basic authorization header.
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
@@ -59,24 +78,15 @@ pub fn verify_token(
     uri: &str,
     body: &[u8],
     compat_v1_3: bool,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, TokenError> {
     let parts: Vec<&str> = token.trim().split('.').collect();
     let [b64_cert, b64_sig] = parts.as_slice() else {
-        return Err(format!(
-            "invalid token format: expected 2 parts, found {}",
-            parts.len()
-        ));
+        return Err(TokenError::Format(parts.len()));
     };
-    let cert_pem = B64
-        .decode(b64_cert)
-        .map_err(|e| format!("token certificate is not base64: {e}"))?;
-    let sig = B64
-        .decode(b64_sig)
-        .map_err(|e| format!("token signature is not base64: {e}"))?;
-    let der = ordo_crypto::x509::first_pem_der(&cert_pem)
-        .map_err(|e| format!("token certificate: {e}"))?;
-    let key = ordo_crypto::x509::certificate_public_key(&der)
-        .map_err(|e| format!("token certificate key: {e}"))?;
+    let cert_pem = B64.decode(b64_cert).map_err(TokenError::CertBase64)?;
+    let sig = B64.decode(b64_sig).map_err(TokenError::SigBase64)?;
+    let der = ordo_crypto::x509::first_pem_der(&cert_pem).map_err(TokenError::Cert)?;
+    let key = ordo_crypto::x509::certificate_public_key(&der).map_err(TokenError::Key)?;
     let full = token_message(method, uri, body, b64_cert);
     match key.verify(full.as_bytes(), &sig) {
         Ok(()) => Ok(der),
@@ -87,7 +97,7 @@ pub fn verify_token(
                     return Ok(der);
                 }
             }
-            Err(format!("token signature: {e}"))
+            Err(TokenError::Signature(e))
         }
     }
 }

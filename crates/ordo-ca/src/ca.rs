@@ -458,28 +458,32 @@ impl Ca {
 
     /// Checks that `cert_der` was issued by this CA and is within its validity period
     /// (`ca.VerifyCertificate`), and returns what token authentication needs.
-    pub fn verify_issued(&self, cert_der: &[u8], ignore_expiry: bool) -> Result<CertFacts, String> {
-        let cert = Certificate::from_der(cert_der).map_err(|e| e.to_string())?;
+    pub fn verify_issued(
+        &self,
+        cert_der: &[u8],
+        ignore_expiry: bool,
+    ) -> Result<CertFacts, VerifyError> {
+        let cert = Certificate::from_der(cert_der).map_err(VerifyError::Der)?;
         let tbs = &cert.tbs_certificate;
         if tbs.issuer != self.subject {
-            return Err("certificate was not issued by this CA".into());
+            return Err(VerifyError::OtherIssuer);
         }
-        let tbs_der = tbs.to_der().map_err(|e| e.to_string())?;
+        let tbs_der = tbs.to_der().map_err(VerifyError::Der)?;
         let sig = cert
             .signature
             .as_bytes()
-            .ok_or("malformed certificate signature")?;
+            .ok_or(VerifyError::MalformedSignature)?;
         self.key
             .public_key()
             .verify(&tbs_der, sig)
-            .map_err(|e| format!("certificate signature: {e}"))?;
+            .map_err(VerifyError::Signature)?;
         let now = x::now_secs();
         let nb = tbs.validity.not_before.to_unix_duration().as_secs();
         let na = tbs.validity.not_after.to_unix_duration().as_secs();
         if !ignore_expiry && (now < nb || now > na) {
-            return Err("certificate is expired or not yet valid".into());
+            return Err(VerifyError::OutsideValidity);
         }
-        let subject = Subject::from_name(&tbs.subject).map_err(|e| e.to_string())?;
+        let subject = Subject::from_name(&tbs.subject).map_err(VerifyError::Subject)?;
         let aki = tbs
             .extensions
             .iter()
@@ -563,6 +567,23 @@ impl Ca {
 
 fn flagset_of(u: KeyUsages) -> der::flagset::FlagSet<KeyUsages> {
     u.into()
+}
+
+/// Why a certificate is not one this CA vouches for now.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Der(der::Error),
+    #[error("certificate was not issued by this CA")]
+    OtherIssuer,
+    #[error("malformed certificate signature")]
+    MalformedSignature,
+    #[error("certificate signature: {0}")]
+    Signature(ordo_crypto::CryptoError),
+    #[error("certificate is expired or not yet valid")]
+    OutsideValidity,
+    #[error("{0}")]
+    Subject(X509Error),
 }
 
 /// What token authentication learns from a certificate this CA issued.

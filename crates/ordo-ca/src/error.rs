@@ -50,7 +50,7 @@ pub enum CaError {
     #[error("authentication failure: {0}")]
     Authentication(String),
     #[error("authorization failure: {0}")]
-    Authorization(String),
+    Authorization(#[from] crate::authz::AuthzError),
     #[error("{message}")]
     Http {
         status: u16,

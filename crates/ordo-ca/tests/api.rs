@@ -1264,3 +1264,110 @@ async fn a_silent_connection_is_dropped_and_holds_no_slot() {
     assert_eq!(name, "ca");
     h.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_decode_as_go_does() {
+    let home = tempfile::tempdir().unwrap();
+    let h = Harness::start(&config(home.path())).await;
+    let ca = h.client("ca");
+    let admin = h.admin().await;
+    let key = admin.key().unwrap();
+    let send = |method: &'static str, uri: &'static str, body: &'static str| {
+        let auth = create_token(&admin.cert_pem, &key, method, uri, body.as_bytes()).unwrap();
+        let ca = &ca;
+        async move {
+            let r = ca
+                .raw(method, uri, body.as_bytes().to_vec(), Some(auth))
+                .await
+                .unwrap();
+            let env = r.json().unwrap();
+            (r.status, env)
+        }
+    };
+    // Keys match case-insensitively and null is an absent field, as with Go's encoding/json.
+    let (status, env) = send(
+        "POST",
+        "/api/v1/register",
+        r#"{"ID": "mixed", "Type": "peer", "Secret": "mixedpw", "Max_Enrollments": null, "CAName": "ca"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, env["result"]["secret"].as_str()),
+        (201, Some("mixedpw"))
+    );
+    let info = ca
+        .call_as(&admin, "GET", "identities/mixed?ca=ca", None)
+        .await
+        .unwrap();
+    assert_eq!(info["type"], "peer");
+    ca.enroll("mixed", "mixedpw", &EnrollOptions::default())
+        .await
+        .unwrap();
+
+    // A field of the wrong type: 400, code 5, the field named.
+    for (method, uri, body, field) in [
+        ("POST", "/api/v1/register", r#"{"id": 5}"#, "id"),
+        (
+            "POST",
+            "/api/v1/register",
+            r#"{"id": "j", "max_enrollments": 1.5}"#,
+            "max_enrollments",
+        ),
+        (
+            "POST",
+            "/api/v1/register",
+            r#"{"id": "j", "attrs": [{"name": 1}]}"#,
+            "attrs",
+        ),
+        (
+            "POST",
+            "/api/v1/revoke",
+            r#"{"id": "mixed", "gencrl": "yes"}"#,
+            "gencrl",
+        ),
+        (
+            "POST",
+            "/api/v1/gencrl",
+            r#"{"revokedafter": 5}"#,
+            "revokedafter",
+        ),
+        (
+            "POST",
+            "/api/v1/affiliations",
+            r#"{"name": "org3", "force": 1}"#,
+            "force",
+        ),
+        (
+            "PUT",
+            "/api/v1/identities/mixed",
+            r#"{"secret": false}"#,
+            "secret",
+        ),
+        ("POST", "/api/v1/reenroll", r#"{"hosts": "x"}"#, "hosts"),
+        ("POST", "/api/v1/cainfo", r#"{"caname": 5}"#, "caname"),
+    ] {
+        let (status, env) = send(method, uri, body).await;
+        assert_eq!(error_of(status, &env), (400, 5), "{uri} {body}");
+        let message = env["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("Invalid request body: field '{field}': ")),
+            "{uri} {body}: {message}"
+        );
+    }
+    // A modification is decoded only once the identity is known: an unknown one is 404
+    // whatever the body holds.
+    let (status, env) = send("PUT", "/api/v1/identities/nobody", r#"{"type": 3}"#).await;
+    assert_eq!(error_of(status, &env), (404, 49));
+    // Nothing was revoked, added or changed by the refused requests.
+    let info = ca
+        .call_as(&admin, "GET", "identities/mixed?ca=ca", None)
+        .await
+        .unwrap();
+    assert_eq!(info["type"], "peer");
+    let certs = ca
+        .call_as(&admin, "GET", "certificates?ca=ca&notrevoked=true", None)
+        .await
+        .unwrap();
+    assert_eq!(certs["certs"].as_array().unwrap().len(), 2);
+    h.server.stop().await;
+}
