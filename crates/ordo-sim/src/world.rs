@@ -225,9 +225,10 @@ struct Node {
     /// Removed from the consenters: it keeps its ledger and takes no part any more (the real
     /// node becomes a follower).
     evicted: bool,
-    /// Added under a new ID: it follows the channel with the follower engine that ships in the
-    /// node (the join block checked, onboarding) until that engine says it is a consenter.
-    following: Option<FollowerEngine<SimConfig>>,
+    /// Not running a chain but following the channel with the follower engine that ships in
+    /// the node: added under a new ID (until the engine says it is a consenter), or removed
+    /// (up to the block that removed it).
+    following: Option<Following>,
     /// Bumped at each crash, so that timers of an earlier life are ignored.
     inc: u64,
     disk: Disk,
@@ -244,6 +245,31 @@ struct Node {
     waiting: BTreeSet<Bytes>,
     timer_at: Option<u64>,
     catch_up: Option<u64>,
+}
+
+/// A node following the channel, as the registrar has it follow: with the block it must reach
+/// (kept, like the registrar's join marker, to follow again after a crash).
+struct Following {
+    engine: FollowerEngine<SimConfig>,
+    until: Block,
+    /// Removed from the consenters: once the ledger reaches `until`, the node is evicted.
+    evicting: bool,
+}
+
+impl Following {
+    fn new(
+        ledger: &[(Block, BlockMetadata)],
+        until: Block,
+        evicting: bool,
+    ) -> Result<Following, String> {
+        let join = JoinBlock::<SimConfig>::of(&until).map_err(|e| e.to_string())?;
+        let config = last_config(ledger).1.ok_or("a ledger without a config")?;
+        Ok(Following {
+            engine: FollowerEngine::new(ledger.len() as u64, config, Some(&join)),
+            until,
+            evicting,
+        })
+    }
 }
 
 struct NetParams {
@@ -947,7 +973,7 @@ impl World {
             };
             let node = &mut self.nodes[s];
             // IDs only grow: a smaller one is from an older config block.
-            if node.id >= id || node.following.is_some() {
+            if node.id >= id {
                 continue;
             }
             let old = node.id;
@@ -958,15 +984,7 @@ impl World {
             node.catch_up = None;
             node.evicted = false;
             node.id = id;
-            let join = JoinBlock::<SimConfig>::of(block).map_err(|e| e.to_string())?;
-            let tip_config = last_config(&node.ledger)
-                .1
-                .ok_or("a ledger without a config")?;
-            node.following = Some(FollowerEngine::new(
-                node.ledger.len() as u64,
-                tip_config,
-                Some(&join),
-            ));
+            node.following = Some(Following::new(&node.ledger, block.clone(), false)?);
             // The chain stopped and its ledger is synced; the WAL of the old Raft ID stays on
             // disk: the start plan decides, as in the node, whether to wipe it.
             node.ledger_synced = node.ledger.len();
@@ -995,18 +1013,19 @@ impl World {
     /// appends them, and once it says the config makes the node a consenter, the node starts as
     /// one; else it tries again later.
     fn join(&mut self, i: usize) -> Result<(), String> {
-        let Some(mut follower) = self.nodes[i].following.take() else {
+        let Some(mut f) = self.nodes[i].following.take() else {
             return Ok(());
         };
         let mut consenter = {
             let node = &mut self.nodes[i];
-            follower.consenter_now(&SimFollowerIo {
+            f.engine.consenter_now(&SimFollowerIo {
                 slot: i,
                 ledger: &mut node.ledger,
                 ledger_synced: &mut node.ledger_synced,
             })
         };
         if !consenter {
+            // A follower pulls all there is (Fabric's follower has no target).
             for (block, _) in self.pulled_blocks(i, u64::MAX) {
                 self.check_pulled(i, &block)?;
                 let node = &mut self.nodes[i];
@@ -1015,7 +1034,8 @@ impl World {
                     ledger: &mut node.ledger,
                     ledger_synced: &mut node.ledger_synced,
                 };
-                let next = follower
+                let next = f
+                    .engine
                     .on_pulled(&mut io, &block)
                     .map_err(|e| format!("node {} following the channel: {e}", i + 1))?;
                 self.written_by(i, &block, "pulled")?;
@@ -1023,12 +1043,17 @@ impl World {
                     consenter = true;
                     break;
                 }
+                if f.evicting && !f.engine.onboarding() {
+                    // The ledger reached the block that removed it (the simulation stops
+                    // following there; an operator adding it back joins it anew).
+                    return self.evict(i, "the others' last config does not list it");
+                }
             }
         }
         if consenter {
             return self.start(i);
         }
-        self.nodes[i].following = Some(follower);
+        self.nodes[i].following = Some(f);
         let inc = self.nodes[i].inc;
         self.at(self.now + 200 * MS, Ev::Join { node: i, inc });
         Ok(())
@@ -1040,7 +1065,9 @@ impl World {
     fn live_peers(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
         (0..self.nodes.len()).filter(move |&p| {
             p != i
-                && (self.nodes[p].engine.is_some() || self.nodes[p].evicted)
+                && (self.nodes[p].engine.is_some()
+                    || self.nodes[p].evicted
+                    || self.nodes[p].following.is_some())
                 && self.reachable(i, p)
         })
     }
@@ -1053,29 +1080,14 @@ impl World {
         let mut next = self.nodes[i].ledger.len();
         let mut out = Vec::new();
         for p in peers {
-            while next as u64 <= target {
-                let Some(b) = self.nodes[p].ledger.get(next).cloned() else {
-                    break;
-                };
+            while next as u64 <= target
+                && let Some(b) = self.nodes[p].ledger.get(next).cloned()
+            {
                 out.push(b);
                 next += 1;
             }
         }
         out
-    }
-
-    /// Pulls blocks into the ledger of node `i` (not running a chain: joining, or following
-    /// up to the block that evicted it) up to block `target`, checked as the real follower
-    /// checks them and synced.
-    fn pull(&mut self, i: usize, target: u64) -> Result<(), String> {
-        for (block, md) in self.pulled_blocks(i, target) {
-            self.check_pulled(i, &block)?;
-            let node = &mut self.nodes[i];
-            node.ledger.push((block.clone(), md));
-            node.ledger_synced = node.ledger.len();
-            self.written_by(i, &block, "pulled")?;
-        }
-        Ok(())
     }
 
     /// The real puller's checks of a block pulled by node `i`: it follows the ledger's tip and
@@ -1115,8 +1127,9 @@ impl World {
     }
 
     /// Node `i`'s engine found, with the other orderers, that config block `block` no longer
-    /// has it under its Raft ID: like the real node it follows the channel up to that block,
-    /// then stops — or, listed under a new ID, joins under it.
+    /// has it under its Raft ID: like the real node it follows the channel (the follower engine,
+    /// with that block as the one to reach) up to that block, then stops — or, listed under a
+    /// new ID, joins under it.
     fn evicted_by(&mut self, i: usize, block: Block) -> Result<(), String> {
         let number = block_number(&block);
         let md = BlockMetadata::decode(
@@ -1141,15 +1154,14 @@ impl World {
         node.inc += 1;
         node.timer_at = None;
         node.catch_up = None;
-        self.pull(i, number)?;
-        if self.nodes[i].ledger.len() as u64 > number {
-            self.evict(i, "the others' last config does not list it")
-        } else {
-            // The block is out of reach for now: the node stays out, as a follower that has
-            // not caught up yet.
-            self.nodes[i].evicted = true;
-            Ok(())
+        if node.ledger.len() as u64 > number {
+            return self.evict(i, "the others' last config does not list it");
         }
+        // As the registrar: follow the channel up to the block that removed it.
+        node.following = Some(Following::new(&node.ledger, block, true)?);
+        let inc = node.inc;
+        self.at(self.now + MS, Ev::Join { node: i, inc });
+        Ok(())
     }
 
     /// Schedules the batch timer if the core's deadline moved.
@@ -1461,6 +1473,10 @@ impl World {
         self.report.lost_blocks += (node.ledger.len() - kept) as u64;
         node.ledger.truncate(kept);
         node.ledger_synced = kept;
+        // A follower restarts from what its ledger kept, as the registrar does.
+        if let Some(f) = node.following.take() {
+            node.following = Some(Following::new(&node.ledger, f.until, f.evicting)?);
+        }
         node.engine = None;
         node.inc += 1;
         node.waiting.clear();
@@ -1533,7 +1549,7 @@ impl World {
                         "node {} down (id {}, joining {:?})",
                         i + 1,
                         n.id,
-                        n.following.as_ref().map(|f| f.join_number())
+                        n.following.as_ref().map(|f| f.engine.join_number())
                     ),
                 },
             )
