@@ -50,6 +50,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // As Go programs do (Fabric's orderer among them): the soft limit on open files rises to
+    // the hard one, so that a default of 1024 is not the bound on a node's connections and
+    // files. The listeners set their own bounds.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let result = match cli.command {
         Command::Bench(a) => bench_cmd::run_cmd(a),
         Command::Ca(c) => ca_cmd::run(c),

@@ -567,3 +567,41 @@ async fn admin_height(admin: &HttpClient, channel: &str) -> u64 {
         .unwrap();
     r.json().unwrap()["height"].as_u64().unwrap()
 }
+
+/// The soft limit on open files rises to the hard one at start (as Go programs, Fabric's orderer
+/// among them, do): a default soft limit of 1024 must not become the node's connection bound.
+#[test]
+fn the_node_raises_its_open_file_limit_to_the_hard_one() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), false);
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -Sn 256 && exec \"$0\" node start --kernel-ports --config \"$1\"",
+            env!("CARGO_BIN_EXE_ordo"),
+        ])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let started = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("ordo node started: "));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started, "the node did not start");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files  <soft>  <hard>  files"
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_ne!(soft, "256", "{line}");
+    assert_eq!(soft, hard, "{line}");
+}

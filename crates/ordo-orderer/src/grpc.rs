@@ -463,13 +463,17 @@ impl AtomicBroadcastService {
         let mut height = ledger.subscribe();
         let mut plan = SeekPlan::new(&seek, ledger.height())?;
         let fail_on_error = fails_on_consenter_error(&seek);
-        let state = channel.state();
-        if fail_on_error
-            && (state.halted.is_some()
-                || (state.status.leader == 0 && state.status.cluster_size > 2))
-        {
+        let mut state = channel.watch_state();
+        let leaderless = {
+            let s = state.borrow_and_update();
+            s.status.leader == 0 && s.status.cluster_size > 2
+        };
+        if fail_on_error && leaderless {
             return Ok(Status::ServiceUnavailable);
         }
+        // The state's sender goes with the channel's task: a follower that becomes a consenter
+        // hands its ledger to a new one, and streams go on following the ledger.
+        let mut watch_state = fail_on_error;
         loop {
             let h = *height.borrow_and_update();
             match plan.step(h) {
@@ -477,11 +481,21 @@ impl AtomicBroadcastService {
                     self.metrics.deliver_completed(&name, s == Status::Success);
                     return Ok(s);
                 }
+                // A halted channel (a full disk, say) still serves the blocks it holds, where
+                // Fabric refuses at once; a client that would wait for more is told to go
+                // elsewhere instead, unless it asked for BEST_EFFORT.
+                Step::Wait if watch_state && state.borrow_and_update().halted.is_some() => {
+                    return Ok(Status::ServiceUnavailable);
+                }
                 Step::Wait => {
                     tokio::select! {
                         r = height.changed() => if r.is_err() {
                             // The ledger is gone (channel removed).
                             return Ok(Status::ServiceUnavailable);
+                        },
+                        // Looked at again above: halted while waiting.
+                        r = state.changed(), if watch_state => if r.is_err() {
+                            watch_state = false;
                         },
                         _ = out.closed() => return Ok(Status::ServiceUnavailable),
                     }

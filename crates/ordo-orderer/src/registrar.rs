@@ -32,7 +32,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ordo_config::ChannelConfig;
@@ -50,6 +51,11 @@ use ordo_channel::start::{StartPlan, WalFacts, plan};
 
 /// Why a join or removal was refused or failed. The participation API answers the first ones
 /// (the request's fault) with 400 and the others with 500.
+/// The first pause before a channel halted on a storage error checks its storage again; it
+/// doubles up to [`RESUME_MAX_PAUSE`].
+const RESUME_FIRST_PAUSE: Duration = Duration::from_millis(500);
+const RESUME_MAX_PAUSE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrarError {
     #[error("channel already exists")]
@@ -83,6 +89,15 @@ pub enum RegistrarError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "{}: {free} bytes free, {needed} needed (two of the channel's largest blocks)",
+        path.display()
+    )]
+    LowOnSpace {
+        path: PathBuf,
+        free: u64,
+        needed: u64,
     },
     #[error(transparent)]
     Channel(#[from] ChannelError),
@@ -508,12 +523,16 @@ impl Registrar {
 
     /// Carries out a channel's change of relation (see the module doc). A failure leaves the
     /// channel stopped and reported as failed.
-    async fn switch(&self, s: Switch) {
-        let _op = self.ops.lock().await;
+    async fn switch(self: &Arc<Self>, s: Switch) {
         let (ch, to_consenter, until) = match s {
             Switch::ToConsenter(ch) => (ch, true, None),
             Switch::ToFollower { channel, until } => (channel, false, until),
+            Switch::Resume(ch) => {
+                tokio::spawn(resume_when_writable(Arc::downgrade(self), ch));
+                return;
+            }
         };
+        let _op = self.ops.lock().await;
         let Some(old) = self.get(&ch) else {
             return;
         };
@@ -552,6 +571,70 @@ impl Registrar {
         }
     }
 
+    /// Whether a channel's ledger and WAL folders take writes again: room for two of the
+    /// channel's largest blocks on each file system (a disk that has only just stopped being
+    /// full would halt the channel again at its next block), and a small file can be created,
+    /// synced and removed in each.
+    fn storage_writable(&self, ch: &str) -> Result<(), RegistrarError> {
+        let needed = self.get(ch).map_or(0, |c| {
+            c.config()
+                .orderer
+                .as_ref()
+                .map_or(0, |o| 2 * u64::from(o.batch_size.absolute_max_bytes))
+        });
+        for dir in [self.dirs.chain(ch), self.dirs.wal(ch)] {
+            let st = rustix::fs::statvfs(&dir)
+                .map_err(|e| io_failed("cannot measure the free space of", &dir, e.into()))?;
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            if free < needed {
+                return Err(RegistrarError::LowOnSpace {
+                    path: dir,
+                    free,
+                    needed,
+                });
+            }
+            let probe = dir.join(".writable");
+            write_synced(&probe, b"ok")
+                .and_then(|()| fs::remove_file(&probe))
+                .map_err(|e| io_failed("cannot write in", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a channel that halted on a storage error again from what is on disk, as a node
+    /// restart would (the block store repairs a torn last record; the start plan decides on the
+    /// WAL); a follower still onboarding resumes with its join block. Returns whether the
+    /// channel was (still) halted.
+    async fn resume(&self, ch: &str) -> Result<bool, RegistrarError> {
+        let _op = self.ops.lock().await;
+        let Some(old) = self.get(ch) else {
+            return Ok(false);
+        };
+        if old.state().halted.is_none() {
+            return Ok(false);
+        }
+        old.stop().await;
+        let marker = self.dirs.marker(ch, "join");
+        let channel = match fs::read(&marker) {
+            Ok(bytes) => {
+                let block =
+                    Block::decode(bytes.as_slice()).map_err(|e| RegistrarError::BadMarker {
+                        path: marker.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let join = JoinBlock::of(&block).map_err(ChannelError::from)?;
+                let ledger = self.open_ledger(ch)?;
+                Channel::follow(ch, ledger, Some(join), self.services.clone())?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.restart(ch)?,
+            Err(e) => return Err(io_failed("cannot read", &marker, e)),
+        };
+        tracing::info!(channel = %ch, height = channel.ledger().height(), "channel resumed: its storage takes writes again");
+        self.insert(channel);
+        (self.services.on_config)();
+        Ok(true)
+    }
+
     /// Removes a channel: stops it and deletes its ledger, WAL and snapshots.
     pub async fn remove(&self, ch: &str) -> Result<(), RegistrarError> {
         let _op = self.ops.lock().await;
@@ -587,6 +670,40 @@ impl Registrar {
     pub async fn stop_all(&self) {
         for ch in self.channels() {
             ch.stop().await;
+        }
+    }
+}
+
+/// Waits until the storage of channel `ch`, halted on a storage error, takes writes again, then
+/// resumes it; gives up when the channel is gone, running again, or the registrar dropped.
+async fn resume_when_writable(registrar: Weak<Registrar>, ch: String) {
+    let mut pause = RESUME_FIRST_PAUSE;
+    let mut last_refusal = None;
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RESUME_MAX_PAUSE);
+        let Some(reg) = registrar.upgrade() else {
+            return;
+        };
+        match reg.get(&ch) {
+            Some(c) if c.state().halted.is_some() => {}
+            _ => return,
+        }
+        let tried = match reg.storage_writable(&ch) {
+            Ok(()) => reg.resume(&ch).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match tried {
+            Ok(()) => return,
+            Err(e) => {
+                // Said once per distinct reason: a disk that stays full is not news every few
+                // seconds.
+                let text = e.to_string();
+                if last_refusal.as_ref() != Some(&text) {
+                    tracing::warn!(channel = %ch, error = %text, "the halted channel cannot resume yet; trying again");
+                    last_refusal = Some(text);
+                }
+            }
         }
     }
 }

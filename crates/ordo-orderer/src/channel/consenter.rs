@@ -273,6 +273,13 @@ impl Driver {
         tracing::error!(channel = %self.name, error = %e, "chain halted");
         self.io.services.metrics.participation(&self.name, 3, 1);
         self.publish(Some(e.to_string()));
+        // A full disk or an I/O error on the ledger or WAL need not last: the registrar starts
+        // the channel again from disk once the disk takes writes.
+        if e.is_storage()
+            && let Some(switch) = &self.io.services.switch
+        {
+            let _ = switch.send(Switch::Resume(self.name.clone()));
+        }
     }
 
     fn publish(&self, halted: Option<String>) {

@@ -33,6 +33,21 @@ pub enum ChannelError {
     NothingToFollow,
 }
 
+impl ChannelError {
+    /// Whether the error is the disk's (the ledger's or the WAL's I/O), which may pass.
+    pub fn is_storage(&self) -> bool {
+        match self {
+            ChannelError::Ledger(e) => matches!(e, StoreError::Io { .. }),
+            ChannelError::Wal(_) => true,
+            ChannelError::Engine(e) => {
+                matches!(e, EngineError::Ledger(_) | EngineError::Wal(_))
+            }
+            ChannelError::Follow(e) => matches!(e, ordo_channel::FollowError::Ledger { .. }),
+            _ => false,
+        }
+    }
+}
+
 /// Why the channel did not take a submission or a Raft message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HandOffError {

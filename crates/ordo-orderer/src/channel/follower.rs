@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use ordo_channel::follower::{FollowerEngine, FollowerEvent, FollowerIo, Next};
+use ordo_channel::follower::{FollowError, FollowerEngine, FollowerEvent, FollowerIo, Next};
 use ordo_channel::io::IoError;
 use ordo_cluster::puller::{FOLLOW, Pulled, Puller};
 use ordo_config::ChannelConfig;
@@ -190,7 +190,13 @@ impl Follower {
                         }
                         Ok(Next::Follow) => {}
                         Err(e) => {
+                            let storage = matches!(e, FollowError::Ledger { .. });
                             self.io.fail(e.to_string());
+                            if storage
+                                && let Some(s) = &self.io.services.switch
+                            {
+                                let _ = s.send(Switch::Resume(self.io.name.clone()));
+                            }
                             return;
                         }
                     }

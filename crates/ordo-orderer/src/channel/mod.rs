@@ -78,6 +78,9 @@ pub enum Switch {
     },
     /// This follower's ledger reached a config block that makes the node a consenter.
     ToConsenter(String),
+    /// The channel halted on a storage error (a full disk, an I/O error on its ledger or WAL):
+    /// start it again from what is on disk once its folders take writes again.
+    Resume(String),
 }
 
 /// A channel this node holds; see the module doc.
