@@ -49,9 +49,23 @@ async fn healthz(node: &OrdoProcess) -> (u16, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_halts_the_channel_cleanly_and_it_resumes_when_space_returns() {
+async fn a_full_ledger_disk_halts_the_channel_cleanly_and_it_resumes_when_space_returns() {
+    fill_and_free("ledger").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_wal_disk_halts_the_channel_cleanly_and_it_resumes_when_space_returns() {
+    fill_and_free("etcdraft").await;
+}
+
+/// Runs the node with its `folder` (under its data folder: `ledger`, or `etcdraft` for the
+/// WAL and snapshots) on a small tmpfs, fills it under load, checks the halt, frees it and
+/// checks the resume.
+async fn fill_and_free(folder: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let _fs = Tmpfs::mount(dir.path(), "24m");
+    let small = dir.path().join(folder);
+    std::fs::create_dir_all(&small).unwrap();
+    let _fs = Tmpfs::mount(&small, "24m");
     let config = write_config(dir.path(), false);
     let node = OrdoProcess::start(&config);
     let pid = node.child.id();
@@ -64,8 +78,8 @@ async fn a_full_disk_halts_the_channel_cleanly_and_it_resumes_when_space_returns
 
     // What is left of the tmpfs goes to a ballast file, but for a little: the channel's writes
     // fill the rest.
-    let ballast = dir.path().join("ballast");
-    let free = free_bytes(dir.path()).saturating_sub(2 << 20);
+    let ballast = small.join("ballast");
+    let free = free_bytes(&small).saturating_sub(2 << 20);
     std::fs::write(&ballast, vec![1u8; free as usize]).unwrap();
 
     // Envelopes of 200 KB until one is refused or not ordered: the disk is full.
