@@ -4,7 +4,7 @@
 //! `orderer/common/cluster` and `internal/pkg/comm`):
 //!
 //! - [`tls`]: the listeners' TLS (rustls + ring), the accept loop shared by gRPC and HTTP, client
-//!   roots that follow the channels' configs;
+//!   roots that follow the channels' configs; [`slots`]: the bounds on a listener's connections;
 //! - [`comm`]: the outbound side of `orderer.Cluster/Step`: one stream per (channel, destination,
 //!   kind), bounded queues of `SendBufferSize` (a full consensus queue drops the message, a
 //!   submit waits up to `RPCTimeout`), connections shared across channels, dialled under mutual
@@ -23,4 +23,5 @@
 pub mod comm;
 pub mod puller;
 pub mod service;
+pub mod slots;
 pub mod tls;

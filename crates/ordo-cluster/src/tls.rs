@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::slots::{Limits, Slot, Slots};
+
 use arc_swap::ArcSwap;
 use rustls::DistinguishedName;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -367,14 +369,21 @@ pub struct Conn {
     io: ConnIo,
     info: ConnInfo,
     hook: Option<ConnHook>,
+    /// The listener's slot this connection holds (see [`crate::slots`]).
+    _slot: Slot,
 }
 
 impl Conn {
-    fn new(io: ConnIo, info: ConnInfo, hook: Option<ConnHook>) -> Conn {
+    fn new(io: ConnIo, info: ConnInfo, hook: Option<ConnHook>, slot: Slot) -> Conn {
         if let Some(h) = &hook {
             h(true);
         }
-        Conn { io, info, hook }
+        Conn {
+            io,
+            info,
+            hook,
+            _slot: slot,
+        }
     }
 }
 
@@ -471,8 +480,17 @@ pub fn incoming(
     hook: Option<ConnHook>,
 ) -> ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    let slots = Slots::new(Limits::for_this_process());
     tokio::spawn(async move {
         loop {
+            // At the bound, nothing more is accepted until a connection closes.
+            let permit = tokio::select! {
+                p = slots.reserve() => match p {
+                    Some(p) => p,
+                    None => return,
+                },
+                _ = tx.closed() => return,
+            };
             let (tcp, remote) = tokio::select! {
                 r = listener.accept() => match r {
                     Ok(x) => x,
@@ -485,6 +503,10 @@ pub fn incoming(
                 },
                 _ = tx.closed() => return,
             };
+            let Some(slot) = slots.admit(permit, remote.ip()) else {
+                tracing::debug!(%remote, "connection closed: its address holds its share of the listener's connections");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let info = ConnInfo {
                 remote: Some(remote),
@@ -493,7 +515,7 @@ pub fn incoming(
             match &tls {
                 None => {
                     if tx
-                        .send(Ok(Conn::new(ConnIo::Plain(tcp), info, hook.clone())))
+                        .send(Ok(Conn::new(ConnIo::Plain(tcp), info, hook.clone(), slot)))
                         .await
                         .is_err()
                     {
@@ -515,7 +537,12 @@ pub fn incoming(
                                     peer_certs: certs,
                                 };
                                 let _ = tx
-                                    .send(Ok(Conn::new(ConnIo::Tls(Box::new(stream)), info, hook)))
+                                    .send(Ok(Conn::new(
+                                        ConnIo::Tls(Box::new(stream)),
+                                        info,
+                                        hook,
+                                        slot,
+                                    )))
                                     .await;
                             }
                             Ok(Err(e)) => {
