@@ -15,7 +15,7 @@
 //! handed to the leader) fails on "acknowledged but not ordered" within 30 s.
 //!
 //! `cargo test` runs a short campaign (`ORDO_CHAOS_SECS`, default 30). A long one:
-//! `ORDO_CHAOS_SECS=3600 cargo test --release -p ordo-cli --test chaos -- --nocapture`; a failing
+//! `ORDO_CHAOS_SECS=3600 cargo test -p ordo-cli --test chaos -- --nocapture`; a failing
 //! run prints its seed, and `ORDO_CHAOS_SEED=<seed>` draws the same faults again (their timing
 //! on real processes differs from run to run).
 
