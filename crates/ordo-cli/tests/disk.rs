@@ -1,42 +1,42 @@
-//! A node whose disk fills up and frees again, on a real process with its ledger and WAL on a
-//! small tmpfs (mounting one needs root, as CI has): the channel halts cleanly on the full disk
-//! (the process stays up, `/healthz` names the channel, the blocks it holds can still be
-//! fetched and a client waiting for more is sent elsewhere, nothing in the ledger is torn), and
-//! once space returns it resumes by itself — without a restart — and orders again on the same
-//! hash chain. The soft open-file limit test is in `node_process.rs`.
+//! A node whose disk fills up and frees again, on a real process with its ledger or its WAL on a
+//! small tmpfs: the channel halts cleanly on the full disk (the process stays up, `/healthz`
+//! names the channel, the blocks it holds can still be fetched and a client waiting for more is
+//! sent elsewhere, nothing in the ledger is torn), and once space returns it resumes by itself —
+//! without a restart — and orders again on the same hash chain. The soft open-file limit test is
+//! in `node_process.rs`.
+//!
+//! The node runs in a mount namespace of its own (`unshare --map-root-user --mount`, which needs
+//! no root where user namespaces are allowed, as on Debian), where the tmpfs is mounted; the
+//! test reaches that file system through `/proc/<pid>/root`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::*;
 
-/// A tmpfs of `size` mounted at `at` while this lives.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs to fill it up and needs root (CI runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
+/// Starts a node on `config` with `small` (a folder of its data) on a tmpfs of `size` mounted
+/// in its own mount namespace; returns it and where this process sees that folder.
+fn start_with_small_disk(config: &Path, small: &Path, size: &str) -> (OrdoProcess, PathBuf) {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        "mkdir -p \"$1\" && mount -t tmpfs -o size=\"$2\" tmpfs \"$1\" && exec \"$0\" node start --kernel-ports --config \"$3\"",
+        env!("CARGO_BIN_EXE_ordo"),
+    ])
+    .arg(small)
+    .arg(size)
+    .arg(config);
+    let node = OrdoProcess::try_spawn(cmd).expect(
+        "the node did not start in a mount namespace of its own with a tmpfs (unshare --map-root-user --mount: are user namespaces allowed?)",
+    );
+    let seen = PathBuf::from(format!("/proc/{}/root", node.child.id()))
+        .join(small.strip_prefix("/").unwrap_or(small));
+    (node, seen)
 }
 
 async fn healthz(node: &OrdoProcess) -> (u16, String) {
@@ -63,11 +63,8 @@ async fn a_full_wal_disk_halts_the_channel_cleanly_and_it_resumes_when_space_ret
 /// checks the resume.
 async fn fill_and_free(folder: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join(folder);
-    std::fs::create_dir_all(&small).unwrap();
-    let _fs = Tmpfs::mount(&small, "24m");
     let config = write_config(dir.path(), false);
-    let node = OrdoProcess::start(&config);
+    let (node, small) = start_with_small_disk(&config, &dir.path().join(folder), "24m");
     let pid = node.child.id();
     let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
     assert_eq!(node.admin().join(&genesis).await.unwrap().status, 201);
@@ -80,6 +77,11 @@ async fn fill_and_free(folder: &str) {
     // fill the rest.
     let ballast = small.join("ballast");
     let free = free_bytes(&small).saturating_sub(2 << 20);
+    assert!(
+        free < 24 << 20,
+        "{} is not on the node's 24 MiB tmpfs",
+        small.display()
+    );
     std::fs::write(&ballast, vec![1u8; free as usize]).unwrap();
 
     // Envelopes of 200 KB until one is refused or not ordered: the disk is full.
@@ -166,18 +168,21 @@ fn node_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Free bytes on the file system holding `path`, from `df`.
+/// Free bytes on the file system holding `path`, from `stat -f` (statvfs of the path itself:
+/// `df` would look the path up in this process's mount table, which does not have the node's
+/// tmpfs).
 fn free_bytes(path: &Path) -> u64 {
-    let out = std::process::Command::new("df")
-        .args(["--output=avail", "-B1"])
+    let out = Command::new("stat")
+        .args(["-f", "--format=%a %S"])
         .arg(path)
         .output()
-        .expect("running df");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("df's answer")
+        .expect("running stat");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    match (fields.next().flatten(), fields.next().flatten()) {
+        (Some(blocks), Some(size)) => blocks * size,
+        _ => panic!("stat -f {}: {text}", path.display()),
+    }
 }
 
 /// Every block of channel-1 from the genesis block up to the first block holding an envelope

@@ -325,10 +325,17 @@ impl OrdoProcess {
     /// Starts a node, on ports the kernel chooses if `kernel_ports`, else on its config's;
     /// `None` if it exited without reporting its listeners (its error is on stderr).
     pub fn try_start(config: &Path, kernel_ports: bool) -> Option<OrdoProcess> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
-            .args(["node", "start", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ordo"));
+        cmd.args(["node", "start", "--config"])
             .arg(config)
-            .args(kernel_ports.then_some("--kernel-ports"))
+            .args(kernel_ports.then_some("--kernel-ports"));
+        Self::try_spawn(cmd)
+    }
+
+    /// Runs `cmd`, which must end up running `ordo node start` in its process (an `exec`), and
+    /// waits for its start line; `None` if it exited without one.
+    pub fn try_spawn(mut cmd: Command) -> Option<OrdoProcess> {
+        let mut child = cmd
             .env("FABRIC_LOGGING_SPEC", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
