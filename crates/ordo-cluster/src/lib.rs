@@ -4,7 +4,9 @@
 //! `orderer/common/cluster` and `internal/pkg/comm`):
 //!
 //! - [`tls`]: the listeners' TLS (rustls + ring), the accept loop shared by gRPC and HTTP, client
-//!   roots that follow the channels' configs; [`slots`]: the bounds on a listener's connections;
+//!   roots that follow the channels' configs; [`slots`]: the bounds on a listener's connections
+//!   and on the streams of each; [`recv_status`]: Go gRPC's status for a message that cannot be
+//!   read (too large, not protobuf), as Fabric's handlers return it;
 //! - [`comm`]: the outbound side of `orderer.Cluster/Step`: one stream per (channel, destination,
 //!   kind), bounded queues of `SendBufferSize` (a full consensus queue drops the message, a
 //!   submit waits up to `RPCTimeout`), connections shared across channels, dialled under mutual
@@ -22,6 +24,7 @@
 
 pub mod comm;
 pub mod puller;
+pub mod recv_status;
 pub mod service;
 pub mod slots;
 pub mod tls;

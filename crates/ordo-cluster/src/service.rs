@@ -102,6 +102,9 @@ impl<H: StepHandler> Cluster for ClusterService<H> {
                     Ok(None) => return,
                     Err(e) => {
                         tracing::debug!(?remote, error = %e, "inbound cluster stream ended");
+                        let _ = tx
+                            .send(Err(crate::recv_status::go_grpc_recv_status(e)))
+                            .await;
                         return;
                     }
                 };

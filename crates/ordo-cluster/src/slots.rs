@@ -8,7 +8,13 @@
 //!   a new connection from that address is closed at once, so one client (or one attacker)
 //!   cannot take every slot.
 //!
-//! The bounds follow the process's soft limit on open files (which the `ordo` binary raises to
+//! - **streams per connection**: at most [`MAX_STREAMS_PER_CONNECTION`] gRPC streams open at once
+//!   on one HTTP/2 connection (advertised in its SETTINGS; a Go or tonic client waits for a
+//!   stream to end before it opens one more). Each open Deliver stream holds a few blocks at
+//!   most (its small queue and what HTTP/2 flow control lets through), so memory is bounded too.
+//!   Go's gRPC server sets no such bound by default; hyper's is 200.
+//!
+//! The connection bounds follow the process's soft limit on open files (which the `ordo` binary raises to
 //! the hard limit at start): a quarter of it for each listener, since the node has four
 //! listeners and needs descriptors for its files and outbound connections too.
 
@@ -17,6 +23,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The most gRPC streams one connection may have open at once (see the module doc): far above
+/// what a peer, an SDK or another orderer opens on one connection, which is a few.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// The connection bounds of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt};
+use ordo_cluster::recv_status::go_grpc_recv_status;
 use ordo_config::ChannelConfig;
 use ordo_config::envelope::signed_data;
 use ordo_proto::common::{Envelope, Status};
@@ -36,8 +37,12 @@ use crate::metrics::Metrics;
 use crate::msgprocessor::{FilterSettings, MsgClass, Rejection, process_normal, route};
 use crate::registrar::Registrar;
 
-/// Responses buffered per stream before the handler waits for the client to read.
+/// Broadcast answers buffered per stream before the handler waits for the client to read.
 const STREAM_BUFFER: usize = 16;
+/// Deliver responses (blocks, up to `AbsoluteMaxBytes` each) buffered per stream: one, so that a
+/// client that asks for every block and never reads costs the node a few blocks (this one, the
+/// one being read, what HTTP/2 flow control lets through), not a queue of them.
+const DELIVER_BUFFER: usize = 1;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
 
@@ -288,6 +293,9 @@ impl AtomicBroadcastService {
         let mut input_open = true;
         // After the first refusal nothing more is handed over; the answers before it still go.
         let mut refused = false;
+        // A message that could not be read (too large, not an Envelope) ends the stream with
+        // its status, after the answers to the envelopes before it, as in Fabric.
+        let mut unreadable = None;
         loop {
             tokio::select! {
                 biased;
@@ -308,6 +316,7 @@ impl AtomicBroadcastService {
                         Ok(None) => { input_open = false; continue; }
                         Err(e) => {
                             tracing::debug!(error = %e, "broadcast stream ended");
+                            unreadable = Some(go_grpc_recv_status(e));
                             input_open = false;
                             continue;
                         }
@@ -334,7 +343,12 @@ impl AtomicBroadcastService {
                         Checked { channel, kind, result }
                     });
                 }
-                else => return,
+                else => {
+                    if let Some(status) = unreadable {
+                        let _ = out.send(Err(status)).await;
+                    }
+                    return;
+                }
             }
         }
     }
@@ -546,6 +560,7 @@ impl AtomicBroadcastService {
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "deliver stream ended");
+                    let _ = out.send(Err(go_grpc_recv_status(e))).await;
                     break;
                 }
             }
@@ -581,7 +596,7 @@ impl AtomicBroadcast for AtomicBroadcastService {
         request: Request<Streaming<Envelope>>,
     ) -> Result<Response<Self::DeliverStream>, tonic::Status> {
         let cert = client_cert(&request);
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (tx, rx) = mpsc::channel(DELIVER_BUFFER);
         let input = request.into_inner();
         let svc = self.clone();
         svc.metrics.grpc_stream_started("Deliver");

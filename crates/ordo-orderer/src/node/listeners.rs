@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ordo_cluster::service::ClusterService;
+use ordo_cluster::slots::MAX_STREAMS_PER_CONNECTION;
 use ordo_msp::SigningIdentity;
 use ordo_proto::orderer::atomic_broadcast_server::AtomicBroadcastServer;
 use ordo_proto::orderer::cluster_server::ClusterServer;
@@ -73,6 +74,7 @@ pub(super) async fn serve_general(
         .max_decoding_message_size(g.max_recv_msg_size as usize)
         .max_encoding_message_size(g.max_send_msg_size as usize);
     let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .add_service(broadcast)
         .add_optional_service(tls.shared_cluster.then(|| cluster_service(cfg, registrar)));
     let conn_metrics = metrics.clone();
@@ -99,7 +101,9 @@ pub(super) async fn serve_cluster(
     };
     let c = &cfg.general.cluster;
     let (listener, addr) = bind(&format!("{}:{}", c.listen_address, c.listen_port)).await?;
-    let router = tonic::transport::Server::builder().add_service(cluster_service(cfg, registrar));
+    let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .add_service(cluster_service(cfg, registrar));
     let incoming = crate::tls::incoming(listener, Some(server_tls), None);
     let stop = tasks.stop_signal();
     tasks.spawn(async move {
