@@ -30,6 +30,11 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    // As behind Go's ServeMux, which Fabric's HTTP APIs sit behind: unclean paths redirected,
+    // unknown ones answered with Go's 404.
+    let router = router
+        .fallback(crate::go_mux::not_found)
+        .layer(axum::middleware::from_fn(redirect_unclean));
     let mut conns = incoming(listener, tls, None);
     tokio::pin!(shutdown);
     loop {
@@ -61,6 +66,13 @@ pub async fn serve(
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
         });
+    }
+}
+
+async fn redirect_unclean(req: Request, next: Next) -> Response {
+    match crate::go_mux::redirect_unclean(&req) {
+        Some(r) => r,
+        None => next.run(req).await,
     }
 }
 

@@ -10,7 +10,7 @@
 //!   run, crash-safe join and removal), [`channel`] (a channel's handle, and the task behind it:
 //!   the runtime of its consenter engine, or a follower), [`grpc`] (Broadcast and Deliver over
 //!   [`msgprocessor`], [`configupdate`] and [`deliver`]), [`participation`] and [`operations`]
-//!   (the admin and operations HTTP APIs over [`http`] and [`tls`]), [`certs`] (reloading the
+//!   (the admin and operations HTTP APIs over [`http`] and [`tls`], with [`go_mux`]'s path rules), [`certs`] (reloading the
 //!   node's certificates, watching every certificate's expiry), [`metrics`], [`logging`].
 //!
 //! Clients of these APIs are `ordo-client`'s, so that tools need not depend on the node.
@@ -20,6 +20,7 @@ pub mod channel;
 pub mod cluster;
 pub mod configupdate;
 pub mod deliver;
+pub mod go_mux;
 pub mod grpc;
 pub mod health;
 pub mod http;

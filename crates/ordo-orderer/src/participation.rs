@@ -412,6 +412,14 @@ pub fn router(backend: Arc<dyn ChannelParticipation>, settings: Settings) -> Rou
             axum::routing::any(item),
         )
         .route(&format!("{URL_BASE}/"), axum::routing::any(root))
+        // Fabric registers the API as the subtree `/participation/v1/`; Go's ServeMux sends
+        // the bare path there.
+        .route(
+            URL_BASE,
+            axum::routing::any(|req: Request| async move {
+                crate::go_mux::moved_permanently(req.method(), &format!("{URL_BASE}/"))
+            }),
+        )
 }
 
 /// The checks before any route: API disabled (503), client certificate (401).
