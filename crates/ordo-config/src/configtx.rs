@@ -64,7 +64,7 @@ pub fn validate_channel_id(id: &str) -> Result<(), BadChannelId> {
 }
 
 /// Fabric's `validateConfigID`: `[a-zA-Z0-9.-]+`, at most 249 bytes, not `.` or `..`.
-pub fn validate_config_id(id: &str) -> Result<(), String> {
+pub(crate) fn validate_config_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("config ID illegal, cannot be empty".to_string());
     }

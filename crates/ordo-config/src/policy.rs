@@ -203,14 +203,14 @@ fn compile_rule(rule: Option<&SignaturePolicy>, n_identities: usize) -> Result<R
 
 impl Policy {
     /// Compiles a `SignaturePolicyEnvelope` (Fabric's `cauthdsl.NewPolicy`).
-    pub fn signature(env: &SignaturePolicyEnvelope) -> Result<Policy, String> {
+    pub fn signature(env: &SignaturePolicyEnvelope) -> Result<Policy, PolicyError> {
         if env.version != 0 {
-            return Err(format!(
+            return Err(PolicyError(format!(
                 "This evaluator only understands messages of version 0, but version was {}",
                 env.version
-            ));
+            )));
         }
-        let rule = compile_rule(env.rule.as_ref(), env.identities.len())?;
+        let rule = compile_rule(env.rule.as_ref(), env.identities.len()).map_err(PolicyError)?;
         Ok(Policy::Signature {
             rule,
             principals: env.identities.clone(),

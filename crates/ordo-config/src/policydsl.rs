@@ -14,7 +14,7 @@ use ordo_proto::common::{
 use prost::Message;
 
 /// Parses an ImplicitMeta rule: exactly `<ANY|ALL|MAJORITY> <sub_policy>`, one space.
-pub fn implicit_meta_from_str(rule: &str) -> Result<ImplicitMetaPolicy, String> {
+pub(crate) fn implicit_meta_from_str(rule: &str) -> Result<ImplicitMetaPolicy, String> {
     let tokens: Vec<&str> = rule.split(' ').collect();
     if tokens.len() != 2 {
         return Err(format!(
@@ -225,7 +225,7 @@ fn emit(g: &Gate, identities: &mut Vec<MspPrincipal>) -> SignaturePolicy {
 }
 
 /// Parses Fabric's signature-policy DSL into a `SignaturePolicyEnvelope`.
-pub fn signature_policy_from_str(s: &str) -> Result<SignaturePolicyEnvelope, String> {
+pub(crate) fn signature_policy_from_str(s: &str) -> Result<SignaturePolicyEnvelope, String> {
     let mut p = Parser { s, pos: 0 };
     if p.peek().is_none() {
         return Err("Unexpected end of expression".to_string());

@@ -175,7 +175,7 @@ impl<'a> Obj<'a> {
 }
 
 /// configtxgen's byte sizes: an integer, or `<n> <k|m|g>[b]` in any case, in powers of 1024.
-pub fn parse_byte_size(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_byte_size(s: &str) -> Result<u32, String> {
     let t = s.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {

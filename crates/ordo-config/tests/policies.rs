@@ -217,16 +217,18 @@ fn compile_errors() {
     assert!(
         Policy::signature(&env(Some(signed_by(1)), 0))
             .unwrap_err()
+            .0
             .contains("identity index out of range, requested 1, but identities length is 1")
     );
     assert!(Policy::signature(&env(Some(signed_by(-1)), 0)).is_err());
     assert_eq!(
-        Policy::signature(&env(None, 0)).unwrap_err(),
+        Policy::signature(&env(None, 0)).unwrap_err().0,
         "Empty policy element"
     );
     assert!(
         Policy::signature(&env(Some(signed_by(0)), 1))
             .unwrap_err()
+            .0
             .contains("version was 1")
     );
 }

@@ -197,7 +197,7 @@ fn not_allowed_with(msg: String, allow: &'static str) -> Response {
 }
 
 /// The channel a join block is for (Fabric's `ValidateJoinBlock`).
-pub fn validate_join_block(block: &Block) -> Result<String, String> {
+pub(crate) fn validate_join_block(block: &Block) -> Result<String, String> {
     if !ordo_ledger::block::is_config_block(block) {
         return Err("block is not a config block".to_string());
     }
