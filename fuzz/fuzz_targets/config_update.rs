@@ -39,11 +39,11 @@ fn check_config(current: &ChannelConfig, config: &Config) {
     let Ok(Some(md)) = orderer.etcdraft() else {
         return;
     };
-    let _ = etcdraft::check_duplicates(&md);
+    let _ = etcdraft::check_duplicates(md.metadata());
     if let Ok(pools) = &pools {
-        let _ = etcdraft::verify_config_metadata(&md, pools, ordo_fuzz::now());
+        let _ = etcdraft::verify_config_metadata(md.metadata(), pools, ordo_fuzz::now());
     }
     if let Some(Ok(Some(old))) = current.orderer.as_ref().map(|o| o.etcdraft()) {
-        let _ = etcdraft::consenter_change(&old.consenters, &md.consenters);
+        let _ = etcdraft::consenter_change(old.consenters(), md.consenters());
     }
 }
