@@ -10,13 +10,8 @@ use common::*;
 async fn a_smoke_run_orders_every_envelope_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let node = OrdoProcess::start(&write_config(dir.path(), false));
-    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
-    assert_eq!(node.admin().join(&genesis).await.unwrap().status, 201);
     // The run needs a leader to be answered SUCCESS; one envelope through first.
-    let user1 = signer(USER1, "Org1MSP");
-    let mut client = node.grpc().await;
-    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 0)).await;
-    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+    let (mut client, user1) = led_channel_1(&node).await;
 
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
         .args(["bench", "--orderer"])

@@ -425,6 +425,23 @@ pub fn tx(signer: &SigningIdentity, channel: &str, i: u64) -> Envelope {
     .unwrap()
 }
 
+/// Joins `node` to channel-1 (a single consenter) and waits until it orders: one envelope from
+/// Org1's User1 answered SUCCESS. Returns a client and that user.
+pub async fn led_channel_1(
+    node: &OrdoProcess,
+) -> (
+    AtomicBroadcastClient<tonic::transport::Channel>,
+    SigningIdentity,
+) {
+    let genesis = std::fs::read(fixture("channel-genesis/channel-1.block")).unwrap();
+    assert_eq!(node.admin().join(&genesis).await.unwrap().status, 201);
+    let user1 = signer(USER1, "Org1MSP");
+    let mut client = node.grpc().await;
+    let r = broadcast_when_led(&mut client, tx(&user1, "channel-1", 0)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+    (client, user1)
+}
+
 /// Broadcasts envelopes on one stream; returns the (status, info) answers.
 pub async fn broadcast(
     client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
