@@ -1,6 +1,7 @@
 //! Hostile clients of the general gRPC listener, against a real node: bytes that are not an
-//! Envelope, a message over `MaxRecvMsgSize`, a flood of Broadcasts with bad signatures, and
-//! Deliver streams that ask for every block and never read. Each gets a bounded cost and a clear
+//! Envelope, a message over `MaxRecvMsgSize`, a flood of Broadcasts with bad signatures,
+//! Deliver streams that ask for every block and never read, and strangers on the cluster
+//! service (which shares the listener here). Each gets a bounded cost and a clear
 //! refusal (Go gRPC's and Fabric's status), and an honest client is served meanwhile; the
 //! figures are printed, not asserted.
 
@@ -63,7 +64,17 @@ async fn raw_stream(
     method: &'static str,
     messages: Vec<Vec<u8>>,
 ) -> (Vec<Vec<u8>>, tonic::Status) {
-    let channel = grpc_channel(node.addrs.general, Some(client_tls()))
+    raw_stream_as(node, None, method, messages).await
+}
+
+/// As [`raw_stream`], presenting the TLS client certificate in `cert_dir` if given.
+async fn raw_stream_as(
+    node: &OrdoProcess,
+    cert_dir: Option<&str>,
+    method: &'static str,
+    messages: Vec<Vec<u8>>,
+) -> (Vec<Vec<u8>>, tonic::Status) {
+    let channel = grpc_channel(node.addrs.general, Some(client_tls(cert_dir)))
         .await
         .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
@@ -88,10 +99,17 @@ async fn raw_stream(
     }
 }
 
-/// The node's TLS trust for a client without a certificate of its own.
-fn client_tls() -> ClientTls {
+/// The node's TLS trust, and the client certificate in `cert_dir` if given.
+fn client_tls(cert_dir: Option<&str>) -> ClientTls {
     let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
-    ClientTls::new(&[root], None, "127.0.0.1", &[b"h2"]).unwrap()
+    let pair = cert_dir.map(|d| {
+        (
+            std::fs::read(fixture(&format!("{d}/client.crt"))).unwrap(),
+            std::fs::read(fixture(&format!("{d}/client.key"))).unwrap(),
+        )
+    });
+    let pair = pair.as_ref().map(|(c, k)| (&c[..], &k[..]));
+    ClientTls::new(&[root], pair, "127.0.0.1", &[b"h2"]).unwrap()
 }
 
 async fn node_with_channel_1(dir: &Path) -> (OrdoProcess, SigningIdentity) {
@@ -341,4 +359,65 @@ async fn deliver_streams_that_never_read_cost_a_few_blocks_each() {
         "{READERS} stalled readers cost {grown_mib:.1} MiB: ~{per_reader_blocks:.1} blocks each"
     );
     drop(readers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_on_the_cluster_service_are_refused_and_the_channel_orders_on() {
+    const ORG1_USER_TLS: &str =
+        "crypto-config/peerOrganizations/org1.example.com/users/User1@org1.example.com/tls";
+    const STEP: &str = "/orderer.Cluster/Step";
+    let dir = tempfile::tempdir().unwrap();
+    let (node, user1) = node_with_channel_1(dir.path()).await;
+    // A forwarded envelope, as another consenter would send it.
+    let submit = ordo_proto::orderer::StepRequest {
+        payload: Some(ordo_proto::orderer::step_request::Payload::SubmitRequest(
+            ordo_proto::orderer::SubmitRequest {
+                channel: "channel-1".into(),
+                last_validation_seq: 0,
+                payload: Some(tx(&user1, "channel-1", 99)),
+            },
+        )),
+    }
+    .encode_to_vec();
+
+    // Without a client certificate, the cluster service does not know who speaks.
+    let (_, status) = raw_stream(&node, STEP, vec![submit.clone()]).await;
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    // A certificate the node trusts (Org1's TLS CA is channel-1's) but no consenter's.
+    let (_, status) = raw_stream_as(&node, Some(ORG1_USER_TLS), STEP, vec![submit]).await;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("isn't authorized for channel channel-1"),
+        "{}",
+        status.message()
+    );
+    // Bytes that are not a StepRequest.
+    let (_, status) = raw_stream_as(
+        &node,
+        Some(ORG1_USER_TLS),
+        STEP,
+        vec![vec![0x0f, 0xff, 0x01]],
+    )
+    .await;
+    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("grpc: failed to unmarshal the received message: "),
+        "{}",
+        status.message()
+    );
+
+    // The forged forward was not ordered, and the channel orders on.
+    let mut client = node.grpc().await;
+    let r = broadcast(&mut client, vec![tx(&user1, "channel-1", 1)]).await;
+    assert_eq!(r[0].0, Status::Success as i32, "{}", r[0].1);
+    let blocks = deliver_envelopes(&mut client, &user1, "channel-1", 2).await;
+    assert_eq!(
+        payload_texts(&blocks),
+        ["transaction 0", "transaction 1"],
+        "the stranger's forward was ordered"
+    );
 }
