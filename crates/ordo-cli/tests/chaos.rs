@@ -1,8 +1,11 @@
 //! A fault campaign on real `ordo node` processes: the fixture's three orderers on channel-3 in
 //! ack-after-commit mode, a checker client broadcasting uniquely tagged envelopes through every
-//! node, and a nemesis that kills nodes (`kill -9`, restarted after a while) and pauses them
-//! (SIGSTOP, then SIGCONT: a stalled leader), drawn from a seed. After the faults stop, the
-//! checker asserts:
+//! node, and a nemesis drawn from a seed that kills nodes (`kill -9`, restarted after a while),
+//! pauses them (SIGSTOP, then SIGCONT: a stalled leader), and through a relay in front of every
+//! cluster listener (`common::relay`) cuts a node off from the others, cuts one node's link to
+//! another one way, or slows a node's links. Partitions cut the Raft links; a node catching up
+//! still pulls blocks over Deliver, as it would from any orderer it can reach. After the faults
+//! stop, the checker asserts:
 //!
 //! - the cluster recovers: a last envelope is acknowledged and every node reaches the same
 //!   height;
@@ -25,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::relay::Relay;
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -102,6 +106,33 @@ enum NodeState {
     Down,
 }
 
+/// The faults the nemesis draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Fault {
+    Kill,
+    Pause,
+    Isolate,
+    OneWay,
+    Slow,
+}
+
+const FAULTS: [Fault; 5] = [
+    Fault::Kill,
+    Fault::Pause,
+    Fault::Isolate,
+    Fault::OneWay,
+    Fault::Slow,
+];
+
+/// Starts orderer`i + 1` and tells the relay its process.
+async fn start(configs: &[PathBuf], i: usize, relay: &Relay) -> OrdoProcess {
+    let n = i as u32 + 1;
+    let node =
+        OrdoProcess::start_on_ports(&configs[i], [37050 + n as u16, relayed_cluster_port(n)]).await;
+    relay.set_pid(i, Some(node.child.id()));
+    node
+}
+
 fn signal(node: &OrdoProcess, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &node.child.id().to_string()])
@@ -128,12 +159,17 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
         .map(|i| {
             let d = dir.path().join(format!("orderer{i}"));
             std::fs::create_dir_all(&d).unwrap();
-            write_cluster_node_config(&d, i, ACK_AFTER_COMMIT)
+            write_cluster_node_config_behind_relay(&d, i, ACK_AFTER_COMMIT)
         })
         .collect();
+    let relay = Relay::start(
+        &(1..=N).map(|n| 37150 + n as u16).collect::<Vec<_>>(),
+        &(1..=N).map(relayed_cluster_port).collect::<Vec<_>>(),
+    )
+    .await;
     let mut nodes: Vec<Option<OrdoProcess>> = Vec::new();
-    for (i, c) in configs.iter().enumerate() {
-        nodes.push(Some(OrdoProcess::start_cluster_node(c, i as u32 + 1).await));
+    for i in 0..N as usize {
+        nodes.push(Some(start(&configs, i, &relay).await));
     }
     let genesis = std::fs::read(fixture(&format!("channel-genesis/{CHANNEL}.block"))).unwrap();
     for node in nodes.iter().flatten() {
@@ -153,25 +189,43 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
 
     // The nemesis: one fault at a time, each lasting 0.5–4 s, 0.5–3 s apart.
     let mut state = vec![NodeState::Up; N as usize];
-    let (mut kills, mut pauses) = (0u32, 0u32);
+    let mut injected: HashMap<Fault, u32> = HashMap::new();
     let end = tokio::time::Instant::now() + Duration::from_secs(secs);
     while tokio::time::Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(500..3000))).await;
         let i = rng.gen_range(0..N as usize);
         let hold = Duration::from_millis(rng.gen_range(500..4000));
-        if rng.gen_bool(0.5) {
-            nodes[i].take().unwrap().kill9();
-            state[i] = NodeState::Down;
-            kills += 1;
-            tokio::time::sleep(hold).await;
-            nodes[i] = Some(OrdoProcess::start_cluster_node(&configs[i], i as u32 + 1).await);
-        } else {
-            signal(nodes[i].as_ref().unwrap(), "-STOP");
-            state[i] = NodeState::Paused;
-            pauses += 1;
-            tokio::time::sleep(hold).await;
-            signal(nodes[i].as_ref().unwrap(), "-CONT");
+        let fault = FAULTS[rng.gen_range(0..FAULTS.len())];
+        *injected.entry(fault).or_default() += 1;
+        match fault {
+            Fault::Kill => {
+                nodes[i].take().unwrap().kill9();
+                relay.set_pid(i, None);
+                state[i] = NodeState::Down;
+                tokio::time::sleep(hold).await;
+                nodes[i] = Some(start(&configs, i, &relay).await);
+            }
+            Fault::Pause => {
+                signal(nodes[i].as_ref().unwrap(), "-STOP");
+                state[i] = NodeState::Paused;
+                tokio::time::sleep(hold).await;
+                signal(nodes[i].as_ref().unwrap(), "-CONT");
+            }
+            Fault::Isolate => {
+                relay.isolate(i);
+                tokio::time::sleep(hold).await;
+            }
+            Fault::OneWay => {
+                let j = (i + rng.gen_range(1..N as usize)) % N as usize;
+                relay.cut(i, j);
+                tokio::time::sleep(hold).await;
+            }
+            Fault::Slow => {
+                relay.slow(i, Duration::from_millis(rng.gen_range(50..400)));
+                tokio::time::sleep(hold).await;
+            }
         }
+        relay.heal();
         state[i] = NodeState::Up;
     }
     assert!(state.iter().all(|s| *s == NodeState::Up));
@@ -234,8 +288,15 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
         lost.is_empty(),
         "acknowledged but not ordered (seed {seed}): {lost:?}"
     );
+    let (relayed, refused, unknown) = relay.counts();
+    let n = |f| injected.get(&f).copied().unwrap_or(0);
     eprintln!(
-        "chaos campaign: seed {seed}, {secs} s, {kills} kill -9 and {pauses} pauses; {} envelopes sent, {} acknowledged, {} ordered; {height} blocks on each of {N} nodes, identical and verified; violations: 0",
+        "chaos campaign: seed {seed}, {secs} s, {} kill -9, {} pauses, {} isolations, {} one-way cuts, {} slow links ({relayed} cluster connections relayed, {refused} refused on cut links, {unknown} from no node); {} envelopes sent, {} acknowledged, {} ordered; {height} blocks on each of {N} nodes, identical and verified; violations: 0",
+        n(Fault::Kill),
+        n(Fault::Pause),
+        n(Fault::Isolate),
+        n(Fault::OneWay),
+        n(Fault::Slow),
         book.sent.load(Ordering::Relaxed),
         acked.len(),
         count.len()

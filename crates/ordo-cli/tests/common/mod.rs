@@ -3,6 +3,8 @@
 //! Deliver, chain checks) over the fixtures' identities.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod relay;
+
 pub use std::io::{BufRead, BufReader};
 pub use std::net::SocketAddr;
 pub use std::path::{Path, PathBuf};
@@ -71,6 +73,26 @@ pub fn write_cluster_node_config(dir: &Path, n: u32, consensus: &str) -> PathBuf
         false,
         37050 + n16,
         Some(37150 + n16),
+        consensus,
+        NodeTls::default(),
+    )
+}
+
+/// The port orderer`n`'s cluster listener has behind a [`relay::Relay`], which listens on the
+/// port the fixture channels' consenter entries name (3715n). Below the kernel's ephemeral range,
+/// so no outgoing connection can hold it.
+pub fn relayed_cluster_port(n: u32) -> u16 {
+    27150 + n as u16
+}
+
+/// As [`write_cluster_node_config`], with the cluster listener on [`relayed_cluster_port`].
+pub fn write_cluster_node_config_behind_relay(dir: &Path, n: u32, consensus: &str) -> PathBuf {
+    node_yaml(
+        dir,
+        n,
+        false,
+        37050 + n as u16,
+        Some(relayed_cluster_port(n)),
         consensus,
         NodeTls::default(),
     )
