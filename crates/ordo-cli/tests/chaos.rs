@@ -3,9 +3,11 @@
 //! node, and a nemesis drawn from a seed that kills nodes (`kill -9`, restarted after a while),
 //! pauses them (SIGSTOP, then SIGCONT: a stalled leader), and through a relay in front of every
 //! cluster listener (`common::relay`) cuts a node off from the others, cuts one node's link to
-//! another one way, or slows a node's links. Partitions cut the Raft links; a node catching up
-//! still pulls blocks over Deliver, as it would from any orderer it can reach. After the faults
-//! stop, the checker asserts:
+//! another one way, or slows a node's links; or it removes a node from the channel's consenters
+//! by a config update and adds it back (the node follows the channel meanwhile, and rejoins Raft
+//! under a new ID). Partitions cut the Raft links; a node catching up still pulls blocks over
+//! Deliver, as it would from any orderer it can reach. After the faults stop, the checker
+//! asserts:
 //!
 //! - the cluster recovers: a last envelope is acknowledged and every node reaches the same
 //!   height;
@@ -114,15 +116,59 @@ enum Fault {
     Isolate,
     OneWay,
     Slow,
+    Reconfigure,
 }
 
-const FAULTS: [Fault; 5] = [
+const FAULTS: [Fault; 6] = [
     Fault::Kill,
     Fault::Pause,
     Fault::Isolate,
     Fault::OneWay,
     Fault::Slow,
+    Fault::Reconfigure,
 ];
+
+/// Makes orderer`i + 1` a consenter of the channel or not (`member`), by a config update signed
+/// by the orderer organization's admin, read from and checked on node `via`. An update whose
+/// answer is lost may have been ordered: the config is read again before each attempt.
+async fn set_consenter(nodes: &[Option<OrdoProcess>], via: usize, i: usize, member: bool) {
+    let consenter = fixture_consenter(i as u32 + 1);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let via = nodes[via].as_ref().unwrap();
+        let current = last_config_block(via, CHANNEL).await;
+        let cfg = ordo_orderer::channel::config_of_block(&current).unwrap();
+        let listed = cfg
+            .raft()
+            .unwrap()
+            .consenters()
+            .iter()
+            .any(|c| c.client_tls_cert == consenter.client_tls_cert);
+        if listed == member {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "orderer{} is still {}a consenter",
+            i + 1,
+            if member { "not " } else { "" }
+        );
+        let update = consenters_update(&current, CHANNEL, |cs| {
+            if member {
+                cs.push(consenter.clone());
+            } else {
+                cs.retain(|c| c.client_tls_cert != consenter.client_tls_cert);
+            }
+        });
+        let leader = leader_of(nodes, CHANNEL).await;
+        let mut client = nodes[leader].as_ref().unwrap().grpc().await;
+        let (status, info) = broadcast_when_led(&mut client, update).await;
+        if status != Status::Success as i32 {
+            eprintln!("config update answered {status}: {info}; reading the config again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
 
 /// Starts orderer`i + 1` and tells the relay its process.
 async fn start(configs: &[PathBuf], i: usize, relay: &Relay) -> OrdoProcess {
@@ -224,6 +270,24 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
                 relay.slow(i, Duration::from_millis(rng.gen_range(50..400)));
                 tokio::time::sleep(hold).await;
             }
+            Fault::Reconfigure => {
+                let via = (i + 1) % N as usize;
+                set_consenter(&nodes, via, i, false).await;
+                wait_for("the removed orderer to follow the channel", || async {
+                    relation(nodes[i].as_ref().unwrap(), CHANNEL).await.0 == "follower"
+                })
+                .await;
+                tokio::time::sleep(hold).await;
+                set_consenter(&nodes, via, i, true).await;
+                wait_for(
+                    "the orderer added back to be an active consenter",
+                    || async {
+                        relation(nodes[i].as_ref().unwrap(), CHANNEL).await
+                            == ("consenter".to_string(), "active".to_string())
+                    },
+                )
+                .await;
+            }
         }
         relay.heal();
         state[i] = NodeState::Up;
@@ -291,12 +355,13 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
     let (relayed, refused, unknown) = relay.counts();
     let n = |f| injected.get(&f).copied().unwrap_or(0);
     eprintln!(
-        "chaos campaign: seed {seed}, {secs} s, {} kill -9, {} pauses, {} isolations, {} one-way cuts, {} slow links ({relayed} cluster connections relayed, {refused} refused on cut links, {unknown} from no node); {} envelopes sent, {} acknowledged, {} ordered; {height} blocks on each of {N} nodes, identical and verified; violations: 0",
+        "chaos campaign: seed {seed}, {secs} s, {} kill -9, {} pauses, {} isolations, {} one-way cuts, {} slow links, {} consenters removed and added back ({relayed} cluster connections relayed, {refused} refused on cut links, {unknown} from no node); {} envelopes sent, {} acknowledged, {} ordered; {height} blocks on each of {N} nodes, identical and verified; violations: 0",
         n(Fault::Kill),
         n(Fault::Pause),
         n(Fault::Isolate),
         n(Fault::OneWay),
         n(Fault::Slow),
+        n(Fault::Reconfigure),
         book.sent.load(Ordering::Relaxed),
         acked.len(),
         count.len()

@@ -706,7 +706,8 @@ pub fn payload_texts(blocks: &[Block]) -> Vec<String> {
         .map(|raw| {
             let env = Envelope::decode(raw.as_ref()).unwrap();
             let payload = ordo_proto::common::Payload::decode(env.payload.as_ref()).unwrap();
-            String::from_utf8(payload.data.to_vec()).unwrap()
+            // Config envelopes carry protobuf, not text.
+            String::from_utf8_lossy(&payload.data).into_owned()
         })
         .collect()
 }
