@@ -5,7 +5,9 @@
 //! cluster listener (`common::relay`) cuts a node off from the others, cuts one node's link to
 //! another one way, or slows a node's links; or it removes a node from the channel's consenters
 //! by a config update and adds it back (the node follows the channel meanwhile, and rejoins Raft
-//! under a new ID). Partitions cut the Raft links; a node catching up still pulls blocks over
+//! under a new ID); or it restarts a node with its clock off by up to five minutes either way
+//! (libfaketime, where installed: a clock that jumped while the node was down), then restarts it
+//! with the true time again. Partitions cut the Raft links; a node catching up still pulls blocks over
 //! Deliver, as it would from any orderer it can reach. After the faults stop, the checker
 //! asserts:
 //!
@@ -106,6 +108,7 @@ enum NodeState {
     Up,
     Paused,
     Down,
+    Skewed,
 }
 
 /// The faults the nemesis draws from.
@@ -117,16 +120,22 @@ enum Fault {
     OneWay,
     Slow,
     Reconfigure,
+    Skew,
 }
 
-const FAULTS: [Fault; 6] = [
+const FAULTS: [Fault; 7] = [
     Fault::Kill,
     Fault::Pause,
     Fault::Isolate,
     Fault::OneWay,
     Fault::Slow,
     Fault::Reconfigure,
+    Fault::Skew,
 ];
+
+/// Debian's libfaketime, which `.ci/run` installs: a process started with it in `LD_PRELOAD`
+/// reads the wall-clock time `FAKETIME` says (an offset such as `-90s`).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// Makes orderer`i + 1` a consenter of the channel or not (`member`), by a config update signed
 /// by the orderer organization's admin, read from and checked on node `via`. An update whose
@@ -172,9 +181,18 @@ async fn set_consenter(nodes: &[Option<OrdoProcess>], via: usize, i: usize, memb
 
 /// Starts orderer`i + 1` and tells the relay its process.
 async fn start(configs: &[PathBuf], i: usize, relay: &Relay) -> OrdoProcess {
+    start_with_env(configs, i, relay, &[]).await
+}
+
+async fn start_with_env(
+    configs: &[PathBuf],
+    i: usize,
+    relay: &Relay,
+    env: &[(&str, &str)],
+) -> OrdoProcess {
     let n = i as u32 + 1;
-    let node =
-        OrdoProcess::start_on_ports(&configs[i], [37050 + n as u16, relayed_cluster_port(n)]).await;
+    let ports = [37050 + n as u16, relayed_cluster_port(n)];
+    let node = OrdoProcess::start_on_ports_with_env(&configs[i], ports, env).await;
     relay.set_pid(i, Some(node.child.id()));
     node
 }
@@ -241,7 +259,10 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(500..3000))).await;
         let i = rng.gen_range(0..N as usize);
         let hold = Duration::from_millis(rng.gen_range(500..4000));
-        let fault = FAULTS[rng.gen_range(0..FAULTS.len())];
+        let mut fault = FAULTS[rng.gen_range(0..FAULTS.len())];
+        if fault == Fault::Skew && !Path::new(LIBFAKETIME).exists() {
+            fault = Fault::Kill;
+        }
         *injected.entry(fault).or_default() += 1;
         match fault {
             Fault::Kill => {
@@ -269,6 +290,29 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
             Fault::Slow => {
                 relay.slow(i, Duration::from_millis(rng.gen_range(50..400)));
                 tokio::time::sleep(hold).await;
+            }
+            Fault::Skew => {
+                let offset = format!(
+                    "{}{}s",
+                    if rng.gen_bool(0.5) { "+" } else { "-" },
+                    rng.gen_range(30..300)
+                );
+                nodes[i].take().unwrap().kill9();
+                relay.set_pid(i, None);
+                state[i] = NodeState::Down;
+                // Only the wall clock is off, as after an NTP step: the monotonic clock, which
+                // Raft's timers and tokio run on, stays true.
+                let env = [
+                    ("LD_PRELOAD", LIBFAKETIME),
+                    ("FAKETIME", offset.as_str()),
+                    ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+                ];
+                nodes[i] = Some(start_with_env(&configs, i, &relay, &env).await);
+                state[i] = NodeState::Skewed;
+                tokio::time::sleep(hold).await;
+                nodes[i].take().unwrap().kill9();
+                relay.set_pid(i, None);
+                nodes[i] = Some(start(&configs, i, &relay).await);
             }
             Fault::Reconfigure => {
                 let via = (i + 1) % N as usize;
@@ -355,13 +399,19 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
     let (relayed, refused, unknown) = relay.counts();
     let n = |f| injected.get(&f).copied().unwrap_or(0);
     eprintln!(
-        "chaos campaign: seed {seed}, {secs} s, {} kill -9, {} pauses, {} isolations, {} one-way cuts, {} slow links, {} consenters removed and added back ({relayed} cluster connections relayed, {refused} refused on cut links, {unknown} from no node); {} envelopes sent, {} acknowledged, {} ordered; {height} blocks on each of {N} nodes, identical and verified; violations: 0",
+        "chaos campaign: seed {seed}, {secs} s, {} kill -9, {} pauses, {} isolations, {} one-way cuts, {} slow links, {} consenters removed and added back, {} restarts with a skewed clock{} ({relayed} cluster connections relayed, {refused} refused on cut links, {unknown} from no node); {} envelopes sent, {} acknowledged, {} ordered; {height} blocks on each of {N} nodes, identical and verified; violations: 0",
         n(Fault::Kill),
         n(Fault::Pause),
         n(Fault::Isolate),
         n(Fault::OneWay),
         n(Fault::Slow),
         n(Fault::Reconfigure),
+        n(Fault::Skew),
+        if Path::new(LIBFAKETIME).exists() {
+            ""
+        } else {
+            " (libfaketime not installed)"
+        },
         book.sent.load(Ordering::Relaxed),
         acked.len(),
         count.len()

@@ -328,12 +328,25 @@ impl OrdoProcess {
 
     /// Starts a node whose config names the fixed `ports`, waiting until they can be bound.
     pub async fn start_on_ports(config: &Path, ports: [u16; 2]) -> OrdoProcess {
+        Self::start_on_ports_with_env(config, ports, &[]).await
+    }
+
+    /// As [`Self::start_on_ports`], with `env` set for the node.
+    pub async fn start_on_ports_with_env(
+        config: &Path,
+        ports: [u16; 2],
+        env: &[(&str, &str)],
+    ) -> OrdoProcess {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let free = ports
                 .iter()
                 .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
-            if free && let Some(p) = Self::try_start(config, false) {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ordo"));
+            cmd.args(["node", "start", "--config"])
+                .arg(config)
+                .envs(env.iter().copied());
+            if free && let Some(p) = Self::try_spawn(cmd) {
                 return p;
             }
             assert!(
