@@ -1,5 +1,6 @@
 //! Hostile clients of the admin (channel participation) and operations listeners, against a real
-//! node: path tricks, clients without or with an untrusted certificate, an oversized body. Each
+//! node: path tricks, clients without or with an untrusted certificate, an oversized body, a
+//! plain connection that never speaks. Each
 //! gets the refusal a Fabric orderer gives (Go's ServeMux redirects unclean paths before any
 //! handler, 404s unknown ones; the participation API checks names and body size), nothing is
 //! removed or created by them, and the honest administrator is served throughout.
@@ -9,6 +10,8 @@ mod common;
 use std::time::Instant;
 
 use common::*;
+use ordo_cluster::tls::HANDSHAKE_TIMEOUT;
+use tokio::io::AsyncReadExt;
 
 const ORG1_USER_TLS: &str =
     "crypto-config/peerOrganizations/org1.example.com/users/User1@org1.example.com/tls";
@@ -181,4 +184,18 @@ async fn path_tricks_and_strangers_are_refused_as_by_fabric_and_change_nothing()
     assert_eq!(&r.body[..], b"404 page not found\n");
     assert_eq!(ops.get("/version").await.unwrap().status, 200);
     eprintln!("after the tricks, the administrator's list and info took {served_in:?}");
+
+    // A plain (non-TLS) connection that sends nothing is closed when a TLS handshake would
+    // have timed out, instead of holding its slot for good.
+    let started = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(node.addrs.operations)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(HANDSHAKE_TIMEOUT + WAIT, silent.read(&mut buf))
+        .await
+        .expect("the node closes a silent connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() >= HANDSHAKE_TIMEOUT - Duration::from_millis(500));
 }

@@ -53,9 +53,15 @@ impl Limits {
         let total = usize::try_from(open_files / 4)
             .unwrap_or(usize::MAX)
             .clamp(64, 16_384);
+        Limits::with_total(total)
+    }
+
+    /// `total` connections in all, an eighth of them per remote address (at least 16, at most
+    /// all).
+    pub fn with_total(total: usize) -> Limits {
         Limits {
             total,
-            per_ip: (total / 8).max(16),
+            per_ip: (total / 8).max(16).min(total),
         }
     }
 }
@@ -139,6 +145,8 @@ mod tests {
         assert_eq!(Limits::from_open_files(100).total, 64);
         assert_eq!(Limits::from_open_files(100).per_ip, 16);
         assert_eq!(Limits::from_open_files(u64::MAX).total, 16_384);
+        assert_eq!(Limits::with_total(1024).per_ip, 128);
+        assert_eq!(Limits::with_total(10).per_ip, 10);
     }
 
     #[tokio::test]

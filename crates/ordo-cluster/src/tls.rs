@@ -514,13 +514,25 @@ pub fn incoming(
             };
             match &tls {
                 None => {
-                    if tx
-                        .send(Ok(Conn::new(ConnIo::Plain(tcp), info, hook.clone(), slot)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+                    let tx = tx.clone();
+                    let hook = hook.clone();
+                    tokio::spawn(async move {
+                        // The client speaks first (an HTTP request, HTTP/2's preface): a plain
+                        // connection silent for as long as a TLS handshake may take is closed,
+                        // as a TLS one would be, instead of holding its slot for good.
+                        // `peek`, not `readable`: a fresh socket may report readiness before
+                        // any data (a false positive tokio allows).
+                        if tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut [0u8; 1]))
+                            .await
+                            .is_err()
+                        {
+                            tracing::debug!(%remote, "connection closed: nothing sent in time");
+                            return;
+                        }
+                        let _ = tx
+                            .send(Ok(Conn::new(ConnIo::Plain(tcp), info, hook, slot)))
+                            .await;
+                    });
                 }
                 Some(t) => {
                     let acceptor = t.acceptor.clone();

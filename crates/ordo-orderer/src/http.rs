@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -59,10 +59,10 @@ pub async fn serve(
                     }
                     router.clone().oneshot(req.map(axum::body::Body::new))
                 });
-            if let Err(e) = Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(conn), service)
-                .await
-            {
+            let mut builder = Builder::new(TokioExecutor::new());
+            // A connection that sends no complete request header in time (30 s) is closed.
+            builder.http1().timer(TokioTimer::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(conn), service).await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
         });

@@ -1,4 +1,6 @@
-//! The listener: TCP (and TLS) accept loop with a bound on connections served at once, the
+//! The listener: TCP (and TLS) accept loop with a bound on connections served at once
+//! (`max_connections`, an eighth of them per remote address: `ordo_cluster::slots`, as the
+//! orderer's listeners), a TLS handshake and a request header each to be finished in time, the
 //! TLS certificate of the server, and the handle of a running server.
 
 use std::net::SocketAddr;
@@ -6,8 +8,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use ordo_cluster::slots::{Limits, Slots};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
@@ -132,14 +135,14 @@ pub async fn start(
     let router = srv.clone().router();
     let (tx, mut rx) = oneshot::channel::<()>();
     let handshake_timeout = crate::config::parse_duration(&cfg.tls_handshake_timeout)?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let slots = Slots::new(Limits::with_total(cfg.max_connections));
     let task = tokio::spawn(async move {
         loop {
             // A slot first: at the limit, connections wait in the kernel's backlog.
             let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
+                p = slots.reserve() => match p {
+                    Some(p) => p,
+                    None => return,
                 },
                 _ = &mut rx => return,
             };
@@ -153,15 +156,22 @@ pub async fn start(
                 },
                 _ = &mut rx => return,
             };
+            // One address may hold only its share, so that it cannot crowd out the others.
+            let Some(slot) = slots.admit(permit, peer.ip()) else {
+                tracing::debug!(%peer, "connection refused: its address holds its share");
+                continue;
+            };
             let router = router.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _slot = slot;
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         router.clone().oneshot(req.map(Body::new))
                     });
-                let builder = Builder::new(TokioExecutor::new());
+                let mut builder = Builder::new(TokioExecutor::new());
+                // A connection that sends no complete request header in time is closed.
+                builder.http1().timer(TokioTimer::new());
                 let res = match tls {
                     Some(acceptor) => {
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
@@ -180,7 +190,20 @@ pub async fn start(
                             }
                         }
                     }
-                    None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                    None => {
+                        // The client speaks first: a connection silent for as long as a TLS
+                        // handshake may take is closed, as a TLS one would be.
+                        // `peek`, not `readable`: a fresh socket may report readiness before
+                        // any data (a false positive tokio allows).
+                        if tokio::time::timeout(handshake_timeout, tcp.peek(&mut [0u8; 1]))
+                            .await
+                            .is_err()
+                        {
+                            tracing::debug!(%peer, "connection closed: nothing sent in time");
+                            return;
+                        }
+                        builder.serve_connection(TokioIo::new(tcp), service).await
+                    }
                 };
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
