@@ -7,7 +7,9 @@
 //! by a config update and adds it back (the node follows the channel meanwhile, and rejoins Raft
 //! under a new ID); or it restarts a node with its clock off by up to five minutes either way
 //! (libfaketime, where installed: a clock that jumped while the node was down), then restarts it
-//! with the true time again. Partitions cut the Raft links; a node catching up still pulls blocks over
+//! with the true time again; or, run as root, it fills a node's disk (each node's data on a tmpfs
+//! of its own) and frees it again: the node's channel halts and resumes by itself. Partitions
+//! cut the Raft links; a node catching up still pulls blocks over
 //! Deliver, as it would from any orderer it can reach. After the faults stop, the checker
 //! asserts:
 //!
@@ -121,9 +123,10 @@ enum Fault {
     Slow,
     Reconfigure,
     Skew,
+    FillDisk,
 }
 
-const FAULTS: [Fault; 7] = [
+const FAULTS: [Fault; 8] = [
     Fault::Kill,
     Fault::Pause,
     Fault::Isolate,
@@ -131,7 +134,65 @@ const FAULTS: [Fault; 7] = [
     Fault::Slow,
     Fault::Reconfigure,
     Fault::Skew,
+    Fault::FillDisk,
 ];
+
+/// Each node's data folder on a tmpfs of its own, so that the nemesis can fill it: mounted by
+/// root (the campaign leaves disk faults out otherwise), unmounted when dropped.
+struct Disks(Vec<PathBuf>);
+
+impl Disks {
+    fn mount(folders: &[PathBuf]) -> Option<Disks> {
+        let mut mounted = Vec::new();
+        for f in folders {
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=4g", "tmpfs"])
+                .arg(f)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                drop(Disks(mounted));
+                return None;
+            }
+            mounted.push(f.clone());
+        }
+        Some(Disks(mounted))
+    }
+
+    /// Takes every free byte of node `i`'s disk: the bulk at once, the rest written until the
+    /// file system refuses.
+    fn fill(&self, i: usize) -> PathBuf {
+        use std::io::Write;
+        let filler = self.0[i].join("filler");
+        let bulk = free_bytes(&self.0[i]).saturating_sub(1 << 20);
+        let ok = std::process::Command::new("fallocate")
+            .args(["-l", &bulk.to_string()])
+            .arg(&filler)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "fallocate of {bulk} bytes on {}", self.0[i].display());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&filler)
+            .unwrap();
+        let chunk = [0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for Disks {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(f)
+                .status();
+        }
+    }
+}
 
 /// Debian's libfaketime, which `.ci/run` installs: a process started with it in `LD_PRELOAD`
 /// reads the wall-clock time `FAKETIME` says (an offset such as `-90s`).
@@ -219,12 +280,16 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let dir = tempfile::tempdir().unwrap();
+    let folders: Vec<PathBuf> = (1..=N)
+        .map(|i| dir.path().join(format!("orderer{i}")))
+        .collect();
+    for f in &folders {
+        std::fs::create_dir_all(f).unwrap();
+    }
+    let disks = Disks::mount(&folders);
     let configs: Vec<PathBuf> = (1..=N)
-        .map(|i| {
-            let d = dir.path().join(format!("orderer{i}"));
-            std::fs::create_dir_all(&d).unwrap();
-            write_cluster_node_config_behind_relay(&d, i, ACK_AFTER_COMMIT)
-        })
+        .zip(&folders)
+        .map(|(i, d)| write_cluster_node_config_behind_relay(d, i, ACK_AFTER_COMMIT))
         .collect();
     let relay = Relay::start(
         &(1..=N).map(|n| 37150 + n as u16).collect::<Vec<_>>(),
@@ -260,7 +325,9 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
         let i = rng.gen_range(0..N as usize);
         let hold = Duration::from_millis(rng.gen_range(500..4000));
         let mut fault = FAULTS[rng.gen_range(0..FAULTS.len())];
-        if fault == Fault::Skew && !Path::new(LIBFAKETIME).exists() {
+        if fault == Fault::Skew && !Path::new(LIBFAKETIME).exists()
+            || fault == Fault::FillDisk && disks.is_none()
+        {
             fault = Fault::Kill;
         }
         *injected.entry(fault).or_default() += 1;
@@ -313,6 +380,11 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
                 nodes[i].take().unwrap().kill9();
                 relay.set_pid(i, None);
                 nodes[i] = Some(start(&configs, i, &relay).await);
+            }
+            Fault::FillDisk => {
+                let filler = disks.as_ref().unwrap().fill(i);
+                tokio::time::sleep(hold).await;
+                std::fs::remove_file(filler).unwrap();
             }
             Fault::Reconfigure => {
                 let via = (i + 1) % N as usize;
@@ -399,7 +471,7 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
     let (relayed, refused, unknown) = relay.counts();
     let n = |f| injected.get(&f).copied().unwrap_or(0);
     eprintln!(
-        "chaos campaign: seed {seed}, {secs} s, {} kill -9, {} pauses, {} isolations, {} one-way cuts, {} slow links, {} consenters removed and added back, {} restarts with a skewed clock{} ({relayed} cluster connections relayed, {refused} refused on cut links, {unknown} from no node); {} envelopes sent, {} acknowledged, {} ordered; {height} blocks on each of {N} nodes, identical and verified; violations: 0",
+        "chaos campaign: seed {seed}, {secs} s, {} kill -9, {} pauses, {} isolations, {} one-way cuts, {} slow links, {} consenters removed and added back, {} restarts with a skewed clock{}, {} full disks{} ({relayed} cluster connections relayed, {refused} refused on cut links, {unknown} from no node); {} envelopes sent, {} acknowledged, {} ordered; {height} blocks on each of {N} nodes, identical and verified; violations: 0",
         n(Fault::Kill),
         n(Fault::Pause),
         n(Fault::Isolate),
@@ -411,6 +483,12 @@ async fn a_fault_campaign_on_real_processes_keeps_every_promise() {
             ""
         } else {
             " (libfaketime not installed)"
+        },
+        n(Fault::FillDisk),
+        if disks.is_some() {
+            ""
+        } else {
+            " (not root: no tmpfs)"
         },
         book.sent.load(Ordering::Relaxed),
         acked.len(),

@@ -168,23 +168,6 @@ fn node_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Free bytes on the file system holding `path`, from `stat -f` (statvfs of the path itself:
-/// `df` would look the path up in this process's mount table, which does not have the node's
-/// tmpfs).
-fn free_bytes(path: &Path) -> u64 {
-    let out = Command::new("stat")
-        .args(["-f", "--format=%a %S"])
-        .arg(path)
-        .output()
-        .expect("running stat");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-    match (fields.next().flatten(), fields.next().flatten()) {
-        (Some(blocks), Some(size)) => blocks * size,
-        _ => panic!("stat -f {}: {text}", path.display()),
-    }
-}
-
 /// Every block of channel-1 from the genesis block up to the first block holding an envelope
 /// whose payload contains `text` (waiting for it).
 async fn deliver_envelopes_containing(

@@ -460,6 +460,23 @@ pub fn tx(signer: &SigningIdentity, channel: &str, i: u64) -> Envelope {
     .unwrap()
 }
 
+/// Free bytes on the file system holding `path`, from `stat -f` (statvfs of the path itself:
+/// `df` would look the path up in this process's mount table, which does not have the node's
+/// tmpfs).
+pub fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("stat")
+        .args(["-f", "--format=%a %S"])
+        .arg(path)
+        .output()
+        .expect("running stat");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    match (fields.next().flatten(), fields.next().flatten()) {
+        (Some(blocks), Some(size)) => blocks * size,
+        _ => panic!("stat -f {}: {text}", path.display()),
+    }
+}
+
 /// Joins `node` to channel-1 (a single consenter) and waits until it orders: one envelope from
 /// Org1's User1 answered SUCCESS. Returns a client and that user.
 pub async fn led_channel_1(
