@@ -57,8 +57,7 @@ struct Ledgerless {
 /// A client of node `n`: one envelope at a time, each attempt with its own tag, reconnecting
 /// whenever the node is unreachable.
 async fn client(n: u32, stop: Arc<AtomicBool>, book: Arc<Ledgerless>) {
-    let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
-    let tls = ClientTls::new(&[root], None, "127.0.0.1", &[b"h2"]).unwrap();
+    let tls = client_tls(None, b"h2");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", 37050 + n).parse().unwrap();
     let user1 = signer(USER1, "Org1MSP");
     let mut conn: Option<AtomicBroadcastClient<tonic::transport::Channel>> = None;

@@ -17,23 +17,9 @@ const ORG1_USER_TLS: &str =
     "crypto-config/peerOrganizations/org1.example.com/users/User1@org1.example.com/tls";
 
 fn admin_with(node: &OrdoProcess, cert_dir: Option<&str>) -> HttpClient {
-    let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
-    let pair = cert_dir.map(|d| {
-        (
-            std::fs::read(fixture(&format!("{d}/client.crt"))).unwrap(),
-            std::fs::read(fixture(&format!("{d}/client.key"))).unwrap(),
-        )
-    });
-    let tls = ClientTls::new(
-        &[root],
-        pair.as_ref().map(|(c, k)| (&c[..], &k[..])),
-        "127.0.0.1",
-        &[b"http/1.1"],
-    )
-    .unwrap();
     HttpClient {
         addr: node.addrs.admin,
-        tls: Some(tls),
+        tls: Some(client_tls(cert_dir, b"http/1.1")),
     }
 }
 

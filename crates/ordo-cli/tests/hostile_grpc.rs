@@ -74,7 +74,7 @@ async fn raw_stream_as(
     method: &'static str,
     messages: Vec<Vec<u8>>,
 ) -> (Vec<Vec<u8>>, tonic::Status) {
-    let channel = grpc_channel(node.addrs.general, Some(client_tls(cert_dir)))
+    let channel = grpc_channel(node.addrs.general, Some(client_tls(cert_dir, b"h2")))
         .await
         .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
@@ -97,19 +97,6 @@ async fn raw_stream_as(
             Err(status) => return (answers, status),
         }
     }
-}
-
-/// The node's TLS trust, and the client certificate in `cert_dir` if given.
-fn client_tls(cert_dir: Option<&str>) -> ClientTls {
-    let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
-    let pair = cert_dir.map(|d| {
-        (
-            std::fs::read(fixture(&format!("{d}/client.crt"))).unwrap(),
-            std::fs::read(fixture(&format!("{d}/client.key"))).unwrap(),
-        )
-    });
-    let pair = pair.as_ref().map(|(c, k)| (&c[..], &k[..]));
-    ClientTls::new(&[root], pair, "127.0.0.1", &[b"h2"]).unwrap()
 }
 
 async fn node_with_channel_1(dir: &Path) -> (OrdoProcess, SigningIdentity) {

@@ -419,20 +419,14 @@ impl OrdoProcess {
     }
 
     pub fn admin(&self) -> HttpClient {
-        let cert = std::fs::read(fixture(&format!("{ADMIN_TLS}/client.crt"))).unwrap();
-        let key = std::fs::read(fixture(&format!("{ADMIN_TLS}/client.key"))).unwrap();
-        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
         HttpClient {
             addr: self.addrs.admin,
-            tls: Some(
-                ClientTls::new(&[root], Some((&cert, &key)), "127.0.0.1", &[b"http/1.1"]).unwrap(),
-            ),
+            tls: Some(client_tls(Some(ADMIN_TLS), b"http/1.1")),
         }
     }
 
     pub async fn grpc(&self) -> AtomicBroadcastClient<tonic::transport::Channel> {
-        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
-        let tls = ClientTls::new(&[root], None, "127.0.0.1", &[b"h2"]).unwrap();
+        let tls = client_tls(None, b"h2");
         AtomicBroadcastClient::new(grpc_channel(self.addrs.general, Some(tls)).await.unwrap())
     }
 }
@@ -442,6 +436,20 @@ impl Drop for OrdoProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client's TLS towards the fixture orderers (trusting their TLS CA), presenting the
+/// `client.crt`/`client.key` in the fixture folder `cert_dir` if given, offering `alpn`.
+pub fn client_tls(cert_dir: Option<&str>, alpn: &[u8]) -> ClientTls {
+    let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
+    let pair = cert_dir.map(|d| {
+        (
+            std::fs::read(fixture(&format!("{d}/client.crt"))).unwrap(),
+            std::fs::read(fixture(&format!("{d}/client.key"))).unwrap(),
+        )
+    });
+    let pair = pair.as_ref().map(|(c, k)| (&c[..], &k[..]));
+    ClientTls::new(&[root], pair, "127.0.0.1", &[alpn]).unwrap()
 }
 
 pub fn signer(msp_dir: &str, msp_id: &str) -> SigningIdentity {
@@ -866,8 +874,7 @@ pub fn start_load(
 ) -> tokio::task::JoinHandle<()> {
     let general = node.addrs.general;
     tokio::spawn(async move {
-        let root = std::fs::read(fixture(&format!("{ORDERER1}/tls/ca.crt"))).unwrap();
-        let tls = ClientTls::new(&[root], None, "127.0.0.1", &[b"h2"]).unwrap();
+        let tls = client_tls(None, b"h2");
         let mut client =
             AtomicBroadcastClient::new(grpc_channel(general, Some(tls)).await.unwrap());
         let user1 = signer(USER1, "Org1MSP");
