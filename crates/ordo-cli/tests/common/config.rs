@@ -160,6 +160,18 @@ pub fn write_node_config_own_tls_at(
 /// organization's TLS CA with a new key, valid from `from` to `to` seconds from now: PEM
 /// certificate and key.
 pub fn mint_orderer_tls(n: u32, from: i64, to: i64) -> (String, String) {
+    let names = [
+        format!("orderer{n}.example.com"),
+        format!("orderer{n}"),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ];
+    mint_orderer_tls_for(&names, from, to)
+}
+
+/// As [`mint_orderer_tls`], for the subject alternative names `names` (DNS names or IP
+/// addresses; the first is also the common name).
+pub fn mint_orderer_tls_for(names: &[String], from: i64, to: i64) -> (String, String) {
     let tlsca = "crypto-config/ordererOrganizations/example.com/tlsca";
     let ca_key = rcgen::KeyPair::from_pem(
         &std::fs::read_to_string(fixture(&format!("{tlsca}/priv_sk"))).unwrap(),
@@ -168,17 +180,10 @@ pub fn mint_orderer_tls(n: u32, from: i64, to: i64) -> (String, String) {
     let ca_pem =
         std::fs::read_to_string(fixture(&format!("{tlsca}/tlsca.example.com-cert.pem"))).unwrap();
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
-    let name = format!("orderer{n}.example.com");
-    let mut params = rcgen::CertificateParams::new(vec![
-        name.clone(),
-        format!("orderer{n}"),
-        "localhost".into(),
-        "127.0.0.1".into(),
-    ])
-    .unwrap();
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).unwrap();
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
+        .push(rcgen::DnType::CommonName, names[0].clone());
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
         rcgen::KeyUsagePurpose::KeyEncipherment,

@@ -4,7 +4,10 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod config;
+pub mod lab;
+pub mod lab_client;
 pub mod relay;
+pub mod wan;
 
 #[allow(unused_imports)] // as dead_code above: some test binaries write no orderer.yaml
 pub use config::*;

@@ -1,0 +1,458 @@
+//! Region drills on the region lab (`common::lab`): the seed's five orderers 2/1/2 over three
+//! network namespaces with 40/80/120 ms round trips between them, a client in the middle region
+//! broadcasting all along (acknowledgement after commit). Each drill prints what it measured —
+//! time without a leader, envelopes refused, the longest wait between two acknowledgements — and
+//! ends with the same check: every orderer holds the same verified blocks, every acknowledged
+//! envelope is in them once, and none is in them twice.
+//!
+//! A new leader must be elected within [`leader_bound`]: a follower campaigns after its
+//! randomized election timeout (ElectionTick × TickInterval, up to twice that), once the last
+//! heartbeat it got is that old; a pre-vote and a vote round trip across the farthest regions
+//! follow.
+//!
+//! The drills need root (namespaces): `.ci/run` runs them with
+//! `cargo test -p ordo-cli --features region-lab --test regions`.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::lab::{CHANNEL, Lab, Spec};
+use common::lab_client::{Book, LabLoad};
+use common::*;
+use tokio::time::Instant;
+
+/// Drills use fixed addresses and namespace names: one at a time.
+static LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The channel's Raft timing (fixture channel-5): TickInterval 250 ms, ElectionTick 10.
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(2500);
+
+fn leader_bound(spec: &Spec) -> Duration {
+    let longest_rtt = spec.rtt_ms.iter().flatten().copied().max().unwrap_or(0);
+    2 * ELECTION_TIMEOUT + Duration::from_millis(2 * longest_rtt) + Duration::from_secs(1)
+}
+
+fn client_addrs(lab: &Lab) -> Vec<SocketAddr> {
+    lab.nodes.iter().map(|n| n.client_addr).collect()
+}
+
+/// Waits until a running orderer outside `excluded` regions leads; how long that took from
+/// `since`.
+async fn new_leader(lab: &Lab, excluded: &[usize], since: Instant) -> (usize, Duration) {
+    let deadline = since + WAIT;
+    loop {
+        if let Some(l) = lab.leader(excluded).await {
+            return (l, since.elapsed());
+        }
+        assert!(Instant::now() < deadline, "no leader outside {excluded:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every running orderer at the same height, holding the same verified blocks, with every
+/// acknowledged envelope once and no envelope twice. Returns the height.
+async fn same_ledgers(lab: &Lab, book: &Book) -> u64 {
+    let running: Vec<&OrdoProcess> = lab.processes().into_iter().flatten().collect();
+    let deadline = Instant::now() + WAIT;
+    let height = loop {
+        let mut hs = Vec::new();
+        for p in &running {
+            hs.push(height_of(p, CHANNEL).await);
+        }
+        if hs.iter().all(|h| *h == hs[0] && *h > 1) {
+            break hs[0];
+        }
+        assert!(Instant::now() < deadline, "heights stayed apart: {hs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let user1 = signer(USER1, "Org1MSP");
+    let first = blocks_of(running[0], &user1, CHANNEL, height).await;
+    verify_chain(&first);
+    for p in &running[1..] {
+        let blocks = blocks_of(p, &user1, CHANNEL, height).await;
+        assert!(
+            agreed(&blocks) == agreed(&first),
+            "two orderers hold different blocks"
+        );
+    }
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for t in payload_texts(&first) {
+        if t.starts_with("lab ") {
+            *count.entry(t).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, c)| **c > 1).take(5).collect();
+    assert!(twice.is_empty(), "envelopes ordered twice: {twice:?}");
+    let acked = book.acked.lock().unwrap();
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|(_, t)| !count.contains_key(t))
+        .take(5)
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but not ordered: {lost:?}");
+    height
+}
+
+fn report(drill: &str, lines: &[String]) {
+    println!("drill {drill}:");
+    for l in lines {
+        println!("  {l}");
+    }
+}
+
+fn refusals(book: &Book, since: Instant) -> Vec<(i32, String)> {
+    book.refused
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, _)| *t >= since)
+        .map(|(_, s, i)| (*s, i.clone()))
+        .collect()
+}
+
+async fn started() -> (Lab, LabLoad) {
+    let lab = Lab::start(Spec::seed()).await;
+    let load = LabLoad::start(client_addrs(&lab), CHANNEL, 4);
+    load.wait_acked(100, "a first hundred envelopes ordered")
+        .await;
+    (lab, load)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_the_leaders_region_keeps_ordering_and_it_catches_up_when_back() {
+    let _one = LAB.lock().await;
+    let (mut lab, load) = started().await;
+    let old = lab.leader(&[]).await.expect("a leader");
+    let region = lab.nodes[old].region;
+    let fault = Instant::now();
+    lab.kill_region(region);
+    let (leader, leaderless) = new_leader(&lab, &[region], fault).await;
+    load.wait_acked(200, "ordering goes on without the region")
+        .await;
+    let during = load.book.acked_since(fault);
+    let back = Instant::now();
+    lab.start_region(region);
+    load.wait_acked(100, "ordering goes on as the region returns")
+        .await;
+    let book = load.stop().await;
+    let height = same_ledgers(&lab, &book).await;
+    let bound = leader_bound(&lab.spec);
+    report(
+        "lose the leader's region",
+        &[
+            format!(
+                "lost region {region} ({} orderers, the leader orderer{} among them)",
+                lab.region_nodes(region).len(),
+                old + 1
+            ),
+            format!(
+                "new leader orderer{} (region {}) after {} ms (bound {} ms)",
+                leader + 1,
+                lab.nodes[leader].region,
+                leaderless.as_millis(),
+                bound.as_millis()
+            ),
+            format!(
+                "longest wait between acknowledgements after the loss: {} ms; {during} acknowledged before the region returned",
+                load_gap(&book, fault).as_millis()
+            ),
+            format!(
+                "refused {} (all {:?}), interrupted streams {}",
+                refusals(&book, fault).len(),
+                statuses(&book, fault),
+                book.interrupted.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+            format!(
+                "region back and caught up: {} blocks identical on all five orderers, {} envelopes acknowledged, {} since its return",
+                height,
+                book.acked_count(),
+                book.acked_since(back)
+            ),
+        ],
+    );
+    assert!(
+        leaderless <= bound,
+        "no leader for {leaderless:?} (bound {bound:?})"
+    );
+}
+
+fn load_gap(book: &Book, since: Instant) -> Duration {
+    book.longest_gap_since(since)
+}
+
+fn statuses(book: &Book, since: Instant) -> Vec<i32> {
+    let mut s: Vec<i32> = refusals(book, since).into_iter().map(|(s, _)| s).collect();
+    s.sort();
+    s.dedup();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_two_regions_refuses_envelopes_until_one_returns() {
+    let _one = LAB.lock().await;
+    let (mut lab, load) = started().await;
+    let fault = Instant::now();
+    lab.kill_region(0);
+    lab.kill_region(2);
+    // The middle region's lone orderer cannot order: it answers SERVICE_UNAVAILABLE.
+    let survivor = lab.region_nodes(1)[0];
+    let user1 = signer(USER1, "Org1MSP");
+    let mut client = lab.nodes[survivor].process.as_ref().unwrap().grpc().await;
+    let deadline = Instant::now() + WAIT;
+    for probe in 0.. {
+        let env = tx(&user1, CHANNEL, 1_000_000 + probe);
+        let r = broadcast(&mut client, vec![env]).await;
+        if r.first().map(|r| r.0) == Some(Status::ServiceUnavailable as i32) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not refuse: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused_at = fault.elapsed();
+    let acked_when_refusing = load.book.acked_count();
+    let back = Instant::now();
+    lab.start_region(2);
+    let (leader, leaderless) = new_leader(&lab, &[0], back).await;
+    load.wait_acked(100, "ordering resumes once a region returns")
+        .await;
+    let first_ack_after = {
+        let acked = load.book.acked.lock().unwrap();
+        acked[acked_when_refusing..]
+            .iter()
+            .find(|(t, _)| *t >= back)
+            .map(|(t, _)| *t - back)
+            .unwrap()
+    };
+    lab.start_region(0);
+    load.wait_acked(100, "ordering goes on as the last region returns")
+        .await;
+    let book = load.stop().await;
+    let height = same_ledgers(&lab, &book).await;
+    report(
+        "lose two regions",
+        &[
+            format!(
+                "regions 0 and 2 lost (4 of 5 orderers): the survivor refused with SERVICE_UNAVAILABLE {} ms after the loss; the client saw {} refusals ({:?})",
+                refused_at.as_millis(),
+                refusals(&book, fault).len(),
+                statuses(&book, fault)
+            ),
+            format!(
+                "region 2 back: leader orderer{} after {} ms, first acknowledgement after {} ms",
+                leader + 1,
+                leaderless.as_millis(),
+                first_ack_after.as_millis()
+            ),
+            format!(
+                "region 0 back and caught up: {height} blocks identical on all five orderers, {} envelopes acknowledged",
+                book.acked_count()
+            ),
+        ],
+    );
+    assert!(
+        refusals(&book, fault)
+            .iter()
+            .all(|(s, _)| *s == Status::ServiceUnavailable as i32)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_isolating_the_leaders_region_moves_leadership_without_a_fork() {
+    let _one = LAB.lock().await;
+    let (lab, load) = started().await;
+    let old = lab.leader(&[]).await.expect("a leader");
+    let region = lab.nodes[old].region;
+    let fault = Instant::now();
+    lab.set_region_link(region, false);
+    let (leader, leaderless) = new_leader(&lab, &[region], fault).await;
+    load.wait_acked(200, "ordering goes on beyond the partition")
+        .await;
+    let healed = Instant::now();
+    lab.set_region_link(region, true);
+    load.wait_acked(100, "ordering goes on after the partition heals")
+        .await;
+    let book = load.stop().await;
+    let height = same_ledgers(&lab, &book).await;
+    let bound = leader_bound(&lab.spec);
+    report(
+        "isolate the leader's region",
+        &[
+            format!("region {region} cut off (leader orderer{} in it)", old + 1),
+            format!(
+                "new leader orderer{} after {} ms (bound {} ms)",
+                leader + 1,
+                leaderless.as_millis(),
+                bound.as_millis()
+            ),
+            format!(
+                "refused {} ({:?}), longest wait between acknowledgements {} ms",
+                refusals(&book, fault).len(),
+                statuses(&book, fault),
+                book.longest_gap_since(fault).as_millis()
+            ),
+            format!(
+                "healed: {height} blocks identical on all five orderers, {} acknowledged since",
+                book.acked_since(healed)
+            ),
+        ],
+    );
+    assert!(
+        leaderless <= bound,
+        "no leader for {leaderless:?} (bound {bound:?})"
+    );
+}
+
+/// Restarts (SIGTERM, then start) every follower one at a time, each caught up and active
+/// before the next goes, then the leader. The followers' restarts refuse nothing. The leader's
+/// own restart still costs an election (it does not hand leadership over before it stops), so
+/// it is measured and reported, not held to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_of_all_five_orderers_refuses_nothing_while_followers_restart() {
+    let _one = LAB.lock().await;
+    let (mut lab, load) = started().await;
+    let start = Instant::now();
+    let mut lines = Vec::new();
+    let leader = lab.leader(&[]).await.expect("a leader");
+    let order: Vec<usize> = (0..lab.nodes.len())
+        .filter(|i| *i != leader)
+        .chain([leader])
+        .collect();
+    let mut leader_restart = None;
+    for i in order {
+        let t = Instant::now();
+        lab.stop_node(i);
+        lab.start_node(i);
+        wait_caught_up_and_active(&lab, i).await;
+        load.wait_acked(50, "ordering goes on between restarts")
+            .await;
+        lines.push(format!(
+            "orderer{} (region {}){}: back, caught up and active after {} ms",
+            i + 1,
+            lab.nodes[i].region,
+            if i == leader { ", the leader" } else { "" },
+            t.elapsed().as_millis()
+        ));
+        if i == leader {
+            leader_restart = Some(t);
+        } else {
+            assert_eq!(
+                refusals(&load.book, start),
+                vec![],
+                "refused while a follower restarted"
+            );
+        }
+    }
+    let book = load.stop().await;
+    let height = same_ledgers(&lab, &book).await;
+    let t = leader_restart.unwrap();
+    lines.push(format!(
+        "followers' restarts: 0 refused, longest wait between acknowledgements {} ms",
+        followers_gap(&book, start, t).as_millis()
+    ));
+    lines.push(format!(
+        "the leader's restart: refused {} ({:?}), longest wait between acknowledgements {} ms",
+        refusals(&book, t).len(),
+        statuses(&book, t),
+        book.longest_gap_since(t).as_millis()
+    ));
+    lines.push(format!(
+        "interrupted streams {}; {height} blocks identical on all five orderers, {} envelopes acknowledged",
+        book.interrupted.load(std::sync::atomic::Ordering::Relaxed),
+        book.acked_count()
+    ));
+    report("rolling restart", &lines);
+}
+
+/// The longest wait between acknowledgements from `from` to `to`.
+fn followers_gap(book: &Book, from: Instant, to: Instant) -> Duration {
+    let acked = book.acked.lock().unwrap();
+    let mut last = from;
+    let mut gap = Duration::ZERO;
+    for (t, _) in acked.iter().filter(|(t, _)| *t >= from && *t < to) {
+        gap = gap.max(*t - last);
+        last = *t;
+    }
+    gap
+}
+
+/// Waits until orderer index `i` is within two blocks of the leader and the leader counts all
+/// five consenters active.
+async fn wait_caught_up_and_active(lab: &Lab, i: usize) {
+    let p = lab.nodes[i].process.as_ref().unwrap();
+    let active = format!("consensus_etcdraft_active_nodes{{channel=\"{CHANNEL}\"}}");
+    wait_for("the restarted orderer caught up and active", || async {
+        match lab.leader(&[]).await {
+            Some(l) => {
+                let leader = lab.nodes[l].process.as_ref().unwrap();
+                metric(leader, &active).await == Some(5.0)
+                    && height_of(p, CHANNEL).await + 2 >= height_of(leader, CHANNEL).await
+            }
+            None => false,
+        }
+    })
+    .await;
+}
+
+/// The seed layout's throughput and latency at 40/80/120 ms, measured by `ordo bench` through
+/// the client relays (the client in the middle region): 4 streams × 64 to the leader at
+/// saturation, then an open-loop 1,000 envelopes/s. `ORDO_LAB_RTT_MS=a,b,c` sets the round trips
+/// (regions 0–1, 1–2, 0–2), `ORDO_LAB_ENVELOPES` the saturation run's size. Asserts only that
+/// every envelope was acknowledged and delivered once (`--check`); the figures are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wan_timing_of_the_seed_layout_with_ordo_bench() {
+    let _one = LAB.lock().await;
+    let mut spec = Spec::seed();
+    spec.consensus = String::new();
+    spec.batch_timeout = "2s".into();
+    if let Ok(v) = std::env::var("ORDO_LAB_RTT_MS") {
+        let r: Vec<u64> = v.split(',').map(|x| x.trim().parse().unwrap()).collect();
+        assert_eq!(r.len(), 3, "ORDO_LAB_RTT_MS=a,b,c");
+        spec.rtt_ms = vec![
+            vec![0, r[0], r[2]],
+            vec![r[0], 0, r[1]],
+            vec![r[2], r[1], 0],
+        ];
+    }
+    let envelopes = std::env::var("ORDO_LAB_ENVELOPES").unwrap_or_else(|_| "20000".into());
+    let lab = Lab::start(spec).await;
+    let user1 = signer(USER1, "Org1MSP");
+    let any = lab.nodes[0].process.as_ref().unwrap();
+    let mut client = any.grpc().await;
+    let r = broadcast_when_led(&mut client, tx(&user1, CHANNEL, 0)).await;
+    assert_eq!(r.0, Status::Success as i32, "{}", r.1);
+    let leader = lab.leader(&[]).await.expect("a leader");
+    let addr = lab.nodes[leader].client_addr.to_string();
+    println!(
+        "wan timing: round trips {:?} ms, leader orderer{} in region {}, client in region {}",
+        lab.spec.rtt_ms,
+        leader + 1,
+        lab.nodes[leader].region,
+        lab.spec.client_region
+    );
+    for extra in [
+        vec!["--envelopes", envelopes.as_str()],
+        vec!["--envelopes", "10000", "--rate", "1000"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["bench", "--orderer", &addr, "--channel", CHANNEL])
+            .args(["--msp-id", "Org1MSP", "--msp-dir"])
+            .arg(fixture(USER1))
+            .arg("--tls-ca")
+            .arg(fixture(TLSCA))
+            .args(["--check", "--json"])
+            .args(&extra)
+            .output()
+            .expect("running ordo bench");
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("wan timing {extra:?}: {text}");
+        assert!(
+            out.status.success(),
+            "ordo bench failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
