@@ -398,7 +398,8 @@ async fn wait_caught_up_and_active(lab: &Lab, i: usize) {
 }
 
 /// The seed layout's throughput and latency at 40/80/120 ms, measured by `ordo bench` through
-/// the client relays (the client in the middle region): 4 streams × 64 to the leader at
+/// the client relays (the client in the middle region) with the leader in each region in turn
+/// (the leader is restarted until leadership lands there): 4 streams × 64 to the leader at
 /// saturation, then an open-loop 1,000 envelopes/s. `ORDO_LAB_RTT_MS=a,b,c` sets the round trips
 /// (regions 0–1, 1–2, 0–2), `ORDO_LAB_ENVELOPES` the saturation run's size. Asserts only that
 /// every envelope was acknowledged and delivered once (`--check`); the figures are printed.
@@ -418,41 +419,64 @@ async fn wan_timing_of_the_seed_layout_with_ordo_bench() {
         ];
     }
     let envelopes = std::env::var("ORDO_LAB_ENVELOPES").unwrap_or_else(|_| "20000".into());
-    let lab = Lab::start(spec).await;
+    let mut lab = Lab::start(spec).await;
     let user1 = signer(USER1, "Org1MSP");
     let any = lab.nodes[0].process.as_ref().unwrap();
     let mut client = any.grpc().await;
     let r = broadcast_when_led(&mut client, tx(&user1, CHANNEL, 0)).await;
     assert_eq!(r.0, Status::Success as i32, "{}", r.1);
-    let leader = lab.leader(&[]).await.expect("a leader");
-    let addr = lab.nodes[leader].client_addr.to_string();
     println!(
-        "wan timing: round trips {:?} ms, leader orderer{} in region {}, client in region {}",
-        lab.spec.rtt_ms,
-        leader + 1,
-        lab.nodes[leader].region,
-        lab.spec.client_region
+        "wan timing: round trips {:?} ms, client in region {}",
+        lab.spec.rtt_ms, lab.spec.client_region
     );
-    for extra in [
-        vec!["--envelopes", envelopes.as_str()],
-        vec!["--envelopes", "10000", "--rate", "1000"],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
-            .args(["bench", "--orderer", &addr, "--channel", CHANNEL])
-            .args(["--msp-id", "Org1MSP", "--msp-dir"])
-            .arg(fixture(USER1))
-            .arg("--tls-ca")
-            .arg(fixture(TLSCA))
-            .args(["--check", "--json"])
-            .args(&extra)
-            .output()
-            .expect("running ordo bench");
-        let text = String::from_utf8_lossy(&out.stdout);
-        println!("wan timing {extra:?}: {text}");
-        assert!(
-            out.status.success(),
-            "ordo bench failed: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for region in 0..lab.spec.placement.len() {
+        let leader = lead_from(&mut lab, region).await;
+        let addr = lab.nodes[leader].client_addr.to_string();
+        for extra in [
+            vec!["--envelopes", envelopes.as_str()],
+            vec!["--envelopes", "10000", "--rate", "1000"],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+                .args(["bench", "--orderer", &addr, "--channel", CHANNEL])
+                .args(["--msp-id", "Org1MSP", "--msp-dir"])
+                .arg(fixture(USER1))
+                .arg("--tls-ca")
+                .arg(fixture(TLSCA))
+                .args(["--check", "--json"])
+                .args(&extra)
+                .output()
+                .expect("running ordo bench");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "ordo bench failed: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+            println!(
+                "wan timing: leader orderer{} in region {region}, {:?}: {:.0} tx/s ordered, latency p50 {:.0} ms, p99 {:.0} ms, {:.1} envelopes per block",
+                leader + 1,
+                extra,
+                v["ordered_per_sec"].as_f64().unwrap_or(0.0),
+                v["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+                v["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+                v["txs_per_block"].as_f64().unwrap_or(0.0),
+            );
+        }
     }
+}
+
+/// Restarts the leader until an orderer of `region` leads (each restart elects another one);
+/// returns its index.
+async fn lead_from(lab: &mut Lab, region: usize) -> usize {
+    for _ in 0..20 {
+        let leader = new_leader(lab, &[], Instant::now()).await.0;
+        if lab.nodes[leader].region == region {
+            return leader;
+        }
+        lab.stop_node(leader);
+        lab.start_node(leader);
+        wait_caught_up_and_active(lab, leader).await;
+    }
+    panic!("leadership did not land in region {region} in 20 restarts")
 }
