@@ -12,6 +12,8 @@ mod config_cmd;
 mod demo_client;
 mod demo_cmd;
 mod demo_net;
+mod deploy_cmd;
+mod deploy_k8s;
 mod node_cmd;
 
 #[derive(Parser)]
@@ -40,6 +42,9 @@ enum Command {
     /// Channel configuration tools: what configtxlator and configtxgen do, without Fabric.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Deployment manifests of an ordering service (`kubernetes`: zones, Secrets, probes).
+    #[command(subcommand)]
+    Deploy(deploy_cmd::DeployCommand),
     /// Runs a local Raft cluster on a generated channel, its orderer organization enrolled from an
     /// in-process CA, and shows the blocks it produces.
     Demo(demo_cmd::DemoArgs),
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Config(c) => config_cmd::run(c),
         Command::Node(c) => node_cmd::run(c),
         Command::Demo(a) => demo_cmd::run(a),
+        Command::Deploy(c) => deploy_cmd::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
