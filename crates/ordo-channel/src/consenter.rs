@@ -439,6 +439,12 @@ impl<C: ConfigView> ConsenterEngine<C> {
         self.settle(io)
     }
 
+    /// The node is stopping: see [`ChainCore::hand_off`] (a leader hands leadership over first).
+    pub fn hand_off<I: Io<Config = C>>(&mut self, io: &mut I) -> Result<(), EngineError> {
+        self.guarded(|c| c.hand_off())??;
+        self.settle(io)
+    }
+
     /// An envelope Broadcast validated; `now_ns` is the runtime's time base. An envelope that
     /// is no longer valid under a config that changed since, or that finds this node no longer
     /// leading, is dropped as in Fabric (its client already got SUCCESS).

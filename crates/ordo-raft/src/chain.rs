@@ -36,7 +36,10 @@
 //! - a leader never removes itself (or keeps leading with a rotated certificate): it transfers
 //!   leadership first, and the next leader carries the change out;
 //! - a node the config removes stops campaigning, keeps voting and acknowledging until its
-//!   removal is applied (or the leader stops talking to it), then reports [`Action::Evicted`].
+//!   removal is applied (or the leader stops talking to it), then reports [`Action::Evicted`];
+//! - beyond Fabric ([`ChainCore::hand_off`]): a node told it is stopping takes no more
+//!   envelopes and, as leader, cuts its pending batch and transfers leadership once every block
+//!   it created is applied, so an operator's restart costs a round trip, not an election.
 
 use bytes::Bytes;
 use ordo_ledger::block::{header_hash, is_config_block, new_block};
@@ -366,6 +369,11 @@ pub struct ChainCore {
     rotated_self: bool,
     /// The config removed this node: it no longer campaigns, and waits to be evicted.
     leaving: bool,
+    /// The node is stopping (see [`ChainCore::hand_off`]): it takes no more envelopes, and as
+    /// leader hands leadership over once every block it created is committed.
+    stopping: bool,
+    /// The tick of the last leadership transfer asked for while stopping.
+    hand_off_tried: Option<u64>,
     /// Ticks since the leader last talked to this (leaving) node.
     leader_silent_ticks: usize,
     evicted: bool,
@@ -547,6 +555,8 @@ impl ChainCore {
             conf_change_tried: None,
             promotion_floor: Default::default(),
             rotated_self: false,
+            stopping: false,
+            hand_off_tried: None,
             leader_silent_ticks: 0,
             evicted: false,
             actions,
@@ -657,6 +667,7 @@ impl ChainCore {
     /// this is false, which is how Fabric's MaxInflightBlocks pushes back on clients.
     pub fn accepting(&self) -> bool {
         self.role == StateRole::Leader
+            && !self.stopping
             && self.sync_index.is_none()
             && self.catching_up.is_none()
             && !self.config_inflight
@@ -692,6 +703,7 @@ impl ChainCore {
         self.raw.tick();
         self.track_active();
         self.push_conf_change()?;
+        self.try_hand_off();
         if let Some(left) = self.campaign_in.as_mut() {
             *left = left.saturating_sub(1);
             if *left == 0 {
@@ -777,7 +789,82 @@ impl ChainCore {
             Err(e) => return Err(e.into()),
             Ok(()) => {}
         }
+        self.advance()?;
+        if self.stopping {
+            // The commit this step brought may be the last one the hand-off waited for.
+            self.try_hand_off();
+            self.advance()?;
+        }
+        Ok(())
+    }
+
+    /// The node is stopping (an operator's restart, SIGTERM): it takes no more envelopes and,
+    /// as leader, cuts what the block cutter holds and, once every block it created is
+    /// committed, transfers leadership to the most up-to-date active voter — so the group has a
+    /// leader again within a round trip, instead of an election timeout after this node falls
+    /// silent, and nothing it accepted is dropped. Fabric's orderer just stops. A follower has
+    /// nothing to hand over; the runtime forwards what is still queued to the new leader.
+    pub fn hand_off(&mut self) -> Result<(), CoreError> {
+        self.stopping = true;
+        if self.role == StateRole::Leader {
+            let pending = self.cutter.cut_at(self.now_ns);
+            if !pending.is_empty() {
+                self.propose_block(pending);
+            }
+        }
+        self.try_hand_off();
         self.advance()
+    }
+
+    /// As a stopping leader with every created block committed: asks raft-rs to transfer
+    /// leadership (again after an election timeout if this node still leads by then).
+    fn try_hand_off(&mut self) {
+        if !self.stopping
+            || self.role != StateRole::Leader
+            || self.created.0 != self.last.number
+            || self.config_inflight
+            || self.sync_index.is_some()
+            || self.catching_up.is_some()
+            || self.evicted
+        {
+            return;
+        }
+        let retry_after = self.options.election_tick.max(1) as u64;
+        if self
+            .hand_off_tried
+            .is_some_and(|t| self.ticks < t + retry_after)
+        {
+            return;
+        }
+        self.hand_off_tried = Some(self.ticks);
+        match self.transfer_target() {
+            Some(to) => {
+                tracing::info!(channel = %self.channel, to, "stopping: transferring leadership");
+                self.raw.transfer_leader(to);
+            }
+            None => {
+                tracing::info!(channel = %self.channel, "stopping: no other voter to hand leadership to")
+            }
+        }
+    }
+
+    /// The voter to hand leadership to: a consenter of the config in force, preferably recently
+    /// active, then the most up to date.
+    fn transfer_target(&self) -> Option<u64> {
+        let me = self.raw.raft.id;
+        // Preferably a recently active voter, but not only: raft-rs clears `recent_active` at
+        // every CheckQuorum round (each election timeout), and a retry falling on that tick —
+        // they come every election timeout too — would find nobody, every time.
+        self.raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .filter(|(id, _)| self.last.metadata.consenter_ids.contains(id))
+            // raft-rs ignores a transfer to a learner.
+            .filter(|(id, _)| self.raw.raft.prs().conf().voters().contains(**id))
+            .max_by_key(|(id, pr)| (pr.recent_active, pr.matched, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)
     }
 
     /// An envelope to order (already validated). Only the leader takes it.
@@ -868,21 +955,7 @@ impl ChainCore {
         if change == RaftChange::Remove(me) {
             // Fabric's abdication: a leader does not remove itself (nor keeps leading with a
             // certificate the others no longer pin); the next leader carries the change out.
-            // Preferably a recently active voter, but not only: raft-rs clears `recent_active`
-            // at every CheckQuorum round (each election timeout), and a retry falling on that
-            // tick — they come every election timeout too — would find nobody, every time.
-            let target = self
-                .raw
-                .raft
-                .prs()
-                .iter()
-                .filter(|(id, _)| **id != me)
-                .filter(|(id, _)| self.last.metadata.consenter_ids.contains(id))
-                // raft-rs ignores a transfer to a learner.
-                .filter(|(id, _)| self.raw.raft.prs().conf().voters().contains(**id))
-                .max_by_key(|(id, pr)| (pr.recent_active, pr.matched, std::cmp::Reverse(**id)))
-                .map(|(id, _)| *id);
-            match target {
+            match self.transfer_target() {
                 Some(to) => {
                     tracing::info!(channel = %self.channel, to, "transferring leadership before this node's removal or certificate rotation");
                     self.raw.transfer_leader(to);

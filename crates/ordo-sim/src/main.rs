@@ -75,6 +75,8 @@ fn main() -> ExitCode {
     let changes = AtomicU64::new(0);
     let cold_reads = AtomicU64::new(0);
     let lost_blocks = AtomicU64::new(0);
+    let stops = AtomicU64::new(0);
+    let handed_over = AtomicU64::new(0);
     // Growth phases with learners and with Fabric's AddNode: how many, leaderless time, the
     // longest gap between blocks.
     let growth = std::sync::Mutex::new([(0u64, 0u64, 0u64); 2]);
@@ -93,6 +95,8 @@ fn main() -> ExitCode {
                             changes.fetch_add(r.membership_changes, Ordering::Relaxed);
                             cold_reads.fetch_add(r.cold_reads, Ordering::Relaxed);
                             lost_blocks.fetch_add(r.lost_blocks, Ordering::Relaxed);
+                            stops.fetch_add(r.graceful_stops, Ordering::Relaxed);
+                            handed_over.fetch_add(r.handed_over, Ordering::Relaxed);
                             if r.growth {
                                 let mut g = growth.lock().unwrap_or_else(|p| p.into_inner());
                                 let g = &mut g[usize::from(!r.learners)];
@@ -120,6 +124,11 @@ fn main() -> ExitCode {
         changes.load(Ordering::Relaxed),
         cold_reads.load(Ordering::Relaxed),
         lost_blocks.load(Ordering::Relaxed)
+    );
+    println!(
+        "graceful stops: {}, of which {} by a leader that had handed leadership over when it went down",
+        stops.load(Ordering::Relaxed),
+        handed_over.load(Ordering::Relaxed)
     );
     let g = growth.into_inner().unwrap_or_else(|p| p.into_inner());
     for (name, (runs, leaderless, gap)) in [("learners", g[0]), ("Fabric's AddNode", g[1])] {

@@ -96,6 +96,11 @@ pub struct Report {
     pub envelopes_ordered: u64,
     pub acknowledged: u64,
     pub crashes: u64,
+    /// Stops that began with a hand-off (an operator's restart): the node stopped taking
+    /// envelopes and, if it led, handed leadership over, before it went down.
+    pub graceful_stops: u64,
+    /// Of those, stops of a leader that had handed leadership to another node by then.
+    pub handed_over: u64,
     pub lost_writes: u64,
     /// Unsynced ledger blocks lost in crashes (made again from the WAL).
     pub lost_blocks: u64,
@@ -188,6 +193,13 @@ enum Ev {
     Chaos,
     Restart {
         node: usize,
+    },
+    /// A node that began a graceful stop goes down (incarnation `inc`).
+    Stop {
+        node: usize,
+        inc: u64,
+        /// It led when the stop began.
+        led: bool,
     },
     Heal,
     EndChaos,
@@ -283,6 +295,9 @@ struct NetParams {
 struct World {
     opts: SimOptions,
     rng: ChaCha8Rng,
+    /// Draws whether a stop is graceful; a stream of its own, so that the main stream's draws
+    /// (and the seeds' scenarios) stay what they were until the first graceful stop.
+    stop_rng: ChaCha8Rng,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Queued>,
@@ -470,6 +485,7 @@ impl World {
             cold_reads: Default::default(),
             opts,
             rng,
+            stop_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5709_5709),
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
@@ -708,6 +724,23 @@ impl World {
             Ev::Restart { node } => {
                 if self.nodes[node].engine.is_none() {
                     self.start(node)?;
+                }
+            }
+            Ev::Stop { node, inc, led } => {
+                if self.nodes[node].inc == inc && self.nodes[node].engine.is_some() {
+                    let status = self.nodes[node]
+                        .engine
+                        .as_ref()
+                        .map(ConsenterEngine::status);
+                    if led && status.is_some_and(|s| !s.is_leader && s.leader != 0) {
+                        self.report.handed_over += 1;
+                    }
+                    // Down as a crash is (the worst a stop can be); after the chaos the node
+                    // comes back at once, so the run can converge.
+                    self.crash(node)?;
+                    if !self.chaos {
+                        self.start(node)?;
+                    }
                 }
             }
             Ev::Heal => {
@@ -1444,7 +1477,11 @@ impl World {
                 _ => up.choose(&mut self.rng).copied(),
             };
             if let Some(v) = victim {
-                self.crash(v)?;
+                if self.stop_rng.gen_bool(0.3) {
+                    self.graceful_stop(v)?;
+                } else {
+                    self.crash(v)?;
+                }
             }
         } else if roll < 65 && self.partition.is_none() {
             let groups: Vec<u8> = (0..self.nodes.len())
@@ -1458,6 +1495,29 @@ impl World {
         } else if roll < 75 {
             self.net.max_delay = self.rng.gen_range(1..=60) * MS;
         }
+        Ok(())
+    }
+
+    /// An operator's restart: the node hands over (`ConsenterEngine::hand_off`: no more
+    /// envelopes, leadership to another voter once its blocks are committed) and goes down a
+    /// while later, whether or not the hand-off finished by then.
+    fn graceful_stop(&mut self, i: usize) -> Result<(), String> {
+        let led = self.nodes[i]
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.status().is_leader);
+        self.with_engine(i, |e, io, _| e.hand_off(io))?;
+        self.report.graceful_stops += 1;
+        self.trace(|| {
+            format!(
+                "node {} stopping{}",
+                i + 1,
+                if led { " (the leader)" } else { "" }
+            )
+        });
+        let inc = self.nodes[i].inc;
+        let down = self.now + self.stop_rng.gen_range(50..2000) * MS;
+        self.at(down, Ev::Stop { node: i, inc, led });
         Ok(())
     }
 

@@ -33,6 +33,11 @@ fn assert_exercised(reports: &[Report]) {
         "too few crashes"
     );
     assert!(sum(|r| r.partitions) > 0, "no partition");
+    assert!(sum(|r| r.graceful_stops) > 0, "no graceful stop");
+    assert!(
+        sum(|r| r.handed_over) > 0,
+        "no stopping leader ever handed leadership over"
+    );
     assert!(sum(|r| r.snapshots_taken) > 0, "no snapshot taken");
     assert!(
         sum(|r| r.catch_ups) > 0,
