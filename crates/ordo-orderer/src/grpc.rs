@@ -90,6 +90,26 @@ struct Checked {
 /// blocks); beyond this the stream stops reading.
 const MAX_UNANSWERED: usize = 4096;
 
+/// How long an envelope waits for its channel to have a leader before it is refused with
+/// "no Raft leader". Fabric refuses at once; but most leaderless moments are a leadership
+/// transfer (a leader stopping, a rotation) or an election after a leader's loss, over within a
+/// round trip or an election timeout, and a client re-sending after a refusal waits longer.
+const LEADERLESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The channel's state once it has a leader (or halted), or after `limit`, whichever is first.
+async fn leader_within(
+    channel: &Arc<crate::channel::Channel>,
+    limit: std::time::Duration,
+) -> crate::channel::ChainState {
+    let mut w = channel.watch_state();
+    let _ = tokio::time::timeout(
+        limit,
+        w.wait_for(|s| s.status.leader != 0 || s.halted.is_some()),
+    )
+    .await;
+    w.borrow().clone()
+}
+
 /// An envelope handed over (or refused), its answer pending.
 struct Answer {
     channel: String,
@@ -230,6 +250,11 @@ impl AtomicBroadcastService {
                 info: format!("chain is halted: {e}"),
             });
         }
+        let state = if state.status.leader == 0 {
+            leader_within(&v.channel, LEADERLESS_WAIT).await
+        } else {
+            state
+        };
         if state.status.leader == 0 {
             return Err(Rejection {
                 status: Status::ServiceUnavailable,

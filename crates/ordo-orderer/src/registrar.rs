@@ -666,6 +666,32 @@ impl Registrar {
             .map_err(|e| io_failed("cannot write in", &self.dirs.ledger, e))
     }
 
+    /// The node is stopping: every channel stops taking envelopes, and each one this node leads
+    /// hands leadership to another consenter ([`Channel::hand_off`]). Waits until every such
+    /// channel follows a new leader (or halted), at most `limit`.
+    pub async fn hand_off_leadership(&self, limit: std::time::Duration) {
+        let mut led = Vec::new();
+        for ch in self.channels() {
+            let status = ch.state().status;
+            ch.hand_off();
+            if status.is_leader && status.cluster_size > 1 {
+                led.push(ch.watch_state());
+            }
+        }
+        let handed = async {
+            for w in &mut led {
+                let _ = w
+                    .wait_for(|s| {
+                        s.halted.is_some() || (!s.status.is_leader && s.status.leader != 0)
+                    })
+                    .await;
+            }
+        };
+        if tokio::time::timeout(limit, handed).await.is_err() {
+            tracing::warn!(limit = ?limit, "stopping: leadership was not handed over in time");
+        }
+    }
+
     /// Stops every channel (node shutdown).
     pub async fn stop_all(&self) {
         for ch in self.channels() {

@@ -108,6 +108,7 @@ impl Channel {
         let (stop, stop_rx) = watch::channel(false);
         let suspicion = Arc::new(Notify::new());
         let unknown_sender = Arc::new(Notify::new());
+        let hand_off = Arc::new(Notify::new());
         let refusals = services.comm.as_ref().map(|c| c.refusals(name));
         services.metrics.ledger_height(name, ledger.height());
         // A consenter (Fabric's participation gauges): active, or onboarding while a learner.
@@ -122,6 +123,7 @@ impl Channel {
             origin: Instant::now(),
             suspicion: suspicion.clone(),
             unknown_sender: unknown_sender.clone(),
+            hand_off: hand_off.clone(),
             refusals,
         };
         let task = tokio::spawn(driver.run(queue, inbound_rx, stop_rx, tick));
@@ -140,6 +142,7 @@ impl Channel {
                 waiters,
                 suspicion,
                 unknown_sender,
+                hand_off,
                 adds_learners,
             }),
         }))
@@ -162,6 +165,8 @@ struct Driver {
     suspicion: Arc<Notify>,
     /// See [`Channel::unknown_sender`].
     unknown_sender: Arc<Notify>,
+    /// See [`Channel::hand_off`].
+    hand_off: Arc<Notify>,
     /// See [`Comm::refusals`].
     refusals: Option<watch::Receiver<u64>>,
 }
@@ -212,14 +217,25 @@ impl Driver {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let suspicion = self.suspicion.clone();
         let unknown_sender = self.unknown_sender.clone();
+        let hand_off = self.hand_off.clone();
         loop {
             let deadline = self
                 .engine
                 .deadline()
                 .map(|ns| self.origin + Duration::from_nanos(ns));
             let accepting = self.engine.accepting();
+            // What was queued for this node as leader and never read (leadership moved, or
+            // this node is stopping) goes to the leader it now follows, as a follower's
+            // Broadcast would have sent it, instead of waiting here for a leadership that may
+            // not come back.
+            let status = self.engine.status();
+            let forward_to =
+                (!status.is_leader && status.leader != 0 && status.leader != status.id)
+                    .then_some(status.leader);
             let step: Result<(), EngineError> = tokio::select! {
                 _ = stop.changed() => break,
+                _ = hand_off.notified() => self.engine.hand_off(&mut self.io),
+
                 _ = ticker.tick() => self.engine.tick(&mut self.io),
                 _ = suspicion.notified() => {
                     self.engine.suspect(&mut self.io, Suspicion::AddressedUnderAnotherId);
@@ -239,9 +255,17 @@ impl Driver {
                     Ok(())
                 }
                 Some(m) = inbound.recv() => self.engine.step(&mut self.io, m.msg, m.active_nodes),
-                Some(s) = queue.recv(), if accepting => {
-                    let now = self.now_ns();
-                    self.engine.submit(&mut self.io, s, now)
+                Some(s) = queue.recv(), if accepting || forward_to.is_some() => {
+                    match forward_to {
+                        Some(leader) if !accepting => {
+                            self.forward(s, leader);
+                            Ok(())
+                        }
+                        _ => {
+                            let now = self.now_ns();
+                            self.engine.submit(&mut self.io, s, now)
+                        }
+                    }
                 }
                 Some(p) = next_pulled(&mut self.io.pull) => self.engine.on_pulled(&mut self.io, p.block),
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -267,6 +291,33 @@ impl Driver {
         if let Some(comm) = &self.io.services.comm {
             comm.remove_channel(&self.name);
         }
+    }
+
+    /// Sends a queued envelope to `leader`'s submit stream, on a task of its own (the send
+    /// waits for the stream; the driver must not).
+    fn forward(&self, s: Submission, leader: u64) {
+        let Some(comm) = self.io.services.comm.clone() else {
+            return;
+        };
+        let env = match Envelope::decode(s.envelope.clone()) {
+            Ok(env) => env,
+            Err(e) => {
+                // Ordo marshalled it itself; this cannot happen.
+                debug_assert!(false, "a queued envelope does not decode: {e}");
+                return;
+            }
+        };
+        let req = ordo_proto::orderer::SubmitRequest {
+            channel: self.name.clone(),
+            last_validation_seq: s.config_seq,
+            payload: Some(env),
+        };
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = comm.send_submit(&name, leader, req).await {
+                tracing::warn!(channel = %name, leader, error = %e, "a queued envelope could not be forwarded to the new leader");
+            }
+        });
     }
 
     fn halt(&self, e: ChannelError) {

@@ -114,6 +114,8 @@ struct ConsenterLink {
     suspicion: Arc<Notify>,
     /// Wakes the driver to check whether this node's config is behind the channel's.
     unknown_sender: Arc<Notify>,
+    /// Tells the driver the node is stopping (see [`Channel::hand_off`]).
+    hand_off: Arc<Notify>,
     /// Whether a consenter added by a config update enters this channel's Raft group as a
     /// learner (`Consensus.FabricMembershipChanges` off), for the quorum-loss check.
     adds_learners: bool,
@@ -224,6 +226,15 @@ impl Channel {
     pub fn unknown_sender(&self) {
         if let Some(c) = self.consenter() {
             c.unknown_sender.notify_one();
+        }
+    }
+
+    /// The node is stopping: as leader, this channel hands leadership to another consenter
+    /// once everything it accepted is committed (`ChainCore::hand_off`); what is still queued
+    /// is forwarded to the new leader. Watch [`Channel::watch_state`] for the new leader.
+    pub fn hand_off(&self) {
+        if let Some(c) = self.consenter() {
+            c.hand_off.notify_one();
         }
     }
 

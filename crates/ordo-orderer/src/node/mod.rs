@@ -33,6 +33,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How long open connections may take to finish when the node stops.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest a stopping node waits for the channels it leads to have a new leader.
+pub const HAND_OFF_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -169,8 +171,12 @@ impl Node {
         self.stop().await;
     }
 
-    /// Stops the listeners (open streams get [`SHUTDOWN_GRACE`] to finish), then every channel.
+    /// Hands the leadership of the channels this node leads over (at most [`HAND_OFF_LIMIT`]),
+    /// while the listeners still serve: Broadcast streams go on, forwarding to the new leaders.
+    /// Then stops the listeners (open streams get [`SHUTDOWN_GRACE`] to finish), then every
+    /// channel.
     pub async fn stop(self) {
+        self.registrar.hand_off_leadership(HAND_OFF_LIMIT).await;
         let _ = self.shutdown.send(true);
         for mut t in self.tasks {
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut t).await.is_err() {
