@@ -351,6 +351,62 @@ async fn a_rolling_restart_of_all_five_orderers_refuses_no_envelope() {
     assert_eq!(refusals(&book, start), vec![], "envelopes refused");
 }
 
+/// Grows the channel into the far region while the client broadcasts: orderers 1–4 are the
+/// genesis block's consenters and orderer5 (region 2, 80–120 ms away) follows the channel until
+/// a config update adds it. It enters the Raft group as a learner and is promoted once caught
+/// up: no envelope is refused and ordering never waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adding_a_consenter_in_a_far_region_refuses_no_envelope() {
+    let _one = LAB.lock().await;
+    let mut spec = Spec::seed();
+    spec.consenters = 4;
+    let lab = Lab::start(spec).await;
+    let load = LabLoad::start(client_addrs(&lab)[..4].to_vec(), CHANNEL, 4);
+    load.wait_acked(100, "a first hundred envelopes ordered")
+        .await;
+    let far = 4;
+    let start = Instant::now();
+    let first = lab.nodes[0].process.as_ref().unwrap();
+    let update = consenters_update(&last_config_block(first, CHANNEL).await, CHANNEL, |cs| {
+        cs.push(common::lab::lab_consenter(&lab.nodes[far]))
+    });
+    let mut client = first.grpc().await;
+    let r = broadcast(&mut client, vec![update]).await;
+    assert_eq!(r[0].0, Status::Success as i32, "{}", r[0].1);
+    let p = lab.nodes[far].process.as_ref().unwrap();
+    wait_for("orderer5 a consenter", || async {
+        relation(p, CHANNEL).await.0 == "consenter"
+    })
+    .await;
+    let consenter = start.elapsed();
+    wait_caught_up_and_active(&lab, far).await;
+    let active = start.elapsed();
+    load.wait_acked(100, "ordering goes on with orderer5").await;
+    let book = load.stop().await;
+    let height = same_ledgers(&lab, &book).await;
+    report(
+        "add a consenter in a far region",
+        &[
+            format!(
+                "orderer5 (region 2) a consenter {} ms after the update was sent, caught up and counted active by the leader after {} ms",
+                consenter.as_millis(),
+                active.as_millis()
+            ),
+            format!(
+                "refused {}, longest wait between acknowledgements {} ms, interrupted streams {}",
+                refusals(&book, start).len(),
+                book.longest_gap_since(start).as_millis(),
+                book.interrupted.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+            format!(
+                "{height} blocks identical on all five orderers, {} envelopes acknowledged",
+                book.acked_count()
+            ),
+        ],
+    );
+    assert_eq!(refusals(&book, start), vec![], "envelopes refused");
+}
+
 /// Waits until orderer index `i` is within two blocks of the leader and the leader counts all
 /// five consenters active.
 async fn wait_caught_up_and_active(lab: &Lab, i: usize) {

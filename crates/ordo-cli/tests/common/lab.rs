@@ -50,6 +50,9 @@ pub struct Spec {
     pub consensus: String,
     /// The channel's `BatchTimeout`.
     pub batch_timeout: String,
+    /// How many orderers (the first ones) are consenters in the genesis block; the others
+    /// follow the channel until a config update adds them.
+    pub consenters: usize,
 }
 
 impl Spec {
@@ -64,6 +67,7 @@ impl Spec {
             client_region: 1,
             consensus: ", AckAfterCommit: true, AckAfterCommitTimeout: 5s".into(),
             batch_timeout: "250ms".into(),
+            consenters: 5,
         }
     }
 
@@ -266,7 +270,7 @@ impl Lab {
         for (node, addr) in nodes.iter_mut().zip(&client_relay.bound) {
             node.client_addr = *addr;
         }
-        let genesis = lab_genesis(&nodes, &spec.batch_timeout);
+        let genesis = lab_genesis(&nodes, &spec.batch_timeout, spec.consenters);
         let mut lab = Lab {
             spec,
             nodes,
@@ -433,9 +437,22 @@ Consensus: {{WALDir: {d}/etcdraft/wal, SnapDir: {d}/etcdraft/snapshot{consensus}
     path
 }
 
-/// The fixture's channel-5 with every consenter at `orderer{n}.lab:7050` with the lab's TLS
-/// certificate, the orderer organization's endpoints the same names, and `batch_timeout`.
-fn lab_genesis(nodes: &[LabNode], batch_timeout: &str) -> Vec<u8> {
+/// The consenter entry of a lab orderer: `orderer{n}.lab:7050` with its TLS certificate.
+pub fn lab_consenter(node: &LabNode) -> ordo_proto::etcdraft::Consenter {
+    let cert =
+        Bytes::from(std::fs::read(node.yaml.parent().unwrap().join("tls/server.crt")).unwrap());
+    ordo_proto::etcdraft::Consenter {
+        host: format!("orderer{}.lab", node.n),
+        port: PORT as u32,
+        client_tls_cert: cert.clone(),
+        server_tls_cert: cert,
+    }
+}
+
+/// The fixture's channel-5 with the first `consenters` orderers as consenters (see
+/// [`lab_consenter`]), every orderer among the orderer organization's endpoints under its lab
+/// name, and `batch_timeout`.
+fn lab_genesis(nodes: &[LabNode], batch_timeout: &str, consenters: usize) -> Vec<u8> {
     let genesis = Block::decode(
         std::fs::read(fixture("channel-genesis/channel-5.block"))
             .unwrap()
@@ -446,21 +463,8 @@ fn lab_genesis(nodes: &[LabNode], batch_timeout: &str) -> Vec<u8> {
         .unwrap()
         .config()
         .clone();
-    let certs: Vec<Bytes> = nodes
-        .iter()
-        .map(|node| {
-            let dir = node.yaml.parent().unwrap().join("tls/server.crt");
-            Bytes::from(std::fs::read(dir).unwrap())
-        })
-        .collect();
     edit_consenters(&mut config, |cs| {
-        assert_eq!(cs.len(), nodes.len(), "channel-5 has five consenters");
-        for ((c, cert), node) in cs.iter_mut().zip(&certs).zip(nodes) {
-            c.host = format!("orderer{}.lab", node.n);
-            c.port = PORT as u32;
-            c.client_tls_cert = cert.clone();
-            c.server_tls_cert = cert.clone();
-        }
+        *cs = nodes.iter().take(consenters).map(lab_consenter).collect();
     });
     let orderer = config
         .channel_group
