@@ -219,6 +219,9 @@ pub struct EngineParams<C> {
     /// A deliberately broken engine, for the simulator to prove its checker; `None` always on a
     /// node.
     pub bug: Option<InjectedBug>,
+    /// The consenters preferred as leader, as `host:port` the channel config names them
+    /// (`Consensus.PreferredLeaders`; see `ChainCore::set_preferred_leaders`).
+    pub preferred_leaders: Vec<String>,
 }
 
 /// A deliberately broken engine: the simulator runs seeds with one to show that its checker
@@ -281,6 +284,8 @@ pub struct ConsenterEngine<C: ConfigView> {
     /// follows the channel, up to the given config block (learnt from the others) if any.
     evicted: Option<Option<Block>>,
     bug: Option<InjectedBug>,
+    /// See [`EngineParams::preferred_leaders`].
+    preferred_leaders: Vec<String>,
 }
 
 impl<C: ConfigView> std::fmt::Debug for ConsenterEngine<C> {
@@ -344,7 +349,9 @@ impl<C: ConfigView> ConsenterEngine<C> {
             last_probe_tick: None,
             evicted: None,
             bug: p.bug,
+            preferred_leaders: p.preferred_leaders,
         };
+        engine.prefer();
         // A node the config removed may still be in the Raft group (its removal not applied
         // yet) and be needed for a quorum: the transport must reach it after a restart too, at
         // the address an earlier config gives it.
@@ -371,6 +378,24 @@ impl<C: ConfigView> ConsenterEngine<C> {
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Tells the core the Raft IDs of the preferred leaders among the config's consenters.
+    fn prefer(&mut self) {
+        if self.preferred_leaders.is_empty() {
+            return;
+        }
+        let ids = self
+            .config_members
+            .iter()
+            .filter(|m| {
+                self.preferred_leaders
+                    .iter()
+                    .any(|p| *p == format!("{}:{}", m.host, m.port))
+            })
+            .map(|m| m.id)
+            .collect();
+        self.core.set_preferred_leaders(ids);
     }
 
     /// The config in force, and the number of its config block.
@@ -822,6 +847,7 @@ impl<C: ConfigView> ConsenterEngine<C> {
             self.core
                 .config_applied(settings.limits, settings.options.snapshot_interval_size);
             self.config_members = members(&next, &metadata);
+            self.prefer();
             self.config = next;
             if self.ahead.as_ref().is_some_and(|(n, _)| *n <= number) {
                 self.ahead = None;

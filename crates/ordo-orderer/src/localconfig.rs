@@ -135,6 +135,11 @@ pub struct LocalConfig {
     /// as a learner and being promoted once it has caught up (see `ordo_raft::chain`). For
     /// channels whose consenters may include Fabric orderers, which do not expect learners.
     pub fabric_membership_changes: bool,
+    /// `Consensus.PreferredLeaders` (Ordo's, empty by default): consenters, as `host:port` the
+    /// channel configs name them, that a leader hands leadership to once they are caught up —
+    /// say the orderers of the region closest to the others (docs/regions.md). Set the same list
+    /// on every orderer.
+    pub preferred_leaders: Vec<String>,
     pub operations: HttpListener,
     pub metrics_provider: String,
     pub admin: HttpListener,
@@ -417,6 +422,7 @@ impl LocalConfig {
             eviction_suspicion_ns,
             fabric_block_cutting,
             fabric_membership_changes,
+            preferred_leaders,
         ) = {
             let mut f = Obj::new(top.get("FileLedger").unwrap_or(&empty), "FileLedger")?;
             let loc = or_default(f.string("Location")?, "/var/hyperledger/production/orderer");
@@ -437,6 +443,7 @@ impl LocalConfig {
             let ack_timeout = duration(&mut c, "AckAfterCommitTimeout", 10_000_000_000)?;
             let fabric_cutting = c.boolean("FabricBlockCutting")?;
             let fabric_membership = c.boolean("FabricMembershipChanges")?;
+            let preferred = c.strings("PreferredLeaders")?;
             c.finish()?;
             (
                 PathBuf::from(loc),
@@ -446,6 +453,7 @@ impl LocalConfig {
                 suspicion,
                 fabric_cutting,
                 fabric_membership,
+                preferred,
             )
         };
         let operations = r.http(top.get("Operations"), "Operations", "127.0.0.1:8443", false)?;
@@ -488,6 +496,7 @@ impl LocalConfig {
             eviction_suspicion_ns,
             fabric_block_cutting,
             fabric_membership_changes,
+            preferred_leaders,
             snap_dir,
             operations,
             metrics_provider,

@@ -219,3 +219,18 @@ fn ports_from_the_kernel_replace_the_configured_ones() {
     assert_eq!(g.listen_port, 0);
     assert!(!g.cluster.separate_listener());
 }
+
+/// `Consensus.PreferredLeaders` (Ordo's): consenters as `host:port`; none by default.
+#[test]
+fn preferred_leaders_are_read_from_the_consensus_section() {
+    let (text, _) = fixture_yaml();
+    assert!(load(&text, &[]).unwrap().preferred_leaders.is_empty());
+    let text = text.replace(
+        "SnapDir: production/orderer1/etcdraft/snapshot}",
+        "SnapDir: production/orderer1/etcdraft/snapshot, PreferredLeaders: [\"orderer3.example.com:7050\", \"orderer4.example.com:7050\"]}",
+    );
+    assert_eq!(
+        load(&text, &[]).unwrap().preferred_leaders,
+        ["orderer3.example.com:7050", "orderer4.example.com:7050"]
+    );
+}

@@ -38,6 +38,7 @@ fn open(root: &Path) -> Arc<Registrar> {
         eviction_suspicion: std::time::Duration::from_secs(600),
         fabric_block_cutting: false,
         fabric_membership_changes: false,
+        preferred_leaders: Vec::new(),
     };
     let cert = read(&format!("{ORDERER1}/tls/server.crt"));
     Registrar::open(dirs(root), Some(&cert), services).unwrap()
@@ -123,6 +124,7 @@ async fn a_node_that_is_not_a_consenter_and_cannot_follow_is_refused_before_anyt
         eviction_suspicion: std::time::Duration::from_secs(600),
         fabric_block_cutting: false,
         fabric_membership_changes: false,
+        preferred_leaders: Vec::new(),
     };
     let other = tempfile::tempdir().unwrap();
     let cert2 = read(

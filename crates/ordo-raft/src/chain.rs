@@ -39,7 +39,10 @@
 //!   removal is applied (or the leader stops talking to it), then reports [`Action::Evicted`];
 //! - beyond Fabric ([`ChainCore::hand_off`]): a node told it is stopping takes no more
 //!   envelopes and, as leader, cuts its pending batch and transfers leadership once every block
-//!   it created is applied, so an operator's restart costs a round trip, not an election.
+//!   it created is applied, so an operator's restart costs a round trip, not an election;
+//! - beyond Fabric ([`ChainCore::set_preferred_leaders`]): a leader that is not one of the
+//!   operator's preferred consenters hands leadership to a caught-up preferred one, draining
+//!   first in the same way.
 
 use bytes::Bytes;
 use ordo_ledger::block::{header_hash, is_config_block, new_block};
@@ -374,6 +377,16 @@ pub struct ChainCore {
     stopping: bool,
     /// The tick of the last leadership transfer asked for while stopping.
     hand_off_tried: Option<u64>,
+    /// The consenters the operator prefers as leader (see [`ChainCore::set_preferred_leaders`]).
+    preferred: Vec<u64>,
+    /// The tick at which this node last became leader.
+    led_since: u64,
+    /// The tick of the last transfer towards a preferred leader.
+    prefer_tried: Option<u64>,
+    /// A transfer to a preferred leader under way: its target, the tick it began, and whether
+    /// raft-rs was asked yet. The leader takes no envelope meanwhile and asks for the transfer
+    /// only once every block it created is applied, so nothing it accepted is dropped.
+    draining: Option<(u64, u64, bool)>,
     /// Ticks since the leader last talked to this (leaving) node.
     leader_silent_ticks: usize,
     evicted: bool,
@@ -557,6 +570,10 @@ impl ChainCore {
             rotated_self: false,
             stopping: false,
             hand_off_tried: None,
+            preferred: Vec::new(),
+            led_since: 0,
+            prefer_tried: None,
+            draining: None,
             leader_silent_ticks: 0,
             evicted: false,
             actions,
@@ -668,6 +685,7 @@ impl ChainCore {
     pub fn accepting(&self) -> bool {
         self.role == StateRole::Leader
             && !self.stopping
+            && self.draining.is_none()
             && self.sync_index.is_none()
             && self.catching_up.is_none()
             && !self.config_inflight
@@ -704,6 +722,8 @@ impl ChainCore {
         self.track_active();
         self.push_conf_change()?;
         self.try_hand_off();
+        self.move_to_preferred();
+        self.transfer_drained();
         if let Some(left) = self.campaign_in.as_mut() {
             *left = left.saturating_sub(1);
             if *left == 0 {
@@ -790,9 +810,10 @@ impl ChainCore {
             Ok(()) => {}
         }
         self.advance()?;
-        if self.stopping {
+        if self.stopping || self.draining.is_some() {
             // The commit this step brought may be the last one the hand-off waited for.
             self.try_hand_off();
+            self.transfer_drained();
             self.advance()?;
         }
         Ok(())
@@ -845,6 +866,102 @@ impl ChainCore {
             None => {
                 tracing::info!(channel = %self.channel, "stopping: no other voter to hand leadership to")
             }
+        }
+    }
+
+    /// The consenters (Raft IDs) the operator prefers as leader — say the ones in the region
+    /// closest to the others, where commits take one short round trip (`Consensus.
+    /// PreferredLeaders`). A leader that is not one of them hands leadership to one that is a
+    /// voter, recently active and fully caught up, once it has led for two election timeouts
+    /// (so that a preferred node that just came back first catches up, and leadership never
+    /// flaps); a preferred leader keeps it. Empty: no preference, as in Fabric.
+    pub fn set_preferred_leaders(&mut self, ids: Vec<u64>) {
+        if ids != self.preferred {
+            tracing::info!(channel = %self.channel, preferred = ?ids, "preferred leaders");
+            self.preferred = ids;
+        }
+    }
+
+    /// As a leader that is not preferred: transfers leadership to a preferred voter that is
+    /// caught up (see [`ChainCore::set_preferred_leaders`]).
+    fn move_to_preferred(&mut self) {
+        let me = self.raw.raft.id;
+        let election = self.options.election_tick.max(1) as u64;
+        if self.preferred.is_empty()
+            || self.preferred.contains(&me)
+            || self.role != StateRole::Leader
+            || self.stopping
+            || self.ticks < self.led_since + 2 * election
+            || self.prefer_tried.is_some_and(|t| self.ticks < t + election)
+            || self.draining.is_some()
+            || self.raw.raft.lead_transferee.is_some()
+            || self.pending_conf_change().is_some()
+            || self.config_inflight
+            || self.sync_index.is_some()
+            || self.catching_up.is_some()
+            || self.evicted
+        {
+            return;
+        }
+        // Under load the leader always has entries on their way to a follower: "caught up" is
+        // within what is in flight (as for a learner's promotion). Once the leader drains, the
+        // target gets the rest, and raft-rs hands over only when it holds everything.
+        let last = self.raw.raft.raft_log.last_index();
+        let slack = self.options.max_inflight_blocks + 2;
+        let voters = self.raw.raft.prs().conf().voters().ids();
+        let target = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, pr)| {
+                self.preferred.contains(id)
+                    && voters.contains(**id)
+                    && pr.recent_active
+                    && pr.matched + slack >= last
+            })
+            .map(|(id, _)| *id)
+            .min();
+        if let Some(to) = target {
+            self.prefer_tried = Some(self.ticks);
+            tracing::info!(channel = %self.channel, to, "handing leadership to a preferred leader once what this leader holds is committed");
+            self.draining = Some((to, self.ticks, false));
+            let pending = self.cutter.cut_at(self.now_ns);
+            if !pending.is_empty() {
+                self.propose_block(pending);
+            }
+            self.transfer_drained();
+        }
+    }
+
+    /// A transfer to a preferred leader under way: asks raft-rs for it once every created
+    /// block is applied. Gives up — taking envelopes again — when raft-rs dropped the transfer
+    /// or half an election timeout has passed: a transfer takes a round trip or two, and
+    /// clients must not wait on one that failed (the next attempt comes an election timeout
+    /// later).
+    fn transfer_drained(&mut self) {
+        let Some((to, since, asked)) = self.draining else {
+            return;
+        };
+        let patience = (self.options.election_tick as u64 / 2).max(2);
+        if self.role != StateRole::Leader
+            || self.ticks >= since + patience
+            || (asked && self.raw.raft.lead_transferee.is_none())
+        {
+            if self.role == StateRole::Leader {
+                tracing::info!(channel = %self.channel, to, "the transfer to a preferred leader did not happen: taking envelopes again");
+            }
+            self.draining = None;
+            return;
+        }
+        if !asked
+            && self.created.0 == self.last.number
+            && !self.config_inflight
+            && self.sync_index.is_none()
+        {
+            tracing::info!(channel = %self.channel, to, "transferring leadership to a preferred leader");
+            self.draining = Some((to, since, true));
+            self.raw.transfer_leader(to);
         }
     }
 
@@ -1229,9 +1346,11 @@ impl ChainCore {
         }
         let was_leader = self.role == StateRole::Leader;
         self.role = role;
+        self.draining = None;
         self.active_seen = (Vec::new(), 0);
         self.promotion_floor.clear();
         if role == StateRole::Leader {
+            self.led_since = self.ticks;
             // Build on the last block only after every entry of earlier terms is applied: the
             // leader's own empty entry marks that point.
             self.sync_index = Some(self.raw.raft.raft_log.last_index());

@@ -341,6 +341,82 @@ fn three_nodes_replicate_identical_blocks_and_bound_inflight_blocks() {
     assert_eq!(headers[1], headers[2]);
 }
 
+/// With a preferred leader set, a leader that is not preferred hands leadership to it after two
+/// election timeouts of leading (once it is caught up), and the preferred leader keeps it; a
+/// stopping preferred leader still hands over, and leadership comes back once it returns.
+#[test]
+fn leadership_moves_to_a_preferred_leader_and_stays() {
+    let mut nodes = cluster(3, "channel-3");
+    let first = run_until_leader(&mut nodes);
+    let preferred = if first == 3 { 2 } else { 3 };
+    for n in nodes.iter_mut() {
+        n.core.set_preferred_leaders(vec![preferred]);
+    }
+    let leader_after = |nodes: &mut Vec<Node>, rounds: usize| -> Vec<u64> {
+        let mut seen = Vec::new();
+        for _ in 0..rounds {
+            for n in nodes.iter_mut() {
+                n.core.tick().unwrap();
+            }
+            settle(nodes);
+            if let Some(l) = nodes.iter().find(|n| n.core.status().is_leader) {
+                let id = l.core.status().id;
+                if seen.last() != Some(&id) {
+                    seen.push(id);
+                }
+            }
+        }
+        seen
+    };
+    // Two election timeouts of leading, then one transfer: within 40 ticks.
+    let seen = leader_after(&mut nodes, 40);
+    assert_eq!(seen, vec![first, preferred], "leaders seen");
+    // It stays: no transfer back, no flapping.
+    assert_eq!(leader_after(&mut nodes, 100), vec![preferred]);
+    // A leader that is not preferred never transfers to a node that is not.
+    for n in nodes.iter_mut() {
+        n.core.set_preferred_leaders(vec![]);
+    }
+    assert_eq!(leader_after(&mut nodes, 60), vec![preferred]);
+}
+
+/// A stopping leader hands leadership over once what it accepted is committed, and takes no
+/// envelope meanwhile.
+#[test]
+fn a_stopping_leader_hands_over_and_takes_no_more_envelopes() {
+    let mut nodes = cluster(3, "channel-3");
+    let leader = run_until_leader(&mut nodes);
+    let li = leader as usize - 1;
+    nodes[li].core.submit(env(0), 0).unwrap();
+    nodes[li].core.hand_off().unwrap();
+    assert!(!nodes[li].core.accepting());
+    assert!(nodes[li].core.submit(env(1), 0).is_err());
+    let mut next = None;
+    for _ in 0..20 {
+        settle(&mut nodes);
+        if let Some(l) = nodes.iter().find(|n| n.core.status().is_leader)
+            && l.core.status().id != leader
+        {
+            next = Some(l.core.status().id);
+            break;
+        }
+        for n in nodes.iter_mut() {
+            n.core.tick().unwrap();
+        }
+    }
+    let next = next.expect("leadership handed over");
+    assert_ne!(next, leader);
+    settle(&mut nodes);
+    for n in nodes.iter_mut() {
+        n.core.tick().unwrap();
+    }
+    settle(&mut nodes);
+    // The envelope accepted before the hand-off is in a block on every node.
+    for n in &nodes {
+        assert_eq!(n.blocks.len(), 1, "node {}", n.core.status().id);
+    }
+}
+
 /// A dead leader is replaced by the first follower that campaigns, even when the other follower
 /// ticks just behind it: with CheckQuorum a follower ignores pre-votes while its leader lease
 /// (ElectionTick of its own ticks since the last heartbeat) runs, so a campaign after exactly

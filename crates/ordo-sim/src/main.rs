@@ -77,6 +77,8 @@ fn main() -> ExitCode {
     let lost_blocks = AtomicU64::new(0);
     let stops = AtomicU64::new(0);
     let handed_over = AtomicU64::new(0);
+    let preferred = AtomicU64::new(0);
+    let ended_preferred = AtomicU64::new(0);
     // Growth phases with learners and with Fabric's AddNode: how many, leaderless time, the
     // longest gap between blocks.
     let growth = std::sync::Mutex::new([(0u64, 0u64, 0u64); 2]);
@@ -97,6 +99,9 @@ fn main() -> ExitCode {
                             lost_blocks.fetch_add(r.lost_blocks, Ordering::Relaxed);
                             stops.fetch_add(r.graceful_stops, Ordering::Relaxed);
                             handed_over.fetch_add(r.handed_over, Ordering::Relaxed);
+                            preferred.fetch_add(u64::from(r.preferred_leader), Ordering::Relaxed);
+                            ended_preferred
+                                .fetch_add(u64::from(r.ended_preferred), Ordering::Relaxed);
                             if r.growth {
                                 let mut g = growth.lock().unwrap_or_else(|p| p.into_inner());
                                 let g = &mut g[usize::from(!r.learners)];
@@ -129,6 +134,11 @@ fn main() -> ExitCode {
         "graceful stops: {}, of which {} by a leader that had handed leadership over when it went down",
         stops.load(Ordering::Relaxed),
         handed_over.load(Ordering::Relaxed)
+    );
+    println!(
+        "runs with a preferred leader: {}, of which {} ended with it leading",
+        preferred.load(Ordering::Relaxed),
+        ended_preferred.load(Ordering::Relaxed)
     );
     let g = growth.into_inner().unwrap_or_else(|p| p.into_inner());
     for (name, (runs, leaderless, gap)) in [("learners", g[0]), ("Fabric's AddNode", g[1])] {

@@ -101,6 +101,10 @@ pub struct Report {
     pub graceful_stops: u64,
     /// Of those, stops of a leader that had handed leadership to another node by then.
     pub handed_over: u64,
+    /// The run gave one node as preferred leader (`Consensus.PreferredLeaders`)...
+    pub preferred_leader: bool,
+    /// ...and it led when the run ended.
+    pub ended_preferred: bool,
     pub lost_writes: u64,
     /// Unsynced ledger blocks lost in crashes (made again from the WAL).
     pub lost_blocks: u64,
@@ -298,6 +302,8 @@ struct World {
     /// Draws whether a stop is graceful; a stream of its own, so that the main stream's draws
     /// (and the seeds' scenarios) stay what they were until the first graceful stop.
     stop_rng: ChaCha8Rng,
+    /// The node (slot) every node prefers as leader, in a third of the runs.
+    preferred: Option<usize>,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Queued>,
@@ -414,6 +420,13 @@ impl World {
         let n = opts.nodes.unwrap_or(if rng.gen_bool(0.5) { 3 } else { 5 });
         let ack_after_commit = opts.ack_after_commit.unwrap_or(rng.gen_bool(0.5));
         let growth = opts.growth.unwrap_or(rng.gen_ratio(1, 3));
+        // Drawn from a stream of its own, so the main stream's draws stay as they were. Not
+        // with a growth phase: its check counts any moment without a leader, and a transfer to
+        // the preferred leader has one (a round trip) by design.
+        let preferred = {
+            let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x9ef0_9ef0);
+            (!growth && r.gen_ratio(1, 2)).then(|| r.gen_range(0..n))
+        };
         let learners = opts.learners.unwrap_or(!rng.gen_ratio(1, 5));
         let limits = BatchLimits {
             max_message_count: rng.gen_range(2..=20),
@@ -480,12 +493,14 @@ impl World {
                 ack_after_commit,
                 learners,
                 growth,
+                preferred_leader: preferred.is_some(),
                 ..Default::default()
             },
             cold_reads: Default::default(),
             opts,
             rng,
             stop_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5709_5709),
+            preferred,
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
@@ -838,6 +853,10 @@ impl World {
             cold_entries: Some(node.disk.entries_reader(self.cold_reads.clone())),
             adaptive_cutting: self.adaptive_cutting,
             learner_first: self.learners,
+            preferred_leaders: self
+                .preferred
+                .map(|slot| vec![format!("sim:{slot}")])
+                .unwrap_or_default(),
             election_timeout: Some((node.election, node.election + 1)),
             eviction_suspicion_ticks: SUSPICION_TICKS,
             eviction_check_interval_ticks: SUSPICION_TICKS,
@@ -1669,6 +1688,16 @@ impl World {
                 l.learners(),
                 self.statuses()
             ));
+        }
+        if let Some(p) = self.preferred {
+            let leading = (0..self.nodes.len())
+                .filter_map(|i| {
+                    let core = self.nodes[i].engine.as_ref().map(ConsenterEngine::core)?;
+                    core.status().is_leader.then(|| (core.status().term, i))
+                })
+                .max()
+                .map(|(_, i)| i);
+            self.report.ended_preferred = leading == Some(p);
         }
         let ledger = &self.nodes[longest].ledger;
         self.report.membership_changes = ledger

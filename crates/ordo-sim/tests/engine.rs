@@ -95,6 +95,7 @@ fn params(
         eviction_suspicion_ticks: 50,
         eviction_check_interval_ticks: 50,
         bug: None,
+        preferred_leaders: Vec::new(),
     }
 }
 

@@ -90,6 +90,7 @@ impl Channel {
                 eviction_suspicion_ticks: ticks_in(services.eviction_suspicion, tick),
                 eviction_check_interval_ticks: ticks_in(EVICTION_CHECK_INTERVAL, tick),
                 bug: None,
+                preferred_leaders: services.preferred_leaders.clone(),
             },
             &mut io,
         )?;

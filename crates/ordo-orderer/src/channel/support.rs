@@ -189,6 +189,8 @@ pub struct NodeServices {
     /// `Consensus.FabricMembershipChanges`: added consenters become voters at once (the core's
     /// learners off).
     pub fabric_membership_changes: bool,
+    /// `Consensus.PreferredLeaders`: see `ordo_raft::chain::ChainCore::set_preferred_leaders`.
+    pub preferred_leaders: Vec<String>,
 }
 
 /// The public key (SEC1 point) of this node's server TLS certificate, by which it finds itself

@@ -215,5 +215,6 @@ fn node_services(
         eviction_suspicion: ns(cfg.eviction_suspicion_ns),
         fabric_block_cutting: cfg.fabric_block_cutting,
         fabric_membership_changes: cfg.fabric_membership_changes,
+        preferred_leaders: cfg.preferred_leaders.clone(),
     }
 }
