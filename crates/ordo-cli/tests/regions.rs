@@ -407,6 +407,62 @@ async fn adding_a_consenter_in_a_far_region_refuses_no_envelope() {
     assert_eq!(refusals(&book, start), vec![], "envelopes refused");
 }
 
+/// `Consensus.PreferredLeaders` names orderer3, the middle region's (40 ms from region 0, 80 ms
+/// from region 2): whoever wins the first election hands leadership to it once it has led for
+/// two election timeouts, and it keeps it; restarted, it hands leadership away (SIGTERM) and takes
+/// it back once caught up. No envelope is refused throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_preferred_leader_in_the_middle_region_takes_leadership_and_gets_it_back() {
+    let _one = LAB.lock().await;
+    let mut spec = Spec::seed();
+    spec.consensus
+        .push_str(", PreferredLeaders: [\"orderer3.lab:7050\"]");
+    let mut lab = Lab::start(spec).await;
+    let load = LabLoad::start(client_addrs(&lab), CHANNEL, 4);
+    let start = Instant::now();
+    let middle = 2;
+    let first = new_leader(&lab, &[], start).await.0;
+    wait_for("orderer3 leads", || async {
+        lab.leader(&[]).await == Some(middle)
+    })
+    .await;
+    let took = start.elapsed();
+    load.wait_acked(100, "ordering under orderer3").await;
+    let restart = Instant::now();
+    lab.stop_node(middle);
+    lab.start_node(middle);
+    wait_caught_up_and_active(&lab, middle).await;
+    wait_for("orderer3 leads again", || async {
+        lab.leader(&[]).await == Some(middle)
+    })
+    .await;
+    let back = restart.elapsed();
+    load.wait_acked(100, "ordering under orderer3 again").await;
+    let book = load.stop().await;
+    let height = same_ledgers(&lab, &book).await;
+    report(
+        "a preferred leader in the middle region",
+        &[
+            format!(
+                "first leader orderer{}; orderer3 led {} ms after the start",
+                first + 1,
+                took.as_millis()
+            ),
+            format!(
+                "orderer3 restarted: leading again {} ms after its stop began",
+                back.as_millis()
+            ),
+            format!(
+                "refused {}, longest wait between acknowledgements {} ms; {height} blocks identical on all five orderers, {} envelopes acknowledged",
+                refusals(&book, start).len(),
+                book.longest_gap_since(start).as_millis(),
+                book.acked_count()
+            ),
+        ],
+    );
+    assert_eq!(refusals(&book, start), vec![], "envelopes refused");
+}
+
 /// Waits until orderer index `i` is within two blocks of the leader and the leader counts all
 /// five consenters active.
 async fn wait_caught_up_and_active(lab: &Lab, i: usize) {
