@@ -591,16 +591,7 @@ async fn a_node_whose_certificate_is_rotated_while_it_is_down_restarts_with_the_
 
 /// Channel-3's genesis block with the consenters' certificates replaced by `certs` (in order).
 fn channel_3_genesis_with(certs: &[Bytes]) -> Block {
-    let genesis = Block::decode(
-        std::fs::read(fixture("channel-genesis/channel-3.block"))
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
-    let mut config = ordo_orderer::channel::config_of_block(&genesis)
-        .unwrap()
-        .config()
-        .clone();
+    let mut config = fixture_channel_config("channel-3");
     edit_consenters(&mut config, |cs| {
         for (c, cert) in cs.iter_mut().zip(certs) {
             c.client_tls_cert = cert.clone();

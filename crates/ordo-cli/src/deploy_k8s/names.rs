@@ -5,13 +5,7 @@
 /// An RFC 1035 label, as a Service's name must be: at most 63 lower-case letters, digits and
 /// '-', starting with a letter and ending with a letter or digit.
 pub fn is_dns_1035_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    is_dns_1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
 }
 
 /// An RFC 1123 label, as a namespace's name must be: as an RFC 1035 label, but it may start

@@ -453,16 +453,7 @@ pub fn lab_consenter(node: &LabNode) -> ordo_proto::etcdraft::Consenter {
 /// [`lab_consenter`]), every orderer among the orderer organization's endpoints under its lab
 /// name, and `batch_timeout`.
 fn lab_genesis(nodes: &[LabNode], batch_timeout: &str, consenters: usize) -> Vec<u8> {
-    let genesis = Block::decode(
-        std::fs::read(fixture("channel-genesis/channel-5.block"))
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
-    let mut config = ordo_orderer::channel::config_of_block(&genesis)
-        .unwrap()
-        .config()
-        .clone();
+    let mut config = fixture_channel_config(CHANNEL);
     edit_consenters(&mut config, |cs| {
         *cs = nodes.iter().take(consenters).map(lab_consenter).collect();
     });

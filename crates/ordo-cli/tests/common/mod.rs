@@ -668,6 +668,21 @@ pub fn fixture_consenter(n: u32) -> ordo_proto::etcdraft::Consenter {
     }
 }
 
+/// The config in a fixture channel's genesis block (`channel-genesis/{channel}.block`), to
+/// build a variant of the channel from.
+pub fn fixture_channel_config(channel: &str) -> ordo_proto::common::Config {
+    let genesis = Block::decode(
+        std::fs::read(fixture(&format!("channel-genesis/{channel}.block")))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    ordo_orderer::channel::config_of_block(&genesis)
+        .unwrap()
+        .config()
+        .clone()
+}
+
 /// Edits the etcdraft consenters of `config` in place.
 pub fn edit_consenters(
     config: &mut ordo_proto::common::Config,
