@@ -5,10 +5,12 @@
 //! ends with the same check: every orderer holds the same verified blocks, every acknowledged
 //! envelope is in them once, and none is in them twice.
 //!
-//! A new leader must be elected within [`leader_bound`]: a follower campaigns after its
-//! randomized election timeout (ElectionTick × TickInterval, up to twice that), once the last
-//! heartbeat it got is that old; a pre-vote and a vote round trip across the farthest regions
-//! follow.
+//! A new leader must be elected within [`leader_bound`]. One election round: a follower
+//! campaigns once it has heard no heartbeat for its randomized election timeout (Ordo draws
+//! ElectionTick + 1 to 5/4 ElectionTick + 1 ticks: 2.75–3.25 s here), then a pre-vote and a vote
+//! round trip across the farthest regions follow. A round can fail — two candidates split the
+//! votes, or a pre-vote reaches a follower whose leader lease has not run out — and the next
+//! round starts a timeout later; the bound allows three rounds.
 //!
 //! The drills need root (namespaces): `.ci/run` runs them with
 //! `cargo test -p ordo-cli --features region-lab --test regions`.
@@ -25,12 +27,15 @@ use tokio::time::Instant;
 /// Drills use fixed addresses and namespace names: one at a time.
 static LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The channel's Raft timing (fixture channel-5): TickInterval 250 ms, ElectionTick 10.
-const ELECTION_TIMEOUT: Duration = Duration::from_millis(2500);
+/// The longest election timeout a follower draws on the channel (fixture channel-5:
+/// TickInterval 250 ms, ElectionTick 10; `ordo_raft::chain::election_range`: at most 13 ticks).
+const LONGEST_ELECTION_TIMEOUT: Duration = Duration::from_millis(13 * 250);
 
+/// Three election rounds, each with a pre-vote and a vote round trip across the farthest
+/// regions, and a second of slack: 11.47 s with the seed's delays.
 fn leader_bound(spec: &Spec) -> Duration {
     let longest_rtt = spec.rtt_ms.iter().flatten().copied().max().unwrap_or(0);
-    2 * ELECTION_TIMEOUT + Duration::from_millis(2 * longest_rtt) + Duration::from_secs(1)
+    3 * (LONGEST_ELECTION_TIMEOUT + Duration::from_millis(2 * longest_rtt)) + Duration::from_secs(1)
 }
 
 fn client_addrs(lab: &Lab) -> Vec<SocketAddr> {
