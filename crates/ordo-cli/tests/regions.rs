@@ -160,7 +160,7 @@ async fn losing_the_leaders_region_keeps_ordering_and_it_catches_up_when_back() 
             ),
             format!(
                 "longest wait between acknowledgements after the loss: {} ms; {during} acknowledged before the region returned",
-                load_gap(&book, fault).as_millis()
+                book.longest_gap_since(fault).as_millis()
             ),
             format!(
                 "refused {} (all {:?}), interrupted streams {}",
@@ -180,10 +180,6 @@ async fn losing_the_leaders_region_keeps_ordering_and_it_catches_up_when_back() 
         leaderless <= bound,
         "no leader for {leaderless:?} (bound {bound:?})"
     );
-}
-
-fn load_gap(book: &Book, since: Instant) -> Duration {
-    book.longest_gap_since(since)
 }
 
 fn statuses(book: &Book, since: Instant) -> Vec<i32> {

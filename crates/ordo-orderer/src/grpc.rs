@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Streaming};
 
-use crate::channel::{Channel, CommitWait, Submission, unix_now};
+use crate::channel::{Channel, CommitWait, Submission, submit_request, unix_now};
 use crate::configupdate::{Membership, process_config_update};
 use crate::deliver::{
     DeliverRefusal, SeekPlan, Step, decode_seek_info, fails_on_consenter_error, parse_seek_envelope,
@@ -290,13 +290,8 @@ impl AtomicBroadcastService {
                 "not the Raft leader (leader is {leader}) and no cluster transport to forward with"
             )));
         };
-        let env = Envelope::decode(v.submission.envelope.clone())
+        let req = submit_request(&v.name, &v.submission)
             .map_err(|e| unavailable(format!("re-reading the envelope: {e}")))?;
-        let req = ordo_proto::orderer::SubmitRequest {
-            channel: v.name.clone(),
-            last_validation_seq: v.submission.config_seq,
-            payload: Some(env),
-        };
         comm.send_submit(&v.name, leader, req)
             .await
             .map_err(|e| unavailable(e.to_string()))

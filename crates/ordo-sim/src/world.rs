@@ -302,7 +302,8 @@ struct World {
     /// Draws whether a stop is graceful; a stream of its own, so that the main stream's draws
     /// (and the seeds' scenarios) stay what they were until the first graceful stop.
     stop_rng: ChaCha8Rng,
-    /// The node (slot) every node prefers as leader, in a third of the runs.
+    /// The node (slot) every node prefers as leader, in half of the runs without a growth
+    /// phase.
     preferred: Option<usize>,
     now: u64,
     seq: u64,

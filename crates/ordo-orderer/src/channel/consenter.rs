@@ -230,13 +230,10 @@ impl Driver {
             // Broadcast would have sent it, instead of waiting here for a leadership that may
             // not come back.
             let status = self.engine.status();
-            let forward_to =
-                (!status.is_leader && status.leader != 0 && status.leader != status.id)
-                    .then_some(status.leader);
+            let forward_to = (!status.is_leader && status.leader != 0).then_some(status.leader);
             let step: Result<(), EngineError> = tokio::select! {
                 _ = stop.changed() => break,
                 _ = hand_off.notified() => self.engine.hand_off(&mut self.io),
-
                 _ = ticker.tick() => self.engine.tick(&mut self.io),
                 _ = suspicion.notified() => {
                     self.engine.suspect(&mut self.io, Suspicion::AddressedUnderAnotherId);
@@ -300,18 +297,13 @@ impl Driver {
         let Some(comm) = self.io.services.comm.clone() else {
             return;
         };
-        let env = match Envelope::decode(s.envelope.clone()) {
-            Ok(env) => env,
+        let req = match super::submit_request(&self.name, &s) {
+            Ok(req) => req,
             Err(e) => {
                 // Ordo marshalled it itself; this cannot happen.
                 debug_assert!(false, "a queued envelope does not decode: {e}");
                 return;
             }
-        };
-        let req = ordo_proto::orderer::SubmitRequest {
-            channel: self.name.clone(),
-            last_validation_seq: s.config_seq,
-            payload: Some(env),
         };
         let name = self.name.clone();
         tokio::spawn(async move {

@@ -35,7 +35,7 @@ pub use source::{ChannelSource, Malformed, orderer_endpoints, well_formed};
 pub use support::{
     CommitWait, CommitWaiters, INBOUND_QUEUE_CAPACITY, Inbound, Ledger, Member, NodeServices,
     SUBMIT_QUEUE_CAPACITY, SelfKey, Submission, config_at_tip, config_of_block, consenter_certs,
-    is_consenter, members, unix_now,
+    is_consenter, members, submit_request, unix_now,
 };
 
 /// How this node takes part in a channel (Fabric's `consensusRelation`).

@@ -42,6 +42,20 @@ pub struct Inbound {
 
 pub use ordo_channel::Submission;
 
+/// The `SubmitRequest` that forwards `s` to the leader of `channel` (Fabric's
+/// `forwardToLeader`), with the config sequence it was validated against.
+pub fn submit_request(
+    channel: &str,
+    s: &Submission,
+) -> Result<ordo_proto::orderer::SubmitRequest, prost::DecodeError> {
+    use prost::Message as _;
+    Ok(ordo_proto::orderer::SubmitRequest {
+        channel: channel.to_string(),
+        last_validation_seq: s.config_seq,
+        payload: Some(ordo_proto::common::Envelope::decode(s.envelope.clone())?),
+    })
+}
+
 /// The ledger of a channel, shared by the driver (the only writer) and Deliver streams.
 #[derive(Debug)]
 pub struct Ledger {
