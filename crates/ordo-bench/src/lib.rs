@@ -14,7 +14,9 @@
 //! script), not pass/fail.
 
 pub mod calibrate;
+pub mod cpu;
 pub mod run;
 
 pub use calibrate::{Calibration, calibrate};
+pub use cpu::{CpuUse, Watched};
 pub use run::{BenchConfig, BenchError, BenchResult, newest_block, run};

@@ -24,6 +24,8 @@ use prost::Message;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::cpu::{self, CpuUse, Watched};
+
 /// What to run.
 #[derive(Clone)]
 pub struct BenchConfig {
@@ -49,6 +51,9 @@ pub struct BenchConfig {
     pub drain_timeout: Duration,
     /// Print a progress line to stderr while running.
     pub progress: bool,
+    /// Processes (the orderers, by role) whose CPU time the run measures over its window,
+    /// besides the load generator's own ("client").
+    pub watch: Vec<Watched>,
 }
 
 /// Why a run could not be carried out (the orderer's answers are results, not errors).
@@ -98,6 +103,9 @@ pub struct BenchResult {
     /// Send to delivery.
     pub latency_ms: Latency,
     pub txs_per_block: f64,
+    /// CPU time over `seconds` of each watched process and of the load generator ("client"),
+    /// per delivered envelope.
+    pub cpu: Vec<CpuUse>,
 }
 
 impl BenchResult {
@@ -246,6 +254,18 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, BenchError> {
         }
     };
 
+    // The load generator's CPU counts from here, like the orderers': signing in advance is
+    // not part of the run.
+    let watched: Vec<Watched> = cfg
+        .watch
+        .iter()
+        .cloned()
+        .chain([Watched {
+            label: "client".into(),
+            pid: std::process::id(),
+        }])
+        .collect();
+    let cpu_before = cpu::snapshot(&watched);
     let shared = Arc::new(Shared {
         started: Instant::now(),
         sent_at: (0..cfg.envelopes).map(|_| AtomicU64::new(0)).collect(),
@@ -374,6 +394,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, BenchError> {
             last_delivery = Some(now);
         }
     }
+    let cpu_after = cpu::snapshot(&watched);
     for s in &senders {
         s.abort();
     }
@@ -422,6 +443,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, BenchError> {
         } else {
             0.0
         },
+        cpu: cpu::usage(&watched, &cpu_before, &cpu_after, delivered),
     })
 }
 
@@ -437,26 +459,29 @@ async fn stream_task(
 ) {
     let window = Arc::new(Semaphore::new(cfg.window.max(1)));
     let (tx, rx) = mpsc::channel::<Envelope>(cfg.window.max(1));
-    let responses = match client
-        .broadcast(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(e) => {
-            eprintln!("opening a Broadcast stream: {e}");
-            return;
-        }
-    };
+    // The call is opened in the task that reads the answers, and envelopes are queued at
+    // once: gRPC servers may send the response headers only with the first answer (grpc-go,
+    // hence Fabric's orderer, does), so waiting for them before sending would wait forever.
     let answers = {
         let window = window.clone();
         tokio::spawn(async move {
-            let mut responses = responses;
-            while let Ok(Some(r)) = responses.message().await {
-                window.add_permits(1);
-                if statuses.send(r.status).is_err() {
-                    return;
+            let opened = client
+                .broadcast(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
+            match opened {
+                Ok(r) => {
+                    let mut responses = r.into_inner();
+                    while let Ok(Some(r)) = responses.message().await {
+                        window.add_permits(1);
+                        if statuses.send(r.status).is_err() {
+                            break;
+                        }
+                    }
                 }
+                Err(e) => eprintln!("opening a Broadcast stream: {e}"),
             }
+            // No more answers: the sender stops waiting for room in the window.
+            window.close();
         })
     };
     let mut pace = cfg.rate.map(|r| {

@@ -2,7 +2,9 @@
 //! throughput and latency; `ordo bench calibrate`: this machine's signature rates (the ceiling);
 //! `ordo bench local`: the same against a local cluster of `ordo node` processes it sets up
 //! (generated crypto material, a channel with the given BatchSize), reporting each node's peak
-//! RSS after the run — the reproducible set-up of docs/performance.md.
+//! RSS after the run — the reproducible set-up of docs/performance.md; `ordo bench compare`:
+//! local clusters of Fabric's orderer and of Ordo's side by side, in alternation. Every run
+//! reports the CPU each watched process spent per ordered envelope.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,9 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use ordo_bench::{BenchConfig, BenchResult, Calibration, calibrate, run};
+use ordo_bench::{BenchConfig, BenchResult, Calibration, Watched, calibrate, run};
 use ordo_client::ClientTls;
 use ordo_msp::SigningIdentity;
+
+use crate::bench_local::{self, ChannelSettings};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -40,6 +44,12 @@ enum BenchCommand {
     /// TLS on, a channel whose consenters they all are), runs the benchmark against it and
     /// reports each node's peak RSS.
     Local(LocalArgs),
+    /// Fabric's orderer and Ordo side by side: a local cluster of each on the same generated
+    /// material and channel settings, the same load against each in alternation (fresh
+    /// clusters every run, every Broadcast stream to the leader, /Channel/Writers a signature
+    /// policy), and the medians with their ratios: throughput, latency, CPU per envelope per
+    /// process, peak RSS.
+    Compare(crate::bench_compare::CompareArgs),
 }
 
 #[derive(Args)]
@@ -64,6 +74,10 @@ struct LocalArgs {
     /// (no forwarding between orderers; Deliver still reads from orderer1).
     #[arg(long)]
     to_leader: bool,
+    /// Make the channel's /Channel/Writers a signature policy (Org1MSP admins and clients), so
+    /// that an orderer checks each envelope's signature once (the comparison's setting).
+    #[arg(long)]
+    one_verify: bool,
     /// After the run, kill -9 orderer1, start it again and time how long until it serves its
     /// newest block over Deliver (give a small --max-message-count for a long chain).
     #[arg(long)]
@@ -82,36 +96,36 @@ struct RunArgs {
 
 /// Which orderers and channel, as whom.
 #[derive(Args, Clone)]
-struct TargetArgs {
+pub struct TargetArgs {
     /// An orderer's general endpoint (repeat for several; Broadcast streams are spread over them).
     #[arg(long = "orderer")]
-    orderers: Vec<SocketAddr>,
+    pub orderers: Vec<SocketAddr>,
     /// The orderer whose Deliver counts the envelopes (default: the first --orderer).
     #[arg(long)]
-    deliver: Option<SocketAddr>,
+    pub deliver: Option<SocketAddr>,
     #[arg(long)]
-    channel: Option<String>,
+    pub channel: Option<String>,
     /// The MSP folder of the identity that signs the envelopes (signcerts, keystore).
     #[arg(long)]
-    msp_dir: Option<PathBuf>,
+    pub msp_dir: Option<PathBuf>,
     #[arg(long)]
-    msp_id: Option<String>,
+    pub msp_id: Option<String>,
     /// The CA of the orderers' TLS certificates (PEM); without it the connections are plain.
     #[arg(long)]
-    tls_ca: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
     /// Client certificate and key for mutual TLS (PEM).
     #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// The name the orderers' TLS certificates must carry.
     #[arg(long, default_value = "127.0.0.1")]
-    server_name: String,
+    pub server_name: String,
 }
 
 impl TargetArgs {
     /// The channel, the signing identity and the TLS settings these arguments name.
-    fn client(&self) -> anyhow::Result<(String, SigningIdentity, Option<ClientTls>)> {
+    pub fn client(&self) -> anyhow::Result<(String, SigningIdentity, Option<ClientTls>)> {
         let channel = self.channel.clone().context("--channel is required")?;
         let msp_dir = self.msp_dir.as_ref().context("--msp-dir is required")?;
         let msp_id = self.msp_id.as_ref().context("--msp-id is required")?;
@@ -139,34 +153,34 @@ impl TargetArgs {
 }
 
 /// The load itself.
-#[derive(Args)]
-struct LoadArgs {
+#[derive(Args, Clone)]
+pub struct LoadArgs {
     #[arg(long, default_value_t = 10_000)]
-    envelopes: u64,
+    pub envelopes: u64,
     /// Payload bytes per envelope.
     #[arg(long, default_value_t = 256)]
-    payload: usize,
+    pub payload: usize,
     #[arg(long, default_value_t = 4)]
-    streams: usize,
+    pub streams: usize,
     /// Unanswered envelopes per stream.
     #[arg(long, default_value_t = 64)]
-    window: usize,
+    pub window: usize,
     /// Sign each envelope when it is sent instead of before the clock starts.
     #[arg(long)]
-    sign_on_the_fly: bool,
+    pub sign_on_the_fly: bool,
     /// Offered load in envelopes per second (open loop); default: saturation (closed loop).
     #[arg(long)]
-    rate: Option<f64>,
+    pub rate: Option<f64>,
     /// Seconds to wait for the last blocks once every answer is in.
     #[arg(long, default_value_t = 30.0)]
-    drain_timeout: f64,
+    pub drain_timeout: f64,
     /// Print one JSON line instead of the summary (and no progress line).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Exit non-zero unless every envelope was acknowledged and delivered exactly once (for
     /// smoke runs).
     #[arg(long)]
-    check: bool,
+    pub check: bool,
 }
 
 pub fn run_cmd(args: BenchArgs) -> anyhow::Result<()> {
@@ -180,21 +194,17 @@ pub fn run_cmd(args: BenchArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(BenchCommand::Local(l)) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            rt.block_on(local(l))
-        }
-        None => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            rt.block_on(bench(args.run.target, args.run.load))
-        }
+        Some(BenchCommand::Local(l)) => runtime()?.block_on(local(l)),
+        Some(BenchCommand::Compare(c)) => runtime()?.block_on(crate::bench_compare::compare(c)),
+        None => runtime()?.block_on(bench(args.run.target, args.run.load, Vec::new())),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn print_calibration(c: &Calibration) {
@@ -204,7 +214,12 @@ fn print_calibration(c: &Calibration) {
     );
 }
 
-async fn bench(a: TargetArgs, l: LoadArgs) -> anyhow::Result<()> {
+/// One run against `a` with the load `l`, measuring the CPU of `watch` besides the client's.
+pub async fn measure(
+    a: &TargetArgs,
+    l: &LoadArgs,
+    watch: Vec<Watched>,
+) -> anyhow::Result<BenchResult> {
     let Some(&first) = a.orderers.first() else {
         bail!("give at least one --orderer");
     };
@@ -223,13 +238,13 @@ async fn bench(a: TargetArgs, l: LoadArgs) -> anyhow::Result<()> {
         rate: l.rate,
         drain_timeout: Duration::from_secs_f64(l.drain_timeout.max(0.0)),
         progress: !l.json,
+        watch,
     };
-    let a = l;
-    if !a.json {
+    if !l.json {
         eprintln!(
             "{} envelopes of {} payload bytes, {} streams × window {}, {}, {}",
-            a.envelopes,
-            a.payload,
+            l.envelopes,
+            l.payload,
             cfg.streams,
             cfg.window,
             if cfg.presign {
@@ -237,14 +252,18 @@ async fn bench(a: TargetArgs, l: LoadArgs) -> anyhow::Result<()> {
             } else {
                 "signed on the fly"
             },
-            a.rate
+            l.rate
                 .map_or("closed loop".to_string(), |r| format!("offered {r} tx/s"))
         );
     }
-    let r = run(cfg).await?;
+    Ok(run(cfg).await?)
+}
+
+async fn bench(a: TargetArgs, l: LoadArgs, watch: Vec<Watched>) -> anyhow::Result<()> {
+    let r = measure(&a, &l, watch).await?;
     // The ceiling, measured after the run so that it does not compete with it.
     let c = calibrate(Duration::from_millis(300))?;
-    if a.json {
+    if l.json {
         let mut v = serde_json::to_value(&r)?;
         v["calibration"] = serde_json::to_value(&c)?;
         v["fraction_of_ceiling"] = (r.ordered_per_sec / c.ceiling_tx_per_sec).into();
@@ -252,166 +271,26 @@ async fn bench(a: TargetArgs, l: LoadArgs) -> anyhow::Result<()> {
     } else {
         print_summary(&r, &c);
     }
-    if a.check && !r.all_ordered_once() {
+    if l.check && !r.all_ordered_once() {
         bail!("not every envelope was acknowledged and delivered exactly once");
     }
     Ok(())
 }
 
-/// A local cluster's node process.
-struct LocalNode {
-    child: std::process::Child,
-    general: SocketAddr,
-    admin: SocketAddr,
-    operations: SocketAddr,
-}
-
-impl Drop for LocalNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `ordo node start --config yaml` (with `--kernel-ports` if `kernel_ports`) and waits
-/// for the line where it reports its listeners.
-fn start_node(yaml: &std::path::Path, kernel_ports: bool) -> anyhow::Result<LocalNode> {
-    use std::io::BufRead as _;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["node", "start", "--config"])
-        .arg(yaml)
-        .args(kernel_ports.then_some("--kernel-ports"))
-        .env("FABRIC_LOGGING_SPEC", "error")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting an ordo node")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let line = loop {
-        match lines.next() {
-            Some(Ok(l)) => {
-                if let Some(rest) = l.strip_prefix("ordo node started: ") {
-                    break rest.to_string();
-                }
-            }
-            _ => bail!("the node for {} exited before it started", yaml.display()),
-        }
-    };
-    // Keep reading so the node never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    let addr = |key: &str| -> anyhow::Result<SocketAddr> {
-        line.split(' ')
-            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-            .context("a listener missing from the start line")?
-            .parse()
-            .context("a listener address")
-    };
-    Ok(LocalNode {
-        general: addr("general")?,
-        admin: addr("admin")?,
-        operations: addr("operations")?,
-        child,
-    })
-}
-
-/// Peak resident set size of a process, from /proc (Linux), in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
 async fn local(l: LocalArgs) -> anyhow::Result<()> {
     // Held to the end: a temporary folder is deleted when it drops.
     let (dir, _tmp) = crate::demo_net::work_dir(l.dir.as_deref())?;
-    let channel = "bench";
-    // The demo's network: the orderer organization enrolled from an in-process CA (stopped
-    // once its work is done), the application organization generated.
-    let ca = crate::demo_net::DemoCa::start(&dir.join("ca")).await?;
-    let org = crate::demo_net::enroll_orderer_org(&ca, &dir, l.nodes, |_| {}).await;
-    ca.stop().await;
-    let org = org?;
-    // The nodes start first, on ports the kernel chooses; the channel is generated with the
-    // ports they got (a port found free beforehand could be taken by then).
-    let consensus = if l.fabric_cutting {
-        ", FabricBlockCutting: true"
-    } else {
-        ""
+    let org = bench_local::orderer_org(&dir, l.nodes).await?;
+    let settings = ChannelSettings {
+        max_message_count: l.max_message_count,
+        batch_timeout: l.batch_timeout.clone(),
+        one_verify: l.one_verify,
     };
-    let yamls = crate::demo_net::write_orderer_yamls(&dir, &org, consensus)?;
-    let mut nodes = Vec::new();
-    for yaml in &yamls {
-        nodes.push(start_node(yaml, true)?);
-    }
-    let ports: Vec<u16> = nodes.iter().map(|n| n.general.port()).collect();
-    let net = crate::demo_net::generate(&dir, channel, &org, l.nodes, &yamls, &ports)
-        .context("generating the local network")?;
-    // The channel's BatchSize and BatchTimeout are the benchmark's: rewrite them in the
-    // generated configtx.yaml and build the genesis block again.
-    let configtx = dir.join("configtx.yaml");
-    let text = std::fs::read_to_string(&configtx)?;
-    let edited = set_value(&text, "MaxMessageCount: ", &l.max_message_count.to_string())
-        .and_then(|t| set_value(&t, "BatchTimeout: ", &l.batch_timeout))
-        .context("the generated configtx.yaml has no BatchSize/BatchTimeout to set")?;
-    std::fs::write(&configtx, edited)?;
-    let genesis = ordo_config::genesis::genesis_block(&configtx, "Demo", channel)
-        .context("building the benchmark channel's genesis block")?;
-    let ca = std::fs::read(&net.tls_ca_cert)?;
-    let (cert, key) = (
-        std::fs::read(&net.admin_tls_cert)?,
-        std::fs::read(&net.admin_tls_key)?,
-    );
-    let block = prost::Message::encode_to_vec(&genesis);
-    for (i, n) in nodes.iter().enumerate() {
-        let admin = ordo_client::HttpClient {
-            addr: n.admin,
-            tls: Some(ClientTls::new(
-                std::slice::from_ref(&ca),
-                Some((&cert, &key)),
-                "127.0.0.1",
-                &[b"http/1.1"],
-            )?),
-        };
-        let r = admin.join(&block).await?;
-        if r.status != 201 {
-            bail!(
-                "orderer{} joining {channel}: HTTP {}: {}",
-                i + 1,
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
-        }
-    }
-    // A run started before the election would measure SERVICE_UNAVAILABLE answers.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let series = format!("consensus_etcdraft_is_leader{{channel=\"{channel}\"}} 1");
-    let leader = 'elected: loop {
-        for (i, n) in nodes.iter().enumerate() {
-            let ops = ordo_client::HttpClient {
-                addr: n.operations,
-                tls: None,
-            };
-            if let Ok(r) = ops.get("/metrics").await
-                && String::from_utf8_lossy(&r.body).contains(&series)
-            {
-                break 'elected i;
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("no Raft leader in the local cluster after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut cluster = bench_local::start_ordo(&dir, &org, &settings, l.fabric_cutting).await?;
     eprintln!(
-        "{} orderers on 127.0.0.1 (TLS), channel '{channel}': MaxMessageCount {}, BatchTimeout {}, {} cutting; leader orderer{}{}; data in {}",
+        "{} orderers on 127.0.0.1 (TLS), channel '{}': MaxMessageCount {}, BatchTimeout {}, {} cutting{}; leader orderer{}{}; data in {}",
         l.nodes,
+        bench_local::CHANNEL,
         l.max_message_count,
         l.batch_timeout,
         if l.fabric_cutting {
@@ -419,7 +298,12 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
         } else {
             "adaptive"
         },
-        leader + 1,
+        if l.one_verify {
+            ", /Channel/Writers a signature policy"
+        } else {
+            ""
+        },
+        cluster.leader + 1,
         if l.to_leader {
             " (every Broadcast stream to it)"
         } else {
@@ -427,30 +311,16 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
         },
         dir.display()
     );
-    let orderers = if l.to_leader {
-        vec![nodes[leader].general]
-    } else {
-        nodes.iter().map(|n| n.general).collect()
-    };
-    let target = TargetArgs {
-        orderers,
-        deliver: Some(nodes[0].general),
-        channel: Some(channel.to_string()),
-        msp_dir: Some(net.client_msp_dir.clone()),
-        msp_id: Some(net.client_msp_id.clone()),
-        tls_ca: Some(net.tls_ca_cert.clone()),
-        tls_cert: None,
-        tls_key: None,
-        server_name: "127.0.0.1".into(),
-    };
+    let target = cluster.target(l.to_leader);
     let json = l.load.json;
     let restart_target = l.restart.then(|| target.clone());
-    let outcome = bench(target, l.load).await;
-    let rss: Vec<String> = nodes
+    let outcome = bench(target, l.load, cluster.watch()).await;
+    let rss: Vec<String> = cluster
+        .peak_rss()
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            peak_rss_mib(n.child.id()).map_or(format!("orderer{} ?", i + 1), |m| {
+        .map(|(i, m)| {
+            m.map_or(format!("orderer{} ?", i + 1), |m| {
                 format!("orderer{} {m:.1} MiB", i + 1)
             })
         })
@@ -461,72 +331,17 @@ async fn local(l: LocalArgs) -> anyhow::Result<()> {
         println!("peak RSS: {}", rss.join(", "));
     }
     if let Some(target) = restart_target.filter(|_| outcome.is_ok()) {
-        let first = nodes.first_mut().context("no node")?;
-        let line = restart_first(first, &net.orderer_yamls[0], &target).await?;
+        let yaml = cluster.net.orderer_yamls[0].clone();
+        let first = cluster.nodes.first_mut().context("no node")?;
+        let line = bench_local::restart_first(first, &yaml, &target).await?;
         if json {
             eprintln!("{line}");
         } else {
             println!("{line}");
         }
     }
-    drop(nodes);
+    drop(cluster);
     outcome
-}
-
-/// Kills orderer1 (-9), starts it again, and times it from the start of the process until a
-/// Deliver request on a new connection gets the newest block it had before: the restart figure.
-async fn restart_first(
-    first: &mut LocalNode,
-    yaml: &std::path::Path,
-    target: &TargetArgs,
-) -> anyhow::Result<String> {
-    let (channel, signer, tls) = target.client()?;
-    let newest = ordo_bench::newest_block(first.general, &tls, &channel, &signer).await?;
-    let _ = first.child.kill();
-    let _ = first.child.wait();
-    // The node binds the port the channel knows it by, as its orderer.yaml now says. Until the
-    // node has it again, any outgoing connection on this machine may be given that port: the
-    // node then exits at once, and is started again.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let (started, node) = loop {
-        let started = std::time::Instant::now();
-        match start_node(yaml, false) {
-            Ok(node) => break (started, node),
-            Err(e) if std::time::Instant::now() > deadline => {
-                return Err(e.context("restarting orderer1 on its port"));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    *first = node;
-    let deadline = started + Duration::from_secs(60);
-    loop {
-        if let Ok(n) = ordo_bench::newest_block(first.general, &tls, &channel, &signer).await
-            && n >= newest
-        {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("orderer1 did not serve block {newest} within 60 s of its restart");
-        }
-        // Client-side polling while the node opens its channel.
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    Ok(format!(
-        "restart: orderer1 (kill -9, {} blocks) served block {newest} over Deliver {:.3} s after its process started",
-        newest + 1,
-        started.elapsed().as_secs_f64()
-    ))
-}
-
-/// Replaces the value after `key` (up to the end of the line, a comma or a closing brace) with
-/// `value`; `None` if `key` is not in `text`.
-fn set_value(text: &str, key: &str, value: &str) -> Option<String> {
-    let start = text.find(key)? + key.len();
-    let len = text[start..]
-        .find([',', '}', '\n'])
-        .unwrap_or(text.len() - start);
-    Some(format!("{}{value}{}", &text[..start], &text[start + len..]))
 }
 
 fn print_summary(r: &BenchResult, c: &Calibration) {
@@ -553,5 +368,36 @@ fn print_summary(r: &BenchResult, c: &Calibration) {
         r.duplicates,
         if r.chain_ok { "ok" } else { "BROKEN" }
     );
+    if let Some(line) = cpu_line(r) {
+        println!("{line}");
+    }
     print_calibration(c);
+}
+
+/// "CPU per ordered envelope: leader (orderer2) 41 µs, …; orderers 104 µs" — `None` when
+/// nothing was measured (no /proc).
+pub fn cpu_line(r: &BenchResult) -> Option<String> {
+    if r.cpu.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = r
+        .cpu
+        .iter()
+        .map(|c| format!("{} {:.0} µs", c.label, c.us_per_envelope))
+        .collect();
+    let orderers: f64 = r
+        .cpu
+        .iter()
+        .filter(|c| c.label != "client")
+        .map(|c| c.us_per_envelope)
+        .sum();
+    Some(format!(
+        "CPU per ordered envelope: {}{}",
+        each.join(", "),
+        if r.cpu.len() > 1 {
+            format!("; orderers together {orderers:.0} µs")
+        } else {
+            String::new()
+        }
+    ))
 }

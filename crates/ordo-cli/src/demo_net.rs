@@ -315,7 +315,30 @@ fn leaf(issuer: &Ca, cn: &str, ou: Option<&str>, tls: bool) -> Result<(String, S
     validity(&mut p);
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let cert = p.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    Ok((low_s_pem(&cert.pem())?, key.serialize_pem()))
+}
+
+/// The certificate in `pem` with its ECDSA signature in low-S form, as Fabric's signers
+/// write it. rcgen signs with ring, which leaves S as it comes (high half the time), and
+/// Fabric's MSP rejects a high-S CA certificate: it "sanitizes" every certificate to low-S
+/// before checking it, and Go's chain building then sees the sanitized root as the same
+/// certificate as the original (same subject and key) and finds no issuer for it ("x509:
+/// certificate signed by unknown authority" when a channel's MSP is set up). The signature
+/// stays valid: (r, n−s) verifies wherever (r, s) does.
+fn low_s_pem(pem_text: &str) -> Result<String> {
+    use x509_cert::der::{Decode, Encode};
+    let block = pem::parse(pem_text.as_bytes()).context("a generated certificate's PEM")?;
+    let mut cert = x509_cert::Certificate::from_der(block.contents())
+        .context("a generated certificate's DER")?;
+    let sig = cert
+        .signature
+        .as_bytes()
+        .context("a generated certificate's signature bits")?;
+    let low = ordo_crypto::to_low_s(ordo_crypto::Curve::P256, sig)?;
+    cert.signature = x509_cert::der::asn1::BitString::from_bytes(&low)
+        .context("a generated certificate's signature")?;
+    let der = cert.to_der().context("encoding a generated certificate")?;
+    Ok(pem::encode(&pem::Pem::new("CERTIFICATE", der)).replace("\r\n", "\n"))
 }
 
 const NODE_OUS: &str = "NodeOUs:
@@ -336,8 +359,11 @@ const NODE_OUS: &str = "NodeOUs:
 
 /// An MSP folder: CA, TLS CA, NodeOUs and, for an identity, its signing certificate and key.
 fn msp(dir: &Path, ca: &Ca, tlsca: &Ca, signer: Option<&(String, String)>) -> Result<()> {
-    write(&dir.join("cacerts/ca-cert.pem"), ca.pem())?;
-    write(&dir.join("tlscacerts/tlsca-cert.pem"), tlsca.pem())?;
+    write(&dir.join("cacerts/ca-cert.pem"), low_s_pem(&ca.pem())?)?;
+    write(
+        &dir.join("tlscacerts/tlsca-cert.pem"),
+        low_s_pem(&tlsca.pem())?,
+    )?;
     write(&dir.join("config.yaml"), NODE_OUS)?;
     if let Some((cert, key)) = signer {
         write(&dir.join("signcerts/cert.pem"), cert)?;
@@ -596,5 +622,36 @@ mod tests {
         assert!(d.is_dir());
         drop(guard);
         assert!(!d.exists());
+    }
+
+    /// Fabric's MSP rejects a high-S CA certificate (see `low_s_pem`): every generated
+    /// certificate comes out low-S and still verifies under its issuer's key. 32 CAs and
+    /// leaves: with S random, about half were high-S before normalising.
+    #[test]
+    fn generated_certificates_are_low_s_and_still_verify() {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let low_s = |pem_text: &str| {
+            let der = pem::parse(pem_text.as_bytes()).unwrap().into_contents();
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            let sig = cert.signature_value.data.to_vec();
+            let (_, seq) = x509_parser::der_parser::parse_der(&sig).unwrap();
+            let s = seq.as_sequence().unwrap()[1].as_slice().unwrap().to_vec();
+            (der, ordo_crypto::is_low_s(ordo_crypto::Curve::P256, &s))
+        };
+        for _ in 0..16 {
+            let root = ca("org1.example.com", "ca").unwrap();
+            let (root_der, root_low) = low_s(&low_s_pem(&root.pem()).unwrap());
+            assert!(root_low);
+            let (_, root_cert) = X509Certificate::from_der(&root_der).unwrap();
+            root_cert.verify_signature(None).unwrap();
+            let (leaf_pem, _) =
+                leaf(&root, "User1@org1.example.com", Some("client"), false).unwrap();
+            let (leaf_der, leaf_low) = low_s(&leaf_pem);
+            assert!(leaf_low);
+            let (_, leaf_cert) = X509Certificate::from_der(&leaf_der).unwrap();
+            leaf_cert
+                .verify_signature(Some(root_cert.public_key()))
+                .unwrap();
+        }
     }
 }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench_cmd;
+mod bench_compare;
+mod bench_local;
 mod ca_cmd;
 mod channel_cmd;
 mod config_cmd;
@@ -14,6 +16,7 @@ mod demo_cmd;
 mod demo_net;
 mod deploy_cmd;
 mod deploy_k8s;
+mod fabric_net;
 mod node_cmd;
 
 #[derive(Parser)]

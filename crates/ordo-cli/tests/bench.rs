@@ -79,7 +79,8 @@ fn calibrate_reports_positive_rates() {
 /// `ordo bench local` (docs/performance.md's set-up): it starts its own three-node cluster of
 /// `ordo node` processes, and the smoke run's envelopes are all ordered exactly once there, in
 /// Fabric's cutting mode too (with every stream sent to the leader, and orderer1 restarted after
-/// the run until it serves its newest block again); each node's peak RSS is reported.
+/// the run until it serves its newest block again, and /Channel/Writers a signature policy);
+/// each node's peak RSS and each process's CPU per envelope by role are reported.
 #[test]
 fn a_local_cluster_is_set_up_and_measured() {
     for extra in [
@@ -90,6 +91,7 @@ fn a_local_cluster_is_set_up_and_measured() {
             "50",
             "--to-leader",
             "--restart",
+            "--one-verify",
         ][..],
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
@@ -125,6 +127,27 @@ fn a_local_cluster_is_set_up_and_measured() {
             .find(|l| l.starts_with("peak RSS: "))
             .unwrap_or_else(|| panic!("{stdout}"));
         assert_eq!(rss.matches(" MiB").count(), 3, "{rss}");
+        // The CPU each process spent per ordered envelope, by role: one leader, two
+        // followers, the load generator; each took some CPU to order 2,000 envelopes.
+        let cpu = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("CPU per ordered envelope: "))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert_eq!(cpu.matches("leader (orderer").count(), 1, "{cpu}");
+        assert_eq!(cpu.matches("follower (orderer").count(), 2, "{cpu}");
+        assert_eq!(cpu.matches("client ").count(), 1, "{cpu}");
+        let together: f64 = cpu
+            .split("orderers together ")
+            .nth(1)
+            .and_then(|t| t.strip_suffix(" µs"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{cpu}"));
+        assert!(together > 0.0, "{cpu}");
+        assert_eq!(
+            stderr.contains("/Channel/Writers a signature policy"),
+            extra.contains(&"--one-verify"),
+            "{stderr}"
+        );
         // With --restart: orderer1 comes back and serves the newest block it had (2000
         // envelopes in blocks of 50: at least 40 blocks after the genesis block).
         let restart = stdout.lines().find(|l| l.starts_with("restart: orderer1"));
