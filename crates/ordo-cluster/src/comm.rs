@@ -25,7 +25,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use ordo_proto::orderer::cluster_client::ClusterClient;
-use ordo_proto::orderer::{ConsensusRequest, StepRequest, SubmitRequest, step_request};
+use ordo_proto::orderer::{
+    ConsensusRequest, StepRequest, StepResponse, SubmitRequest, step_request,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ClientConfig, ResolvesClientCert, WebPkiServerVerifier};
 use rustls::sign::CertifiedKey;
@@ -530,7 +532,7 @@ fn lazy_channel(
     let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{endpoint}"))
         .map_err(|e| SendError::Tls(format!("{endpoint}: {e}")))?
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(Duration::from_secs(20));
     let connector = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
         let (config, server_name, addr) = (config.clone(), server_name.clone(), addr.clone());
@@ -554,6 +556,12 @@ fn lazy_channel(
     });
     Ok(endpoint.connect_with_connector_lazy(connector))
 }
+
+/// How often a cluster connection is pinged: Fabric's client interval. Fabric's server
+/// (`General.Keepalive.ServerMinInterval`, 60 s) counts pings that come sooner as abuse and
+/// closes the connection ("too many pings") after a few; the Step stream carries no data from
+/// the server, so hyper pings at every interval.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 
 fn host_of(endpoint: &str) -> &str {
     let host = endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h);
@@ -590,49 +598,57 @@ impl StreamWorker {
             let mut client = ClusterClient::new(self.conn.clone())
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX);
-            let opened =
-                tokio::time::timeout(self.rpc_timeout, client.step(ReceiverStream::new(rx))).await;
-            let failure = match opened {
-                Ok(Ok(r)) => Ok(r.into_inner()),
-                Ok(Err(e)) => {
-                    self.failed(&e);
-                    Err(e.to_string())
-                }
-                Err(_) => Err(format!("timed out after {:?}", self.rpc_timeout)),
-            };
-            let mut responses = match failure {
-                Ok(r) => {
-                    if failing {
-                        tracing::info!(channel = %self.channel, to = %self.endpoint, "cluster stream open again");
-                        failing = false;
-                    }
-                    r
-                }
-                Err(error) => {
-                    if failing {
-                        tracing::debug!(channel = %self.channel, to = %self.endpoint, %error, "cannot open a cluster stream");
-                    } else {
-                        tracing::warn!(channel = %self.channel, to = %self.endpoint, %error, "cannot open a cluster stream (further failures are logged at debug level until it opens)");
-                        failing = true;
-                    }
-                    continue;
-                }
-            };
+            // The call runs beside the sending rather than before it: Fabric's server (grpc-go)
+            // sends response headers only with a first response, and its Step handler never
+            // responds, so waiting for the headers would hold every message for the RPC
+            // timeout. A peer that cannot be reached fails the call within the dial timeout.
+            let call = client.step(ReceiverStream::new(rx));
+            tokio::pin!(call);
+            let mut responses: Option<tonic::Streaming<StepResponse>> = None;
+            let opened_at = Instant::now();
             loop {
                 tokio::select! {
                     next = queue.recv() => {
                         let Some(msg) = next else { return };
                         let started = Instant::now();
                         match tokio::time::timeout(self.rpc_timeout, tx.send(msg)).await {
-                            Ok(Ok(())) => self.events.sent(&self.channel, &self.endpoint, started.elapsed()),
+                            Ok(Ok(())) => {
+                                self.events.sent(&self.channel, &self.endpoint, started.elapsed());
+                                // A peer that withholds headers shows its stream works by not
+                                // failing it for an RPC timeout.
+                                if failing && opened_at.elapsed() > self.rpc_timeout {
+                                    tracing::info!(channel = %self.channel, to = %self.endpoint, "cluster stream open again");
+                                    failing = false;
+                                }
+                            }
                             _ => {
                                 tracing::warn!(channel = %self.channel, to = %self.endpoint, "cluster stream stuck; closing it");
                                 break;
                             }
                         }
                     }
+                    opened = &mut call, if responses.is_none() => match opened {
+                        Ok(r) => {
+                            if failing {
+                                tracing::info!(channel = %self.channel, to = %self.endpoint, "cluster stream open again");
+                                failing = false;
+                            }
+                            responses = Some(r.into_inner());
+                        }
+                        Err(e) => {
+                            self.failed(&e);
+                            let error = e.to_string();
+                            if failing {
+                                tracing::debug!(channel = %self.channel, to = %self.endpoint, %error, "cannot open a cluster stream");
+                            } else {
+                                tracing::warn!(channel = %self.channel, to = %self.endpoint, %error, "cannot open a cluster stream (further failures are logged at debug level until it opens)");
+                                failing = true;
+                            }
+                            break;
+                        }
+                    },
                     // Fabric's server never answers on this stream: anything here means it ended.
-                    r = responses.message() => {
+                    r = next_response(&mut responses), if responses.is_some() => {
                         if let Err(e) = r {
                             tracing::debug!(channel = %self.channel, to = %self.endpoint, error = %e, "cluster stream ended");
                             self.failed(&e);
@@ -642,6 +658,16 @@ impl StreamWorker {
                 }
             }
         }
+    }
+}
+
+/// The next message of an opened Step stream (`responses` is `Some` when this is polled).
+async fn next_response(
+    responses: &mut Option<tonic::Streaming<StepResponse>>,
+) -> Result<Option<StepResponse>, tonic::Status> {
+    match responses {
+        Some(r) => r.message().await,
+        None => std::future::pending().await,
     }
 }
 
