@@ -1353,6 +1353,16 @@ impl ChainCore {
                 reason: "block without header".into(),
             });
         };
+        if header.number == self.last.number && header_hash(header) == self.last.header_hash {
+            // The block the ledger already holds. Fabric stamps a consenter-changing config
+            // block with the raft index of the block before it, so after a restart on such a
+            // block (pulled from a Fabric orderer) its entry is applied again; Fabric skips
+            // it, and so does this, having checked it is the very same block.
+            debug_assert!(self.last.metadata.raft_index < e.index);
+            self.last.metadata.raft_index = e.index;
+            self.applied_index = e.index;
+            return Ok(());
+        }
         if header.number != self.last.number + 1
             || header.previous_hash.as_ref() != self.last.header_hash.as_slice()
         {

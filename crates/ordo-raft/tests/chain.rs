@@ -574,6 +574,53 @@ fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() 
     check_chain(&restarted.blocks, [7; 32]);
 }
 
+/// Fabric stamps a consenter-changing config block with the raft index of the block before it
+/// (`writeConfigBlock` leaves `RaftIndex` alone: the shared fixture's block 13 repeats block
+/// 12's index). A node whose newest block came so from Fabric (pulled while catching up) replays
+/// that block's entry after a restart: it is the block the ledger holds, so it is skipped, as
+/// Fabric does, instead of halting the chain as a fork.
+#[test]
+fn a_restart_on_a_block_stamped_with_the_previous_raft_index_skips_its_entry() {
+    let mut node = Node::new(1, 1, "mychannel");
+    elect_single(&mut node);
+    for i in 0..9 {
+        node.core.submit(env(i), 0).unwrap();
+    }
+    node.drain();
+    assert_eq!(node.blocks.len(), 3);
+    let mut kept = node.blocks.clone();
+    kept[2].1.raft_index = kept[1].1.raft_index;
+    let mut restarted = Node {
+        core: ChainCore::new(with_consenters(ChainParams {
+            channel: "mychannel".into(),
+            id: 1,
+            options: options(1),
+            limits: LIMITS,
+            last_block: last_block_of(&kept),
+            consenters: Vec::new(),
+            consenters_of: Arc::new(|_| Ok(Vec::new())),
+            start: Start::Restart(Box::new(node.disk.clone())),
+        }))
+        .unwrap(),
+        disk: node.disk.clone(),
+        blocks: kept,
+        outbox: vec![],
+    };
+    elect_single(&mut restarted);
+    assert_eq!(
+        restarted.blocks.len(),
+        3,
+        "the held block is not written again"
+    );
+    restarted.core.submit(env(100), 0).unwrap();
+    restarted.core.on_time(u64::MAX).unwrap();
+    restarted.drain();
+    assert_eq!(restarted.blocks.len(), 4);
+    // The chain checker wants every block's raft index to grow, as Ordo stamps them.
+    restarted.blocks[2].1.raft_index = node.blocks[2].1.raft_index;
+    check_chain(&restarted.blocks, [7; 32]);
+}
+
 #[test]
 fn snapshots_are_taken_by_size_and_a_restart_starts_from_them() {
     let mut node = Node::new(1, 1, "mychannel");
