@@ -41,6 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `Bytes` lets envelopes travel from Broadcast into blocks, Raft entries and the ledger
         // by reference-counted slices instead of copies.
         .bytes(".")
+        // Written by hand: prost would leave empty map values out, which Fabric cannot read
+        // (src/config_group.rs).
+        .extern_path(".common.ConfigGroup", "crate::config_group::ConfigGroup")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

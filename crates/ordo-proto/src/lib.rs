@@ -9,13 +9,16 @@
 //! `super::<package>`. [`descriptor_pool`] gives the same schema at run time, for the
 //! configtxlator-compatible JSON in `ordo-protolator`.
 //!
-//! This crate holds no logic beyond the generated code and a few constants.
+//! This crate holds no logic beyond the generated code, a few constants, and the encoding of
+//! `common.ConfigGroup` (written out so that empty map values reach Fabric as Go writes them).
 
 #![allow(clippy::all, clippy::pedantic)]
 
 pub mod common {
     include!(concat!(env!("OUT_DIR"), "/common.rs"));
+    pub use crate::config_group::ConfigGroup;
 }
+mod config_group;
 pub mod msp {
     include!(concat!(env!("OUT_DIR"), "/msp.rs"));
 }
