@@ -796,9 +796,12 @@ impl ChainCore {
     }
 
     /// A Raft message from another consenter.
-    pub fn step(&mut self, msg: Message) -> Result<(), CoreError> {
+    pub fn step(&mut self, mut msg: Message) -> Result<(), CoreError> {
         if self.evicted {
             return Ok(());
+        }
+        if msg.get_msg_type() == MessageType::MsgSnapshot {
+            self.admit_into_snapshot(&mut msg);
         }
         if msg.from == self.raw.raft.leader_id
             && matches!(
@@ -822,6 +825,30 @@ impl ChainCore {
             self.advance()?;
         }
         Ok(())
+    }
+
+    /// A snapshot whose membership does not list this node gets it as a learner. Fabric v2.4's
+    /// leader sends a new consenter the snapshot it stored at the config block that added it,
+    /// whose ConfState predates the AddNode that follows in the log (Fabric v2.5 fixed the
+    /// sender); raft-rs refuses such a snapshot ("not in the ConfState") and the node would
+    /// never catch up. A leader sends a snapshot only to a node it tracks, so the node is a
+    /// member by the leader's own log: it joins as a learner (it cannot vote or campaign on the
+    /// strength of this) until the conf change in the entries after the snapshot applies.
+    fn admit_into_snapshot(&self, msg: &mut Message) {
+        let me = self.raw.raft.id;
+        let cs = msg.mut_snapshot().mut_metadata().mut_conf_state();
+        let listed = cs.voters.contains(&me)
+            || cs.learners.contains(&me)
+            || cs.voters_outgoing.contains(&me)
+            || cs.learners_next.contains(&me);
+        if !listed && !cs.voters.is_empty() {
+            tracing::info!(channel = %self.channel, node = me, from = msg.from, voters = ?msg.get_snapshot().get_metadata().get_conf_state().voters, "a snapshot from the leader predates this node's membership (Fabric v2.4 sends such): taking it as a learner until the conf change that added it applies");
+            msg.mut_snapshot()
+                .mut_metadata()
+                .mut_conf_state()
+                .learners
+                .push(me);
+        }
     }
 
     /// An envelope to order (already validated). Only the leader takes it.

@@ -999,3 +999,57 @@ fn fabric_membership_changes_add_a_voter_at_once() {
     tick_all(&mut nodes, 3);
     assert_eq!(nodes[0].blocks.len(), before, "no quorum without node 2");
 }
+
+/// Fabric v2.4's leader sends a newly added consenter the snapshot it stored at the config
+/// block that added it, whose ConfState (voters 1, 2, 3) predates the AddNode of node 4 in the
+/// log after it. raft-rs alone refuses it ("not in the ConfState") and node 4 never catches up;
+/// the core admits itself into it as a learner, restores it and catches up to its block.
+#[test]
+fn a_snapshot_whose_membership_predates_this_node_is_taken() {
+    let core = ChainCore::new(with_consenters(ChainParams {
+        channel: "channel-3".into(),
+        id: 4,
+        options: options(4),
+        limits: LIMITS,
+        last_block: genesis(4),
+        consenters: Vec::new(),
+        consenters_of: Arc::new(|_| Ok(Vec::new())),
+        start: Start::Fresh,
+    }))
+    .unwrap();
+    let mut node = Node {
+        core,
+        disk: Recovered::default(),
+        blocks: Vec::new(),
+        outbox: Vec::new(),
+    };
+    let _ = node.core.take_actions();
+    let block = ordo_ledger::block::new_block(31, &[9; 32], vec![Bytes::from_static(b"tx")]);
+    let mut snap = raft::eraftpb::Snapshot::default();
+    snap.set_data(prost::Message::encode_to_vec(&block).into());
+    let meta = snap.mut_metadata();
+    meta.index = 31;
+    meta.term = 2;
+    meta.mut_conf_state().voters = vec![1, 2, 3];
+    let mut msg = Message::default();
+    msg.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+    msg.from = 2;
+    msg.to = 4;
+    msg.term = 2;
+    msg.set_snapshot(snap);
+    node.core.step(msg).unwrap();
+    let caught_up: Vec<u64> = node
+        .core
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::CatchUp { block } => block.header.map(|h| h.number),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        caught_up,
+        vec![31],
+        "the snapshot was restored and its block is the catch-up target"
+    );
+}
