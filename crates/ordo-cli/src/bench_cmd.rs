@@ -52,17 +52,34 @@ enum BenchCommand {
     Compare(crate::bench_compare::CompareArgs),
 }
 
+/// A local cluster's size and its channel's batch settings (`bench local`, `bench compare`).
 #[derive(Args)]
-struct LocalArgs {
+pub struct ClusterArgs {
     /// Orderer processes (all consenters of the channel).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
-    nodes: u32,
+    pub nodes: u32,
     /// The channel's BatchSize.MaxMessageCount.
     #[arg(long, default_value_t = 500)]
-    max_message_count: u32,
+    pub max_message_count: u32,
     /// The channel's BatchTimeout.
     #[arg(long, default_value = "2s")]
-    batch_timeout: String,
+    pub batch_timeout: String,
+}
+
+impl ClusterArgs {
+    pub fn settings(&self, one_verify: bool) -> ChannelSettings {
+        ChannelSettings {
+            max_message_count: self.max_message_count,
+            batch_timeout: self.batch_timeout.clone(),
+            one_verify,
+        }
+    }
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Cut blocks exactly as Fabric does (`Consensus.FabricBlockCutting`) instead of adaptively.
     #[arg(long)]
     fabric_cutting: bool,
@@ -280,19 +297,15 @@ async fn bench(a: TargetArgs, l: LoadArgs, watch: Vec<Watched>) -> anyhow::Resul
 async fn local(l: LocalArgs) -> anyhow::Result<()> {
     // Held to the end: a temporary folder is deleted when it drops.
     let (dir, _tmp) = crate::demo_net::work_dir(l.dir.as_deref())?;
-    let org = bench_local::orderer_org(&dir, l.nodes).await?;
-    let settings = ChannelSettings {
-        max_message_count: l.max_message_count,
-        batch_timeout: l.batch_timeout.clone(),
-        one_verify: l.one_verify,
-    };
+    let org = bench_local::orderer_org(&dir, l.cluster.nodes).await?;
+    let settings = l.cluster.settings(l.one_verify);
     let mut cluster = bench_local::start_ordo(&dir, &org, &settings, l.fabric_cutting).await?;
     eprintln!(
         "{} orderers on 127.0.0.1 (TLS), channel '{}': MaxMessageCount {}, BatchTimeout {}, {} cutting{}; leader orderer{}{}; data in {}",
-        l.nodes,
+        l.cluster.nodes,
         bench_local::CHANNEL,
-        l.max_message_count,
-        l.batch_timeout,
+        l.cluster.max_message_count,
+        l.cluster.batch_timeout,
         if l.fabric_cutting {
             "Fabric's"
         } else {

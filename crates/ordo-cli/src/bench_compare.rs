@@ -14,8 +14,8 @@ use clap::Args;
 use ordo_bench::BenchResult;
 use serde::Serialize;
 
-use crate::bench_cmd::{LoadArgs, cpu_line, measure};
-use crate::bench_local::{self, ChannelSettings, Cluster};
+use crate::bench_cmd::{ClusterArgs, LoadArgs, cpu_line, measure};
+use crate::bench_local::{self, Cluster};
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -25,15 +25,8 @@ pub struct CompareArgs {
     /// Rounds; each runs both systems once, on fresh clusters.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: u32,
-    /// Orderers per cluster (all consenters).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
-    nodes: u32,
-    /// The channel's BatchSize.MaxMessageCount.
-    #[arg(long, default_value_t = 500)]
-    max_message_count: u32,
-    /// The channel's BatchTimeout.
-    #[arg(long, default_value = "2s")]
-    batch_timeout: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Keep the network and every run's ledgers and logs in this folder (new or empty)
     /// instead of a temporary one.
     #[arg(long)]
@@ -138,12 +131,8 @@ pub async fn compare(a: CompareArgs) -> anyhow::Result<()> {
     let (dir, _tmp) = crate::demo_net::work_dir(a.dir.as_deref())?;
     // The machine's signature rate, before any cluster runs, beside every figure.
     let calibration = ordo_bench::calibrate(Duration::from_secs(1))?;
-    let org = bench_local::orderer_org(&dir, a.nodes).await?;
-    let settings = ChannelSettings {
-        max_message_count: a.max_message_count,
-        batch_timeout: a.batch_timeout.clone(),
-        one_verify: true,
-    };
+    let org = bench_local::orderer_org(&dir, a.cluster.nodes).await?;
+    let settings = a.cluster.settings(true);
     let json = a.load.json;
     // Progress lines go to stderr with --json, so that stdout is the one JSON line.
     let say = |line: String| {
@@ -156,14 +145,14 @@ pub async fn compare(a: CompareArgs) -> anyhow::Result<()> {
     say(format!(
         "Fabric {fabric_version} against Ordo {}: {} orderers each on 127.0.0.1 (TLS), {} rounds; {} envelopes of {} payload bytes, {} streams × window {} to the leader; MaxMessageCount {}, BatchTimeout {}, /Channel/Writers a signature policy; data in {}",
         env!("CARGO_PKG_VERSION"),
-        a.nodes,
+        a.cluster.nodes,
         a.rounds,
         a.load.envelopes,
         a.load.payload,
         a.load.streams,
         a.load.window,
-        a.max_message_count,
-        a.batch_timeout,
+        a.cluster.max_message_count,
+        a.cluster.batch_timeout,
         dir.display()
     ));
     let mut runs = Vec::new();
@@ -201,7 +190,7 @@ pub async fn compare(a: CompareArgs) -> anyhow::Result<()> {
     if json {
         let v = serde_json::json!({
             "fabric_version": fabric_version,
-            "nodes": a.nodes,
+            "nodes": a.cluster.nodes,
             "calibration": calibration,
             "runs": runs,
             "median": {"fabric": fabric, "ordo": ordo},

@@ -81,16 +81,13 @@ async fn serve_cert(
     (addr, rx, stop)
 }
 
-/// A Cluster service running `handler`, with the given server certificate and key (PEM).
-async fn serve_handler<H: StepHandler + 'static>(
-    cert: &[u8],
-    key: &[u8],
-    handler: H,
-) -> (SocketAddr, watch::Sender<bool>) {
+/// Server TLS with the given certificate and key (PEM), requiring client certificates from
+/// the orderer TLS CA.
+fn tls_server(cert: &[u8], key: &[u8]) -> TlsServer {
     let roots = CertificateDer::pem_slice_iter(&read(TLSCA))
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let tls = TlsServer::new(
+    TlsServer::new(
         cert,
         key,
         roots,
@@ -98,7 +95,16 @@ async fn serve_handler<H: StepHandler + 'static>(
         Duration::ZERO,
         Alpn::Grpc,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A Cluster service running `handler`, with the given server certificate and key (PEM).
+async fn serve_handler<H: StepHandler + 'static>(
+    cert: &[u8],
+    key: &[u8],
+    handler: H,
+) -> (SocketAddr, watch::Sender<bool>) {
+    let tls = tls_server(cert, key);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, mut stopped) = watch::channel(false);
@@ -498,18 +504,7 @@ impl ordo_proto::orderer::cluster_server::Cluster for HeaderWithholding {
 /// through per 7 s; here 20 messages arrive within 3 s.
 #[tokio::test]
 async fn messages_flow_to_a_server_that_never_sends_response_headers() {
-    let roots = CertificateDer::pem_slice_iter(&read(TLSCA))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let tls = TlsServer::new(
-        &tls_file(2, "server.crt"),
-        &tls_file(2, "server.key"),
-        roots,
-        ClientAuth::Required,
-        Duration::ZERO,
-        Alpn::Grpc,
-    )
-    .unwrap();
+    let tls = tls_server(&tls_file(2, "server.crt"), &tls_file(2, "server.key"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();

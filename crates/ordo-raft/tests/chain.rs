@@ -536,18 +536,10 @@ fn adaptive_cutting_sends_at_once_at_low_load_and_gathers_while_the_pipeline_is_
     assert_eq!(nodes[li].core.deadline(), Some(LIMITS.timeout_ns));
 }
 
-#[test]
-fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() {
-    let mut node = Node::new(1, 1, "mychannel");
-    elect_single(&mut node);
-    for i in 0..9 {
-        node.core.submit(env(i), 0).unwrap();
-    }
-    node.drain();
-    assert_eq!(node.blocks.len(), 3);
-    // The "ledger" lost its last block (written, not yet durable when the node died).
-    let kept: Vec<_> = node.blocks[..2].to_vec();
-    let mut restarted = Node {
+/// Single node 1 of "mychannel" started again on what `node` persisted, its ledger holding
+/// `kept`.
+fn restarted_single(node: &Node, kept: Vec<(Block, BlockMetadata)>) -> Node {
+    Node {
         core: ChainCore::new(with_consenters(ChainParams {
             channel: "mychannel".into(),
             id: 1,
@@ -562,7 +554,21 @@ fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() 
         disk: node.disk.clone(),
         blocks: kept,
         outbox: vec![],
-    };
+    }
+}
+
+#[test]
+fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() {
+    let mut node = Node::new(1, 1, "mychannel");
+    elect_single(&mut node);
+    for i in 0..9 {
+        node.core.submit(env(i), 0).unwrap();
+    }
+    node.drain();
+    assert_eq!(node.blocks.len(), 3);
+    // The "ledger" lost its last block (written, not yet durable when the node died).
+    let kept: Vec<_> = node.blocks[..2].to_vec();
+    let mut restarted = restarted_single(&node, kept);
     elect_single(&mut restarted);
     // Block 3 came back from the Raft log exactly once; blocks 1 and 2 were not re-applied.
     assert_eq!(restarted.blocks.len(), 3);
@@ -590,22 +596,7 @@ fn a_restart_on_a_block_stamped_with_the_previous_raft_index_skips_its_entry() {
     assert_eq!(node.blocks.len(), 3);
     let mut kept = node.blocks.clone();
     kept[2].1.raft_index = kept[1].1.raft_index;
-    let mut restarted = Node {
-        core: ChainCore::new(with_consenters(ChainParams {
-            channel: "mychannel".into(),
-            id: 1,
-            options: options(1),
-            limits: LIMITS,
-            last_block: last_block_of(&kept),
-            consenters: Vec::new(),
-            consenters_of: Arc::new(|_| Ok(Vec::new())),
-            start: Start::Restart(Box::new(node.disk.clone())),
-        }))
-        .unwrap(),
-        disk: node.disk.clone(),
-        blocks: kept,
-        outbox: vec![],
-    };
+    let mut restarted = restarted_single(&node, kept);
     elect_single(&mut restarted);
     assert_eq!(
         restarted.blocks.len(),
