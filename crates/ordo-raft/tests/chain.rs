@@ -536,6 +536,18 @@ fn adaptive_cutting_sends_at_once_at_low_load_and_gathers_while_the_pipeline_is_
     assert_eq!(nodes[li].core.deadline(), Some(LIMITS.timeout_ns));
 }
 
+/// Single node 1 of "mychannel", elected, with three blocks of three envelopes written.
+fn single_with_three_blocks() -> Node {
+    let mut node = Node::new(1, 1, "mychannel");
+    elect_single(&mut node);
+    for i in 0..9 {
+        node.core.submit(env(i), 0).unwrap();
+    }
+    node.drain();
+    assert_eq!(node.blocks.len(), 3);
+    node
+}
+
 /// Single node 1 of "mychannel" started again on what `node` persisted, its ledger holding
 /// `kept`.
 fn restarted_single(node: &Node, kept: Vec<(Block, BlockMetadata)>) -> Node {
@@ -559,13 +571,7 @@ fn restarted_single(node: &Node, kept: Vec<(Block, BlockMetadata)>) -> Node {
 
 #[test]
 fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() {
-    let mut node = Node::new(1, 1, "mychannel");
-    elect_single(&mut node);
-    for i in 0..9 {
-        node.core.submit(env(i), 0).unwrap();
-    }
-    node.drain();
-    assert_eq!(node.blocks.len(), 3);
+    let node = single_with_three_blocks();
     // The "ledger" lost its last block (written, not yet durable when the node died).
     let kept: Vec<_> = node.blocks[..2].to_vec();
     let mut restarted = restarted_single(&node, kept);
@@ -587,13 +593,7 @@ fn restart_does_not_apply_an_entry_twice_and_reapplies_what_the_ledger_missed() 
 /// Fabric does, instead of halting the chain as a fork.
 #[test]
 fn a_restart_on_a_block_stamped_with_the_previous_raft_index_skips_its_entry() {
-    let mut node = Node::new(1, 1, "mychannel");
-    elect_single(&mut node);
-    for i in 0..9 {
-        node.core.submit(env(i), 0).unwrap();
-    }
-    node.drain();
-    assert_eq!(node.blocks.len(), 3);
+    let node = single_with_three_blocks();
     let mut kept = node.blocks.clone();
     kept[2].1.raft_index = kept[1].1.raft_index;
     let mut restarted = restarted_single(&node, kept);
